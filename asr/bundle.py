@@ -1,0 +1,97 @@
+"""The inference bundle: weights plus one JSON file with everything needed to turn audio into text."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.features import FeatureOptions
+from asr.model import CTCModel
+from asr.text import Vocabulary
+
+BUNDLE_FILE = "bundle.json"
+WEIGHTS_FILE = "model.weights.h5"
+FORMAT = "asr-bundle"
+VERSION = 1
+
+
+class BundleError(Exception):
+    """A directory is not a loadable bundle; the message says which file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded bundle: the model with its weights, and how to make its inputs and read its outputs."""
+
+    model: CTCModel
+    features: FeatureOptions
+    vocab: Vocabulary
+
+
+def save_bundle(directory: Path, model: CTCModel, features: FeatureOptions, vocab: Vocabulary) -> Path:
+    """Write `bundle.json` and the weights into `directory` (created); returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_weights(directory / WEIGHTS_FILE)
+    spec = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sample_rate": features.sample_rate,
+        "features": features.to_dict(),
+        "vocabulary": vocab.characters,
+        "blank_index": vocab.blank_index,
+        "model": model.get_config(),
+    }
+    tmp = directory / (BUNDLE_FILE + ".tmp")
+    tmp.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(directory / BUNDLE_FILE)
+    return directory
+
+
+def find_bundle(path: Path) -> Path:
+    """The bundle directory for a bundle dir or a training run dir (which holds one in `model/`)."""
+    for candidate in (path, path / "model"):
+        if (candidate / BUNDLE_FILE).is_file():
+            return candidate
+    raise BundleError(
+        f"{path}: not a bundle (no {BUNDLE_FILE} here or in model/); pass a training run directory or its "
+        f"model/ folder"
+    )
+
+
+def _read_spec(directory: Path) -> dict:
+    """Parse and check bundle.json."""
+    path = directory / BUNDLE_FILE
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: unreadable bundle file ({e}); re-export the model") from e
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise BundleError(f"{path}: not an asr bundle (format field is not {FORMAT!r})")
+    if spec.get("version") != VERSION:
+        raise BundleError(f"{path}: bundle version {spec.get('version')!r}, this asr reads version {VERSION}")
+    missing = [k for k in ("features", "vocabulary", "model") if k not in spec]
+    if missing:
+        raise BundleError(f"{path}: bundle lacks {', '.join(missing)}; re-export the model")
+    return spec
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Load a bundle (or a run dir's model/) without Hydra or the training config."""
+    directory = find_bundle(Path(path))
+    spec = _read_spec(directory)
+    try:
+        features = FeatureOptions(**spec["features"])
+        vocab = Vocabulary(spec["vocabulary"])
+        model = CTCModel(**spec["model"])
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{directory / BUNDLE_FILE}: invalid settings ({e})") from e
+    if model.characters != vocab.characters or spec.get("blank_index") != vocab.blank_index:
+        raise BundleError(f"{directory / BUNDLE_FILE}: vocabulary and model disagree")
+    model.build_for()
+    weights = directory / WEIGHTS_FILE
+    try:
+        model.load_weights(weights)
+    except Exception as e:  # h5py / Keras raise many kinds for a missing, truncated or foreign file
+        raise BundleError(f"{weights}: cannot load the weights ({e}); re-export the model") from e
+    return Bundle(model, features, vocab)

@@ -1,0 +1,132 @@
+"""Datasets as lists of utterances: directories of WAV + transcript files, and JSONL manifests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(Exception):
+    """A dataset description could not be read; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One training or test item: audio (optionally a [start, end) cut in seconds) and its transcript."""
+
+    audio: Path
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable name for reports and sample listings."""
+        if self.start is None and self.end is None:
+            return str(self.audio)
+        return f"{self.audio}[{self.start or 0:g}:{'' if self.end is None else f'{self.end:g}'}]"
+
+
+def parse_transcript(text: str) -> str:
+    """Transcript file content -> text; TIMIT style `<first sample> <last sample> <text>` loses the numbers.
+
+    The TIMIT sample range spans the utterance within its own file, so the audio is used whole.
+    """
+    parts = text.strip().split(maxsplit=2)
+    if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+        return parts[2]
+    return " ".join(text.split())
+
+
+def read_directory(root: Path) -> list[Utterance]:
+    """Every `*.wav` below `root` (sorted) with the transcript in the same-stem `.txt` beside it."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory (set data.root / the split path to a dataset folder)")
+    items = []
+    for wav in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav"):
+        txt = wav.with_suffix(".txt")
+        if not txt.is_file():
+            log.warning("%s: no transcript %s beside it; skipped", wav, txt.name)
+            continue
+        items.append(Utterance(wav, parse_transcript(txt.read_text(encoding="utf-8", errors="replace"))))
+    if not items:
+        raise DatasetError(f"{root}: no .wav files with a same-stem .txt transcript found")
+    return items
+
+
+def _optional_seconds(record: dict, key: str, where: str) -> float | None:
+    """record[key] as float seconds, or None when absent."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or value < 0:
+        raise DatasetError(f"{where}: `{key}` must be a non-negative number of seconds, got {value!r}")
+    return float(value)
+
+
+def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
+    """A JSONL manifest: one object per line with `audio` and `text`; optional `start` / `end` in seconds
+    cut the audio. Relative audio paths resolve against `audio_root`, by default the manifest's folder."""
+    base = audio_root or manifest.parent
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
+    items = []
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{manifest}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from e
+        if not isinstance(record, dict) or "audio" not in record or "text" not in record:
+            raise DatasetError(f'{where}: each line needs "audio" and "text", got {line[:80]!r}')
+        items.append(
+            Utterance(
+                audio=(base / record["audio"]).resolve(),
+                text=str(record["text"]),
+                start=_optional_seconds(record, "start", where),
+                end=_optional_seconds(record, "end", where),
+            )
+        )
+    return items
+
+
+def read_split(root: Path, spec: str, audio_root: Path | None = None) -> list[Utterance]:
+    """A split given as a path relative to `root` (or absolute): a `.jsonl` manifest or a directory."""
+    path = root / spec
+    if path.suffix == ".jsonl":
+        return read_jsonl(path, audio_root)
+    if path.is_dir():
+        return read_directory(path)
+    raise DatasetError(f"{path}: neither a .jsonl manifest nor a directory")
+
+
+def carve(items: list[Utterance], fraction: float) -> tuple[list[Utterance], list[Utterance]]:
+    """Split items deterministically (by a hash of each key) into (rest, carved ~fraction)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"data.valid_fraction must be in (0, 1), got {fraction}")
+    threshold = int(fraction * 2**32)
+    carved = [u for u in items if zlib.crc32(u.key.encode()) < threshold]
+    rest = [u for u in items if zlib.crc32(u.key.encode()) >= threshold]
+    return rest, carved
+
+
+def load_splits(
+    root: Path, train: str, valid: str, test: str, valid_fraction: float = 0.0, audio_root: Path | None = None
+) -> dict[str, list[Utterance]]:
+    """Train / valid / test utterance lists from config; an empty `valid` is carved out of train."""
+    splits = {"train": read_split(root, train, audio_root)}
+    if valid:
+        splits["valid"] = read_split(root, valid, audio_root)
+    elif valid_fraction > 0:
+        splits["train"], splits["valid"] = carve(splits["train"], valid_fraction)
+    else:
+        splits["valid"] = []
+    splits["test"] = read_split(root, test, audio_root) if test else []
+    return splits

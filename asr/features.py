@@ -1,0 +1,114 @@
+"""MFCC features from python_speech_features, with optional deltas and per-utterance normalization."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from python_speech_features import delta, mfcc
+
+NORMALIZE_MODES = ("utterance", "utterance_scalar", "none")
+# Guards the division for a constant coefficient (digital silence); far below any real MFCC spread.
+_STD_FLOOR = 1e-8
+# Frames on each side used for delta regression: python_speech_features' documented default (N=2).
+_DELTA_WINDOW = 2
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How audio becomes model input. Defaults are python_speech_features' own MFCC defaults."""
+
+    sample_rate: int = 16000
+    numcep: int = 13
+    winlen: float = 0.025  # seconds
+    winstep: float = 0.01  # seconds
+    nfilt: int = 26
+    nfft: int = 0  # 0: the smallest power of two that holds one frame (512 at 16 kHz, 2048 at 44.1 kHz)
+    lowfreq: float = 0.0
+    highfreq: float = 0.0  # 0: Nyquist
+    preemph: float = 0.97
+    ceplifter: int = 22
+    append_energy: bool = True
+    deltas: int = 0  # 0: MFCC only; 1: + delta; 2: + delta + delta-delta
+    # utterance: each coefficient to zero mean, unit variance over the utterance's frames;
+    # utterance_scalar: one mean and one std over the whole matrix (the seed article's recipe); none.
+    normalize: str = "utterance"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"features.sample_rate must be positive, got {self.sample_rate}")
+        if self.numcep <= 0 or self.nfilt < self.numcep:
+            raise ValueError(f"need 0 < features.numcep <= features.nfilt, got {self.numcep}, {self.nfilt}")
+        if not 0 < self.winstep <= self.winlen:
+            raise ValueError(f"need 0 < features.winstep <= features.winlen, got {self.winstep}, {self.winlen}")
+        if self.nfft and self.nfft < self.frame_length:
+            raise ValueError(
+                f"features.nfft={self.nfft} is shorter than one frame ({self.frame_length} samples at "
+                f"{self.sample_rate} Hz); set it >= {self.frame_length} or 0 to derive it"
+            )
+        if self.deltas not in (0, 1, 2):
+            raise ValueError(f"features.deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"features.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+
+    @property
+    def frame_length(self) -> int:
+        """Samples in one analysis window."""
+        return int(round(self.winlen * self.sample_rate))
+
+    @property
+    def fft_size(self) -> int:
+        """FFT size actually used: `nfft`, or the smallest power of two holding a frame."""
+        return self.nfft or 2 ** math.ceil(math.log2(self.frame_length))
+
+    @property
+    def num_features(self) -> int:
+        """Width of one feature frame."""
+        return self.numcep * (1 + self.deltas)
+
+    def to_dict(self) -> dict:
+        """Plain dict for the inference bundle."""
+        return asdict(self)
+
+
+def compute_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
+    """MFCC (+ deltas) of a float waveform at options.sample_rate: [frames, num_features] float32."""
+    feats = mfcc(
+        signal,
+        samplerate=options.sample_rate,
+        winlen=options.winlen,
+        winstep=options.winstep,
+        numcep=options.numcep,
+        nfilt=options.nfilt,
+        nfft=options.fft_size,
+        lowfreq=options.lowfreq,
+        highfreq=options.highfreq or None,
+        preemph=options.preemph,
+        ceplifter=options.ceplifter,
+        appendEnergy=options.append_energy,
+    )  # [frames, numcep]
+    parts = [feats]
+    if options.deltas >= 1:
+        parts.append(delta(feats, _DELTA_WINDOW))
+    if options.deltas == 2:
+        parts.append(delta(parts[1], _DELTA_WINDOW))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
+    """Normalize one utterance's unpadded [frames, n] features by its own statistics."""
+    if mode == "none":
+        return feats.astype(np.float32)
+    if mode == "utterance_scalar":
+        mean, std = feats.mean(), feats.std()
+    elif mode == "utterance":
+        mean, std = feats.mean(axis=0, keepdims=True), feats.std(axis=0, keepdims=True)
+    else:
+        raise ValueError(f"unknown normalization {mode!r}; use one of {NORMALIZE_MODES}")
+    return ((feats - mean) / np.maximum(std, _STD_FLOOR)).astype(np.float32)
+
+
+def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
+    """Waveform -> normalized features [frames, num_features]."""
+    return normalize_utterance(compute_mfcc(signal, options), options.normalize)

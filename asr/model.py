@@ -1,0 +1,162 @@
+"""Stacked (Bi)LSTM with CTC loss: a keras.Model whose train/test steps compute CTC and error rates."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from asr.decoding import greedy_sparse
+from asr.metrics import ErrorRate, words_sparse
+
+
+def labels_to_sparse(labels: tf.Tensor) -> tf.SparseTensor:
+    """Dense labels [B, L] padded with -1 -> int32 SparseTensor [B, (L)]."""
+    indices = tf.where(labels >= 0)
+    return tf.SparseTensor(indices, tf.gather_nd(labels, indices), tf.shape(labels, out_type=tf.int64))
+
+
+def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
+    """True for real frames, False for padding: [B, T] from lengths [B] and features [B, T, F]."""
+    return tf.sequence_mask(lengths, maxlen=tf.shape(features)[1])
+
+
+@keras.saving.register_keras_serializable(package="asr")
+class CTCModel(keras.Model):
+    """Features [B, T, F] + lengths [B] -> logits [B, T', len(characters) + 1]; the blank is the last class.
+
+    T' = ceil(T / stride): with stride > 1 consecutive frames are stacked, so the LSTMs run fewer steps.
+
+    Batches come as ({"features": zero-padded [B, T, F], "lengths": [B]}, labels [B, L] padded with -1);
+    the mask and the sparse labels are built inside the step.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        characters: str,
+        num_layers: int = 2,
+        units: int = 128,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        logits_init_stddev: float = 0.0,
+        stride: int = 1,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if num_layers < 1 or units < 1:
+            raise ValueError(f"model.num_layers and model.units must be >= 1, got {num_layers}, {units}")
+        if stride < 1:
+            raise ValueError(f"model.stride must be >= 1, got {stride}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        self.num_features = num_features
+        self.characters = characters
+        self.num_layers = num_layers
+        self.units = units
+        self.bidirectional = bidirectional
+        self.dropout_rate = dropout
+        self.logits_init_stddev = logits_init_stddev
+        self.stride = stride
+        self.blank_index = len(characters)
+        self.rnns = []
+        for i in range(num_layers):
+            lstm = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")
+            self.rnns.append(keras.layers.Bidirectional(lstm, name=f"bilstm_{i}") if bidirectional else lstm)
+        self.dropouts = [keras.layers.Dropout(dropout, name=f"dropout_{i}") for i in range(num_layers)]
+        # The seed article initialized its output layer with truncated_normal(stddev=0.1); 0 keeps Glorot.
+        init = (
+            keras.initializers.TruncatedNormal(stddev=logits_init_stddev)
+            if logits_init_stddev > 0
+            else "glorot_uniform"
+        )
+        self.logits = keras.layers.Dense(len(characters) + 1, kernel_initializer=init, name="logits")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ler = ErrorRate(name="ler")
+        self.wer = ErrorRate(name="wer")
+        self._words_table = tf.constant(list(characters) + [""])
+
+    def get_config(self) -> dict:
+        return {
+            "num_features": self.num_features,
+            "characters": self.characters,
+            "num_layers": self.num_layers,
+            "units": self.units,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout_rate,
+            "logits_init_stddev": self.logits_init_stddev,
+            "stride": self.stride,
+        }
+
+    def output_lengths(self, lengths: tf.Tensor) -> tf.Tensor:
+        """Logit frames per utterance: ceil(lengths / stride)."""
+        return (tf.cast(lengths, tf.int32) + self.stride - 1) // self.stride
+
+    def stack_frames(self, features: tf.Tensor) -> tf.Tensor:
+        """[B, T, F] -> [B, ceil(T / stride), F * stride]: each output step sees `stride` frames, side by side."""
+        if self.stride == 1:
+            return features
+        frames = tf.shape(features)[1]
+        padded = tf.pad(features, [[0, 0], [0, (-frames) % self.stride], [0, 0]])
+        return tf.reshape(padded, [tf.shape(features)[0], -1, self.num_features * self.stride])
+
+    def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
+        x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
+        mask = sequence_mask(self.output_lengths(inputs["lengths"]), x)  # [B, T']
+        for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
+            x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T, units (x2)]
+        return self.logits(x)  # [B, T', C]
+
+    def build_for(self, batch_size: int = 1, frames: int = 8) -> None:
+        """Create the weights by running one zero batch (needed before load_weights)."""
+        self(
+            {
+                "features": tf.zeros([batch_size, frames, self.num_features]),
+                "lengths": tf.fill([batch_size], frames),
+            }
+        )
+
+    def per_example_loss(self, labels: tf.Tensor, logits: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """CTC negative log-likelihood per utterance [B] on sparse labels; `lengths` are input frame counts."""
+        return tf.nn.ctc_loss(
+            labels=labels_to_sparse(tf.cast(labels, tf.int32)),
+            logits=logits,
+            label_length=None,
+            logit_length=self.output_lengths(lengths),
+            logits_time_major=False,
+            blank_index=self.blank_index,
+        )
+
+    def update_error_rates(self, labels: tf.Tensor, logits: tf.Tensor, lengths: tf.Tensor) -> None:
+        """Greedy-decode the batch and add its character and word edit distances to the metrics."""
+        hypothesis = greedy_sparse(logits, self.output_lengths(lengths), self.blank_index)  # int64 [B, (L)]
+        truth = labels_to_sparse(tf.cast(labels, tf.int64))
+        self.ler.update_state(hypothesis, truth)
+        self.wer.update_state(
+            words_sparse(hypothesis, self._words_table), words_sparse(truth, self._words_table)
+        )
+
+    def train_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            logits = self(x, training=True)
+            # Mean over the global batch; under a tf.distribute strategy the replicas' gradients are summed.
+            loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._update_metrics(loss, labels, logits, x["lengths"])
+
+    def test_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self(x, training=False)
+        loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
+        return self._update_metrics(loss, labels, logits, x["lengths"])
+
+    def _update_metrics(self, loss, labels, logits, lengths) -> dict:
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.loss_tracker.update_state(loss * replicas)  # back to the per-replica mean
+        self.update_error_rates(labels, logits, lengths)
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self) -> list:
+        return [self.loss_tracker, self.ler, self.wer]

@@ -1,0 +1,165 @@
+"""From utterances to tf.data batches: features and labels per utterance, then ragged length-bucketed batches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from asr.audio import AudioError, load_audio
+from asr.datasets import Utterance
+from asr.features import FeatureOptions, extract
+from asr.text import Vocabulary
+
+log = logging.getLogger(__name__)
+
+# Batches are formed inside pools of this many batches' worth of shuffled utterances, sorted by length:
+# close lengths in a batch (little padding), yet a different mix every epoch.
+POOL_BATCHES = 32
+
+
+@dataclass(frozen=True)
+class Example:
+    """One utterance ready for the model."""
+
+    key: str
+    text: str  # normalized transcript
+    features: np.ndarray  # [T, F] float32
+    labels: np.ndarray  # [L] int32
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An utterance left out, and why."""
+
+    key: str
+    reason: str
+
+
+def ctc_min_frames(labels: np.ndarray) -> int:
+    """Fewest frames CTC needs for a label sequence: its length plus one blank between each repeated pair."""
+    return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
+
+
+def prepare(utterance: Utterance, options: FeatureOptions, vocab: Vocabulary, stride: int = 1) -> Example:
+    """Load, featurize and encode one utterance; raises AudioError or ValueError on a bad item.
+
+    `stride` is the model's frame stacking: CTC then has ceil(frames / stride) steps for the labels.
+    """
+    signal = load_audio(utterance.audio, options.sample_rate, utterance.start, utterance.end)
+    features = extract(signal, options)
+    text = vocab.normalize(utterance.text)
+    if not text:
+        raise ValueError("empty transcript after normalization")
+    labels = vocab.encode(text)
+    steps = -(-len(features) // stride)
+    if steps < ctc_min_frames(labels):
+        raise ValueError(
+            f"{steps} output steps ({len(features)} frames, stride {stride}) cannot hold {len(labels)} labels "
+            f"(CTC needs {ctc_min_frames(labels)}); the audio is too short for its transcript"
+        )
+    return Example(utterance.key, text, features, labels)
+
+
+def prepare_all(
+    utterances: Sequence[Utterance],
+    options: FeatureOptions,
+    vocab: Vocabulary,
+    stride: int = 1,
+    desc: str = "features",
+) -> tuple[list[Example], list[Rejected]]:
+    """Prepare every utterance in order; bad ones are logged and returned as rejected, not raised."""
+    examples, rejected = [], []
+    for utterance in tqdm(utterances, desc=desc, unit="file", disable=len(utterances) < 200, leave=False):
+        try:
+            examples.append(prepare(utterance, options, vocab, stride))
+        except (AudioError, ValueError) as e:
+            reason = e.reason if isinstance(e, AudioError) else str(e)
+            log.warning("skipping %s: %s", utterance.key, reason)
+            rejected.append(Rejected(utterance.key, reason))
+    return examples, rejected
+
+
+def batch_plan(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None, bucketing: bool = True
+) -> list[np.ndarray]:
+    """Index batches covering every item exactly once.
+
+    With an rng: shuffled, then (bucketing) sorted by length within pools, and the batch order shuffled.
+    Without: in length order (bucketing) or in the given order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"trainer.batch_size must be >= 1, got {batch_size}")
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
+    pool = batch_size * POOL_BATCHES if rng is not None else len(order) or 1
+    batches = []
+    for begin in range(0, len(order), pool):
+        chunk = order[begin : begin + pool]
+        if bucketing:
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def ragged_batches(
+    examples: Sequence[Example],
+    batch_size: int,
+    seed: int | None,
+    bucketing: bool = True,
+) -> tf.data.Dataset:
+    """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]); reshuffled each epoch when seeded.
+
+    The order of epoch e derives from (seed, e) only, so runs with the same seed see the same batches.
+    """
+    if not examples:
+        raise ValueError("no examples to batch (every utterance of the split was rejected?)")
+    lengths = [len(e.features) for e in examples]
+    num_features = examples[0].features.shape[1]
+    epoch = iter(range(2**62))
+
+    def generate() -> Iterator[tuple[tf.RaggedTensor, tf.RaggedTensor]]:
+        rng = np.random.default_rng([seed, next(epoch)]) if seed is not None else None
+        for batch in batch_plan(lengths, batch_size, rng, bucketing):
+            feats = [examples[i].features for i in batch]
+            labels = [examples[i].labels for i in batch]
+            yield (
+                tf.RaggedTensor.from_row_lengths(np.concatenate(feats), [len(f) for f in feats]),
+                tf.RaggedTensor.from_row_lengths(np.concatenate(labels), [len(y) for y in labels]),
+            )
+
+    num_batches = len(batch_plan(lengths, batch_size, np.random.default_rng(0), bucketing))
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.RaggedTensorSpec([None, None, num_features], tf.float32, ragged_rank=1),
+            tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1),
+        ),
+    )
+    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+
+
+def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple[dict, tf.Tensor]:
+    """Ragged batch -> ({"features": zero-padded [B, T, F], "lengths": [B]}, labels [B, L] padded with -1).
+
+    Dense values plus lengths are what Keras `fit` accepts under every tf.distribute strategy.
+    """
+    inputs = {"features": features.to_tensor(0.0), "lengths": tf.cast(features.row_lengths(), tf.int32)}
+    return inputs, labels.to_tensor(-1)
+
+
+def make_dataset(
+    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True
+) -> tf.data.Dataset:
+    """Model-ready batches (see to_model_inputs), prefetched."""
+    return (
+        ragged_batches(examples, batch_size, seed, bucketing)
+        .map(to_model_inputs, num_parallel_calls=1, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
