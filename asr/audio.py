@@ -47,9 +47,7 @@ def resample(signal: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return resample_poly(signal, target_rate // g, rate // g).astype(np.float32)
 
 
-def load_audio(
-    path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None
-) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None) -> np.ndarray:
     """Read a WAV file as float32 mono in [-1, 1] at `sample_rate`, optionally cut to [start, end) seconds.
 
     Any width scipy reads (8/16/24/32-bit integer, 32/64-bit float) and any number of channels (averaged)
@@ -65,9 +63,7 @@ def load_audio(
     except wavfile.WavFileWarning as e:
         raise AudioError(path, f"damaged WAV file: {e}", "re-export or re-download the file") from e
     except Exception as e:  # scipy raises ValueError, EOFError, struct.error... for broken files
-        raise AudioError(
-            path, f"not a readable WAV file: {e}", "convert it to PCM or float WAV, e.g. with sox"
-        ) from e
+        raise AudioError(path, f"not a readable WAV file: {e}", "convert it to PCM or float WAV, e.g. with sox") from e
     if samples.size == 0:
         raise AudioError(path, "the file holds no audio samples", "remove it from the dataset")
     try:

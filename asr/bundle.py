@@ -54,8 +54,7 @@ def find_bundle(path: Path) -> Path:
         if (candidate / BUNDLE_FILE).is_file():
             return candidate
     raise BundleError(
-        f"{path}: not a bundle (no {BUNDLE_FILE} here or in model/); pass a training run directory or its "
-        f"model/ folder"
+        f"{path}: not a bundle (no {BUNDLE_FILE} here or in model/); pass a training run directory or its model/ folder"
     )
 
 

@@ -37,6 +37,9 @@ class DataConfig:
     # Relative audio paths in manifests resolve against this folder; empty: the manifest's own folder.
     audio_root: str = ""
     characters: str = DEFAULT_CHARACTERS
+    # Speed perturbation of the training split: each utterance is used once per factor (1.0: as is);
+    # 1.1 plays it 10 % faster and higher, like a shorter vocal tract (Ko et al. 2015).
+    speeds: list[float] = field(default_factory=lambda: [1.0])
 
 
 def _mutable_copy(frozen: type) -> type:
@@ -62,6 +65,11 @@ class ModelConfig:
     dropout: float = 0.0
     logits_init_stddev: float = 0.0  # > 0: truncated normal with this stddev; 0: Glorot uniform
     stride: int = 1  # stack this many consecutive frames into one LSTM step (fewer steps: faster)
+    # SpecAugment-style masking of training batches: how many bands, and their widest (frames / features)
+    time_masks: int = 0
+    time_mask_width: int = 0
+    freq_masks: int = 0
+    freq_mask_width: int = 0
 
 
 @dataclass
@@ -73,6 +81,8 @@ class OptimizerConfig:
     momentum: float = 0.0  # sgd only
     weight_decay: float = 0.0  # adamw only
     clipnorm: float = 0.0  # > 0: clip each gradient tensor's norm to this
+    schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0 at the last step)
+    warmup_epochs: float = 0.0  # cosine only
 
 
 @dataclass
@@ -101,7 +111,6 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
 
 
 def register() -> None:

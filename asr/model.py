@@ -40,6 +40,11 @@ class CTCModel(keras.Model):
         dropout: float = 0.0,
         logits_init_stddev: float = 0.0,
         stride: int = 1,
+        time_masks: int = 0,
+        time_mask_width: int = 0,
+        freq_masks: int = 0,
+        freq_mask_width: int = 0,
+        seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +62,11 @@ class CTCModel(keras.Model):
         self.dropout_rate = dropout
         self.logits_init_stddev = logits_init_stddev
         self.stride = stride
+        # SpecAugment-style masking of training batches (Park et al. 2019): counts and maximal widths.
+        self.time_masks, self.time_mask_width = time_masks, time_mask_width
+        self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
         self.blank_index = len(characters)
         self.rnns = []
         for i in range(num_layers):
@@ -85,6 +95,11 @@ class CTCModel(keras.Model):
             "dropout": self.dropout_rate,
             "logits_init_stddev": self.logits_init_stddev,
             "stride": self.stride,
+            "time_masks": self.time_masks,
+            "time_mask_width": self.time_mask_width,
+            "freq_masks": self.freq_masks,
+            "freq_mask_width": self.freq_mask_width,
+            "seed": self.seed,
         }
 
     def output_lengths(self, lengths: tf.Tensor) -> tf.Tensor:
@@ -98,6 +113,28 @@ class CTCModel(keras.Model):
         frames = tf.shape(features)[1]
         padded = tf.pad(features, [[0, 0], [0, (-frames) % self.stride], [0, 0]])
         return tf.reshape(padded, [tf.shape(features)[0], -1, self.num_features * self.stride])
+
+    def _masks(self, count: int, max_width: int, extent: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """[B, size] float, 0 inside `count` random bands of width <= max_width within [0, extent) per row."""
+        keep = tf.ones([tf.shape(extent)[0], size])
+        positions = tf.range(size, dtype=tf.float32)[None, :]
+        for _ in range(count):
+            width = tf.floor(keras.random.uniform(tf.shape(extent), 0.0, max_width + 1.0, seed=self.seed_generator))
+            room = tf.maximum(tf.cast(extent, tf.float32) - width, 0.0)
+            start = tf.floor(keras.random.uniform(tf.shape(extent), seed=self.seed_generator) * (room + 1.0))
+            inside = (positions >= start[:, None]) & (positions < (start + width)[:, None])
+            keep *= 1.0 - tf.cast(inside, tf.float32)
+        return keep
+
+    def spec_augment(self, features: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """Zero random time and feature bands of each utterance [B, T, F] (0 is the normalized mean)."""
+        shape = tf.shape(features)
+        if self.time_masks and self.time_mask_width:
+            features *= self._masks(self.time_masks, self.time_mask_width, lengths, shape[1])[:, :, None]
+        if self.freq_masks and self.freq_mask_width:
+            width = tf.fill([shape[0]], shape[2])
+            features *= self._masks(self.freq_masks, self.freq_mask_width, width, shape[2])[:, None, :]
+        return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
         x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
@@ -131,14 +168,13 @@ class CTCModel(keras.Model):
         hypothesis = greedy_sparse(logits, self.output_lengths(lengths), self.blank_index)  # int64 [B, (L)]
         truth = labels_to_sparse(tf.cast(labels, tf.int64))
         self.ler.update_state(hypothesis, truth)
-        self.wer.update_state(
-            words_sparse(hypothesis, self._words_table), words_sparse(truth, self._words_table)
-        )
+        self.wer.update_state(words_sparse(hypothesis, self._words_table), words_sparse(truth, self._words_table))
 
     def train_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        augmented = {**x, "features": self.spec_augment(x["features"], x["lengths"])}
         with tf.GradientTape() as tape:
-            logits = self(x, training=True)
+            logits = self(augmented, training=True)
             # Mean over the global batch; under a tf.distribute strategy the replicas' gradients are summed.
             loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
         gradients = tape.gradient(loss, self.trainable_variables)

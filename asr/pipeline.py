@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from asr.audio import AudioError, load_audio
+from asr.audio import AudioError, load_audio, resample
 from asr.datasets import Utterance
 from asr.features import FeatureOptions, extract
 from asr.text import Vocabulary
@@ -45,12 +45,17 @@ def ctc_min_frames(labels: np.ndarray) -> int:
     return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
 
 
-def prepare(utterance: Utterance, options: FeatureOptions, vocab: Vocabulary, stride: int = 1) -> Example:
+def prepare(
+    utterance: Utterance, options: FeatureOptions, vocab: Vocabulary, stride: int = 1, speed: float = 1.0
+) -> Example:
     """Load, featurize and encode one utterance; raises AudioError or ValueError on a bad item.
 
     `stride` is the model's frame stacking: CTC then has ceil(frames / stride) steps for the labels.
+    `speed` != 1 plays the audio that much faster (and higher), for speed-perturbation augmentation.
     """
     signal = load_audio(utterance.audio, options.sample_rate, utterance.start, utterance.end)
+    if speed != 1.0:
+        signal = resample(signal, int(round(options.sample_rate * speed)), options.sample_rate)
     features = extract(signal, options)
     text = vocab.normalize(utterance.text)
     if not text:
@@ -62,7 +67,7 @@ def prepare(utterance: Utterance, options: FeatureOptions, vocab: Vocabulary, st
             f"{steps} output steps ({len(features)} frames, stride {stride}) cannot hold {len(labels)} labels "
             f"(CTC needs {ctc_min_frames(labels)}); the audio is too short for its transcript"
         )
-    return Example(utterance.key, text, features, labels)
+    return Example(utterance.key if speed == 1.0 else f"{utterance.key}@{speed:g}", text, features, labels)
 
 
 def prepare_all(
@@ -71,12 +76,15 @@ def prepare_all(
     vocab: Vocabulary,
     stride: int = 1,
     desc: str = "features",
+    speeds: Sequence[float] = (1.0,),
 ) -> tuple[list[Example], list[Rejected]]:
-    """Prepare every utterance in order; bad ones are logged and returned as rejected, not raised."""
+    """Prepare every utterance in order (once per speed); bad ones are logged and returned as rejected."""
+    if any(s <= 0 for s in speeds):
+        raise ValueError(f"speed factors must be positive, got {list(speeds)}")
     examples, rejected = [], []
     for utterance in tqdm(utterances, desc=desc, unit="file", disable=len(utterances) < 200, leave=False):
         try:
-            examples.append(prepare(utterance, options, vocab, stride))
+            examples += [prepare(utterance, options, vocab, stride, speed) for speed in speeds]
         except (AudioError, ValueError) as e:
             reason = e.reason if isinstance(e, AudioError) else str(e)
             log.warning("skipping %s: %s", utterance.key, reason)

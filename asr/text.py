@@ -45,8 +45,8 @@ class Vocabulary:
 
     def normalize(self, text: str) -> str:
         """Lower-case, fold accents, map anything outside the vocabulary to a space, squeeze spaces."""
-        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-        text = text.lower().replace("\u2019", "'")
+        text = text.replace("\u2019", "'")  # typographic apostrophe
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
         kept = "".join(c if c in self.characters else " " for c in text)
         return _SPACES.sub(" ", kept).strip()
 

@@ -31,6 +31,7 @@ from asr.transcribe import transcribe_features
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
 
 
 def set_determinism(seed: int, deterministic: bool, threads: int) -> None:
@@ -44,18 +45,33 @@ def set_determinism(seed: int, deterministic: bool, threads: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def build_optimizer(cfg: OptimizerConfig) -> keras.optimizers.Optimizer:
-    """The configured Keras optimizer."""
-    if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {cfg.name!r}")
+def learning_rate(cfg: OptimizerConfig, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Constant, or linear warm-up from 0 then cosine decay to 0 over `total_steps` optimizer steps."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
     if cfg.lr <= 0:
         raise ValueError(f"optimizer.lr must be positive, got {cfg.lr}")
+    if cfg.schedule == "constant":
+        return cfg.lr
+    warmup = int(cfg.warmup_epochs * total_steps)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=total_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(total_steps - warmup, 1), warmup_target=cfg.lr, warmup_steps=warmup
+    )
+
+
+def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    """The configured Keras optimizer and learning-rate schedule."""
+    if cfg.name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {cfg.name!r}")
+    lr = learning_rate(cfg, steps_per_epoch * epochs)
     clip = {"clipnorm": cfg.clipnorm} if cfg.clipnorm > 0 else {}
     if cfg.name == "sgd":
-        return keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, **clip)
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum, **clip)
     if cfg.name == "adamw":
-        return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **clip)
-    return keras.optimizers.Adam(cfg.lr, **clip)
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
+    return keras.optimizers.Adam(lr, **clip)
 
 
 def load_data(cfg: DataConfig) -> dict[str, list[Utterance]]:
@@ -103,7 +119,7 @@ class EpochLog(keras.callbacks.Callback):
             self.best_ler, self.best_epoch = ler, epoch + 1
             if self.keep_best:
                 self.best_weights = self.model.get_weights()
-        if 0.0 <= self.stop_at_val_ler and ler <= self.stop_at_val_ler:
+        if self.stop_at_val_ler >= 0.0 and ler <= self.stop_at_val_ler:
             log.info("epoch %d: validation LER %.4f <= %.4f, stopping", epoch + 1, ler, self.stop_at_val_ler)
             self.model.stop_training = True
 
@@ -125,11 +141,16 @@ def train(cfg: Config, run_dir: Path) -> float:
     set_determinism(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads)
     options = FeatureOptions(**asdict(cfg.features))
     vocab = Vocabulary(cfg.data.characters)
-    model = CTCModel(num_features=options.num_features, characters=vocab.characters, **asdict(cfg.model))
-    model.compile(optimizer=build_optimizer(cfg.optimizer))
+    model = CTCModel(num_features=options.num_features, characters=vocab.characters, seed=cfg.seed, **asdict(cfg.model))
+    build_optimizer(cfg.optimizer, 1, 1)  # fail on a bad optimizer setting before the data is read
 
     splits = load_data(cfg.data)
-    prepared = {name: prepare_all(items, options, vocab, model.stride, desc=name) for name, items in splits.items()}
+    prepared = {
+        name: prepare_all(
+            items, options, vocab, model.stride, desc=name, speeds=cfg.data.speeds if name == "train" else (1.0,)
+        )
+        for name, items in splits.items()
+    }
     examples = {name: ex for name, (ex, _) in prepared.items()}
     rejected = [{"split": name, "item": r.key, "reason": r.reason} for name, (_, rej) in prepared.items() for r in rej]
     log.info(
@@ -143,6 +164,8 @@ def train(cfg: Config, run_dir: Path) -> float:
     batch_size = cfg.trainer.batch_size
     train_data = make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing)
     valid_data = make_dataset(examples["valid"], batch_size, None) if examples["valid"] else None
+    steps_per_epoch = int(train_data.cardinality())
+    model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs))
     run_dir.mkdir(parents=True, exist_ok=True)
     epoch_log = EpochLog(run_dir / "metrics.jsonl", cfg.trainer.stop_at_val_ler, cfg.trainer.keep_best)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -153,6 +176,7 @@ def train(cfg: Config, run_dir: Path) -> float:
         validation_data=valid_data,
         epochs=cfg.trainer.epochs,
         callbacks=[epoch_log],
+        shuffle=False,  # the dataset reshuffles itself from the run's seed
         verbose=cfg.trainer.verbose,
     )
     train_seconds = time.perf_counter() - started
@@ -178,8 +202,10 @@ def train(cfg: Config, run_dir: Path) -> float:
 
 def report(result: dict, run_dir: Path) -> None:
     """A few human lines on the console (CLI output)."""
-    print(f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s; "
-          f"best validation LER {result['best_val_ler']:.4f} at epoch {result['best_epoch']}")
+    print(
+        f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s; "
+        f"best validation LER {result['best_val_ler']:.4f} at epoch {result['best_epoch']}"
+    )
     if result["test"]:
         t = result["test"]
         print(f"test: LER {t['ler']:.4f}  WER {t['wer']:.4f}  utterance accuracy {t['utt_acc']:.4f}  (n={t['n']})")

@@ -46,8 +46,9 @@ def expand_inputs(paths: Sequence[str]) -> list[Item]:
     return items
 
 
-def transcribe_features(model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE,
-                        beam_width: int = 0) -> list[str]:
+def transcribe_features(
+    model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, beam_width: int = 0
+) -> list[str]:
     """Transcripts of feature matrices [T, F], batched by length, returned in input order."""
     from asr.decoding import decode_batch
 
@@ -108,7 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--beam-width", type=int, default=0, help="beam search width; 0 or 1: greedy (default)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument(
-        "--score", action="store_true",
+        "--score",
+        action="store_true",
         help="for manifest entries with a transcript: show the reference beside each result and LER/WER",
     )
     args = parser.parse_args(argv)

@@ -192,9 +192,7 @@ def check_voices() -> dict[str, str]:
     if missing:
         raise CorpusError(f"espeak-ng lacks voice variant(s) {missing}; see `{ESPEAK} --voices=variant`")
     if len(set(wanted)) != len(wanted):
-        raise CorpusError(
-            "a voice variant is listed twice: the train/valid/test variant sets must be disjoint"
-        )
+        raise CorpusError("a voice variant is listed twice: the train/valid/test variant sets must be disjoint")
     languages = installed_languages()
     missing = sorted(set(ACCENTS) - languages)
     if missing:
@@ -209,10 +207,7 @@ def draw_text(rng: np.random.Generator) -> str:
     n = int(rng.choice(lengths, p=weights / weights.sum()))
     digits = rng.integers(0, 10, size=n)
     says_oh = rng.random(n) < P_OH
-    words = [
-        ZERO_WORDS[0 if oh else 1] if d == 0 else DIGIT_WORDS[d]
-        for d, oh in zip(digits, says_oh, strict=True)
-    ]
+    words = [ZERO_WORDS[0 if oh else 1] if d == 0 else DIGIT_WORDS[d] for d, oh in zip(digits, says_oh, strict=True)]
     return " ".join(words)
 
 
@@ -371,8 +366,7 @@ def readme_text(
         for s in SPLITS
     )
     variants = "\n".join(
-        f"- **{s}** ({len(SPLIT_VARIANTS[s])}): "
-        + ", ".join(f"{v} ({genders[v]})" for v in SPLIT_VARIANTS[s])
+        f"- **{s}** ({len(SPLIT_VARIANTS[s])}): " + ", ".join(f"{v} ({genders[v]})" for v in SPLIT_VARIANTS[s])
         for s in SPLITS
     )
     n_variants = sum(len(SPLIT_VARIANTS[s]) for s in SPLITS)
@@ -469,9 +463,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             default=DEFAULT_COUNTS[split],
             help=f"{split} utterances (default: {DEFAULT_COUNTS[split]})",
         )
-    p.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: all CPUs)"
-    )
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: all CPUs)")
     args = p.parse_args(argv)
     if min(args.n_train, args.n_valid, args.n_test) < 0 or args.seed < 0:
         p.error("counts and seed must be non-negative")
@@ -499,9 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove_stale(split, counts[split], out_dir)
         write_manifest(out_dir / f"{split}.jsonl", records[split])
     data_bytes = tree_bytes(out_dir / "wav") + sum((out_dir / f"{s}.jsonl").stat().st_size for s in SPLITS)
-    (out_dir / "README.md").write_text(
-        readme_text(counts, records, args.seed, data_bytes, genders), encoding="utf-8"
-    )
+    (out_dir / "README.md").write_text(readme_text(counts, records, args.seed, data_bytes, genders), encoding="utf-8")
     elapsed = time.monotonic() - started
     for split in SPLITS:
         durations = [r.duration for r in records[split]]

@@ -1,0 +1,33 @@
+# Set-up and the two everyday commands. `make demo` and `make test` each create .venv first if needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+DEMO_RUN := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+.PHONY: setup demo test lint corpus clean-runs
+
+setup: $(STAMP)
+
+# Re-installs only when the lock or the package metadata changed; otherwise a no-op.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/asr-train experiment=demo hydra.run.dir=$(DEMO_RUN)
+	$(BIN)/asr-transcribe $(DEMO_RUN) data/test.jsonl --score
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Regenerates data/ (needs espeak-ng: apt-get install espeak-ng sox).
+corpus: setup
+	$(BIN)/python scripts/make_corpus.py

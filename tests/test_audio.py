@@ -1,0 +1,106 @@
+import struct
+
+import numpy as np
+import pytest
+from conftest import sine, write_wav
+
+from asr.audio import AudioError, load_audio
+
+RATE = 16000
+
+
+def write_pcm24(path, rate, samples: np.ndarray):
+    """A 24-bit PCM WAV written by hand (scipy cannot write 24-bit)."""
+    ints = np.round(samples * (2**23 - 1)).astype(np.int32)
+    frames = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    header = b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVE"
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 3, 3, 24)
+    path.write_bytes(header + fmt + b"data" + struct.pack("<I", len(frames)) + frames)
+    return path
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda x: (x * 127 + 128).round().astype(np.uint8),
+        lambda x: (x * 32767).round().astype(np.int16),
+        lambda x: (x * (2**31 - 1)).round().astype(np.int32),
+        lambda x: x.astype(np.float32),
+        lambda x: x.astype(np.float64),
+    ],
+    ids=["u8", "s16", "s32", "f32", "f64"],
+)
+def test_every_width_reads_to_the_same_float_signal(tmp_path, encode):
+    x = sine(RATE)
+    path = write_wav(tmp_path / "a.wav", RATE, encode(x))
+    y = load_audio(path, RATE)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    tolerance = 1.5 / 127 if encode(x).dtype == np.uint8 else 1e-4
+    np.testing.assert_allclose(y, x, atol=tolerance)
+
+
+def test_24_bit(tmp_path):
+    x = sine(RATE)
+    y = load_audio(write_pcm24(tmp_path / "a.wav", RATE, x), RATE)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+def test_channels_are_averaged(tmp_path):
+    left, right = sine(RATE, hz=300), sine(RATE, hz=500, amplitude=0.25)
+    stereo = (np.stack([left, right], axis=1) * 32767).astype(np.int16)
+    y = load_audio(write_wav(tmp_path / "s.wav", RATE, stereo), RATE)
+    np.testing.assert_allclose(y, (left + right) / 2, atol=1e-4)
+
+
+def test_resampling_keeps_duration_and_pitch(tmp_path):
+    x = sine(44100, seconds=1.0, hz=1000)
+    y = load_audio(write_wav(tmp_path / "hi.wav", 44100, x), 8000)
+    assert len(y) == 8000
+    spectrum = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spectrum) * 8000 / len(y) - 1000) <= 1
+
+
+def test_cut_in_seconds(tmp_path):
+    x = np.arange(RATE * 2, dtype=np.int16)
+    y = load_audio(write_wav(tmp_path / "c.wav", RATE, x), RATE, start=0.5, end=1.0)
+    assert len(y) == RATE // 2
+    assert y[0] == pytest.approx(8000 / 32768)
+    with pytest.raises(AudioError, match=r"c\.wav: cut \[1\.5, 3\.0\] s lies outside"):
+        load_audio(tmp_path / "c.wav", RATE, start=1.5, end=3.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "not a readable WAV file"),
+        (b"hello, this is text and not audio at all", "not a readable WAV file"),
+    ],
+)
+def test_broken_files_name_the_file_and_the_problem(tmp_path, content, reason):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match=reason) as e:
+        load_audio(path, RATE)
+    assert str(path) in str(e.value)
+
+
+def test_truncated_data_is_an_error_not_silence(tmp_path):
+    path = write_wav(tmp_path / "t.wav", RATE, (sine(RATE) * 32767).astype(np.int16))
+    path.write_bytes(path.read_bytes()[:-1001])
+    with pytest.raises(AudioError, match=r"t\.wav: damaged WAV file"):
+        load_audio(path, RATE)
+
+
+def test_missing_and_empty_audio(tmp_path):
+    with pytest.raises(AudioError, match="file not found"):
+        load_audio(tmp_path / "nope.wav", RATE)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(write_wav(tmp_path / "e.wav", RATE, np.zeros(0, np.int16)), RATE)
+
+
+def test_shared_ldc93s1_variants_agree(shared_data):
+    base = load_audio(shared_data / "ldc93s1" / "LDC93S1.wav", 16000)
+    stereo = load_audio(shared_data / "ldc93s1" / "LDC93S1_pcms16le_2_44100.wav", 16000)
+    assert abs(len(base) - len(stereo)) <= 16
+    n = min(len(base), len(stereo))
+    assert np.corrcoef(base[:n], stereo[:n])[0, 1] > 0.95

@@ -1,0 +1,48 @@
+import json
+
+import numpy as np
+import pytest
+
+from asr.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
+from asr.features import FeatureOptions
+from asr.model import CTCModel
+from asr.text import Vocabulary
+
+
+@pytest.fixture
+def saved(tmp_path):
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000, deltas=1)
+    model = CTCModel(options.num_features, vocab.characters, num_layers=1, units=8, stride=2)
+    model.build_for()
+    save_bundle(tmp_path / "run" / "model", model, options, vocab)
+    return model, tmp_path / "run"
+
+
+def test_round_trip_gives_identical_logits(saved):
+    model, run_dir = saved
+    bundle = load_bundle(run_dir)  # a run dir works as well as its model/
+    assert bundle.features == FeatureOptions(sample_rate=8000, deltas=1)
+    assert bundle.model.stride == 2
+    x = {"features": np.random.default_rng(0).normal(size=(2, 9, 26)).astype(np.float32), "lengths": np.array([9, 5])}
+    np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda spec: "{ not json", "unreadable bundle file"),
+        (lambda spec: json.dumps({**spec, "format": "other"}), "not an asr bundle"),
+        (lambda spec: json.dumps({**spec, "model": {**spec["model"], "units": 9}}), "cannot load the weights"),
+        (lambda spec: json.dumps({**spec, "features": {**spec["features"], "deltas": 7}}), "invalid settings"),
+    ],
+)
+def test_tampered_bundle_fails_clearly(saved, edit, message):
+    path = saved[1] / "model" / BUNDLE_FILE
+    path.write_text(edit(json.loads(path.read_text())))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(saved[1])

@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from asr.config import Config, register
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def _compose(overrides: list[str]) -> Config:
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return OmegaConf.to_object(cfg)
+
+
+def test_all_presets_are_there():
+    assert {"demo", "ldc93s1_seed", "ldc93s1"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_to_the_schema(preset):
+    cfg = _compose([f"experiment={preset}"])
+    assert isinstance(cfg, Config)
+    assert cfg.name == preset
+    assert Path(cfg.data.root).is_absolute()
+
+
+def test_default_is_the_demo_on_the_embedded_corpus():
+    cfg = _compose([])
+    assert cfg.name == "demo"
+    assert Path(cfg.data.root) == CONF.parent / "data"
+    assert (Path(cfg.data.root) / cfg.data.train).is_file()
+
+
+def test_seed_preset_is_the_article_recipe():
+    cfg = _compose(["experiment=ldc93s1_seed"])
+    assert (cfg.model.num_layers, cfg.model.units, cfg.model.bidirectional) == (1, 50, False)
+    assert cfg.model.logits_init_stddev == 0.1
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum) == ("sgd", 0.005, 0.9)
+    assert (cfg.trainer.batch_size, cfg.trainer.epochs) == (2, 400)
+    assert (cfg.features.numcep, cfg.features.normalize, cfg.features.sample_rate) == (13, "utterance_scalar", 16000)
+
+
+def test_shared_data_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ASR_SHARED_DATA", str(tmp_path))
+    assert _compose(["experiment=ldc93s1"]).data.root == f"{tmp_path}/ldc93s1"
+    assert _compose(["experiment=ldc93s1", "data.root=/elsewhere"]).data.audio_root == "/elsewhere"
+
+
+def test_overrides_reach_the_typed_config():
+    cfg = _compose(
+        [
+            "seed=5",
+            "trainer.epochs=3",
+            "trainer.batch_size=7",
+            "model.num_layers=3",
+            "model.units=16",
+            "model.bidirectional=false",
+        ]
+    )
+    assert (cfg.seed, cfg.trainer.epochs, cfg.trainer.batch_size) == (5, 3, 7)
+    assert (cfg.model.num_layers, cfg.model.units, cfg.model.bidirectional) == (3, 16, False)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.unitz=3", "unitz"),
+        ("trainer.epoch=3", "epoch"),
+        ("model.units=many", "units"),
+        ("experiment=nope", "nope"),
+    ],
+)
+def test_mistakes_fail_at_start_naming_the_key(override, message):
+    with pytest.raises(ConfigCompositionException) as e:
+        _compose([override])
+    assert message in str(e.value) + str(e.value.__cause__)

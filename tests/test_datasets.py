@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import write_wav
+
+from asr.datasets import (
+    DatasetError,
+    Utterance,
+    carve,
+    load_splits,
+    parse_transcript,
+    read_directory,
+    read_jsonl,
+)
+
+
+def test_timit_and_plain_transcripts():
+    assert parse_transcript("0 46797 She had your dark suit in greasy wash water all year.\n") == (
+        "She had your dark suit in greasy wash water all year."
+    )
+    assert parse_transcript("  seven   two\n") == "seven two"
+    assert parse_transcript("2 cats") == "2 cats"
+
+
+def test_directory_reader(tmp_path):
+    for name, text in [("b/one", "0 100 one two"), ("a/two", "three")]:
+        write_wav(tmp_path / f"{name}.wav", 8000, np.zeros(800, np.int16))
+        (tmp_path / f"{name}.txt").write_text(text)
+    write_wav(tmp_path / "orphan.wav", 8000, np.zeros(800, np.int16))  # no transcript: skipped
+    items = read_directory(tmp_path)
+    assert [(u.audio.name, u.text) for u in items] == [("two.wav", "three"), ("one.wav", "one two")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no .wav files"):
+        read_directory(tmp_path / "empty")
+
+
+def test_jsonl_relative_paths_and_cuts(tmp_path):
+    (tmp_path / "sub").mkdir()
+    manifest = tmp_path / "sub" / "m.jsonl"
+    lines = [{"audio": "x.wav", "text": "a"}, {"audio": "x.wav", "text": "b", "start": 0.5, "end": 1.25}]
+    manifest.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    items = read_jsonl(manifest)
+    assert items[0] == Utterance(tmp_path / "sub" / "x.wav", "a")
+    assert (items[1].start, items[1].end) == (0.5, 1.25)
+    assert items[1].key.endswith("x.wav[0.5:1.25]")
+    assert read_jsonl(manifest, audio_root=tmp_path / "audio")[0].audio == tmp_path / "audio" / "x.wav"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", r"m\.jsonl:1: not valid JSON"),
+        ('{"audio": "x.wav"}', r'm\.jsonl:1: each line needs "audio" and "text"'),
+        ('{"audio": "x.wav", "text": "a", "start": -1}', r"`start` must be a non-negative number"),
+    ],
+)
+def test_jsonl_errors_name_the_line(tmp_path, line, message):
+    (tmp_path / "m.jsonl").write_text(line + "\n")
+    with pytest.raises(DatasetError, match=message):
+        read_jsonl(tmp_path / "m.jsonl")
+
+
+def test_splits_and_deterministic_carving(tmp_path):
+    manifest = tmp_path / "all.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": f"{i}.wav", "text": "a"}) + "\n" for i in range(200)))
+    splits = load_splits(tmp_path, "all.jsonl", "", "", valid_fraction=0.2)
+    again = load_splits(tmp_path, "all.jsonl", "", "", valid_fraction=0.2)
+    assert splits == again
+    assert 20 < len(splits["valid"]) < 60 and len(splits["train"]) + len(splits["valid"]) == 200
+    assert not {u.key for u in splits["train"]} & {u.key for u in splits["valid"]}
+    assert splits["test"] == []
+    with pytest.raises(ValueError, match="valid_fraction"):
+        carve(splits["train"], 1.5)

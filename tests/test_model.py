@@ -1,0 +1,83 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from asr.metrics import ErrorRate, words_sparse
+from asr.model import CTCModel, labels_to_sparse
+from asr.text import Vocabulary
+
+
+def _model(**kwargs):
+    keras.utils.set_random_seed(0)
+    model = CTCModel(num_features=4, characters=Vocabulary().characters, num_layers=2, units=8, **kwargs)
+    model.build_for()
+    return model
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_does_not_change_the_real_frames(bidirectional):
+    model = _model(bidirectional=bidirectional)
+    x = np.random.default_rng(0).normal(size=(1, 7, 4)).astype(np.float32)
+    alone = model({"features": x, "lengths": np.array([7])}).numpy()
+    padded = np.concatenate([x, np.full((1, 5, 4), 3.0, np.float32)], axis=1)
+    batch = model({"features": padded, "lengths": np.array([7])}).numpy()
+    np.testing.assert_allclose(batch[:, :7], alone, atol=1e-5)
+
+
+def test_stride_stacks_frames():
+    model = _model(stride=3)
+    logits = model({"features": np.zeros((2, 10, 4), np.float32), "lengths": np.array([10, 4])})
+    assert logits.shape == (2, 4, 29)
+    assert model.output_lengths(np.array([10, 4, 3])).numpy().tolist() == [4, 2, 1]
+
+
+def test_labels_to_sparse_drops_padding():
+    sparse = labels_to_sparse(tf.constant([[3, 1, -1], [2, -1, -1]]))
+    assert sparse.indices.numpy().tolist() == [[0, 0], [0, 1], [1, 0]]
+    assert sparse.values.numpy().tolist() == [3, 1, 2]
+
+
+def test_error_rate_is_corpus_edit_distance_over_padded_batches():
+    vocab = Vocabulary()
+    refs, hyps = ["dark suit", "in greasy"], ["dark sit", "in  greasy wash"]
+
+    def sparse(texts):  # raw ids, padded with -1 to the longest text
+        width = max(len(t) for t in texts)
+        ids = [[vocab.characters.index(c) for c in t] + [-1] * (width - len(t)) for t in texts]
+        return labels_to_sparse(tf.constant(ids, tf.int64))
+
+    ler, wer = ErrorRate("ler"), ErrorRate("wer")
+    table = tf.constant([*vocab.characters, ""])
+    ler.update_state(sparse(hyps), sparse(refs))  # one padded batch of two ...
+    ler.update_state(sparse(hyps[:1]), sparse(refs[:1]))  # ... and one more batch: states are summed
+    wer.update_state(words_sparse(sparse(hyps), table), words_sparse(sparse(refs), table))
+    # by hand: "dark sit" vs "dark suit" 1 edit; "in  greasy wash" vs "in greasy" 6 edits (a space + " wash")
+    assert float(ler.result()) == pytest.approx((1 + 6 + 1) / (9 + 9 + 9))
+    # words: 1 substitution; 1 insertion (double space is not a word)
+    assert float(wer.result()) == pytest.approx((1 + 1) / 4)
+    ler.reset_state()
+    assert float(ler.result()) == 0.0
+
+
+def test_train_step_reduces_ctc_loss_and_reports_metrics():
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    rng = np.random.default_rng(0)
+    x = {"features": rng.normal(size=(2, 20, 4)).astype(np.float32), "lengths": np.array([20, 12], np.int32)}
+    y = np.array([[1, 2, 3], [4, 5, -1]], np.int32)
+    first = model.train_on_batch(x, y, return_dict=True)
+    for _ in range(30):
+        last = model.train_on_batch(x, y, return_dict=True)
+    assert set(first) == {"loss", "ler", "wer"}
+    assert last["loss"] < first["loss"] / 2
+    expected = tf.nn.ctc_loss(
+        labels_to_sparse(tf.constant(y)),
+        model(x),
+        None,
+        model.output_lengths(x["lengths"]),
+        blank_index=28,
+        logits_time_major=False,
+    )
+    evaluated = model.test_on_batch(x, y, return_dict=True)
+    assert evaluated["loss"] == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import sine, write_wav
+
+from asr.datasets import Utterance
+from asr.features import FeatureOptions
+from asr.pipeline import Example, batch_plan, ctc_min_frames, make_dataset, prepare_all, ragged_batches
+from asr.text import Vocabulary
+
+
+@pytest.mark.parametrize(
+    ("labels", "frames"),
+    [([], 0), ([1], 1), ([1, 2, 3], 3), ([1, 1], 3), ([1, 1, 1], 5), ([1, 2, 2, 3, 3], 7)],
+)
+def test_ctc_min_frames_counts_repeats(labels, frames):
+    assert ctc_min_frames(np.array(labels, dtype=np.int32)) == frames
+
+
+def test_ctc_infeasible_and_bad_files_are_rejected_not_raised(tmp_path):
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000)
+    good = write_wav(tmp_path / "good.wav", 8000, sine(8000, seconds=1.0))
+    short = write_wav(tmp_path / "short.wav", 8000, sine(8000, seconds=0.05))  # 4 frames
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"junk")
+    items = [Utterance(good, "hi"), Utterance(short, "aaa"), Utterance(broken, "x"), Utterance(good, "?!")]
+    examples, rejected = prepare_all(items, options, vocab)
+    assert [e.text for e in examples] == ["hi"]
+    reasons = {r.key: r.reason for r in rejected}
+    assert "CTC needs 5" in reasons[str(short)]
+    assert "not a readable WAV file" in reasons[str(broken)]
+    assert "empty transcript" in reasons[str(good)]
+    # frame stacking shrinks the output steps: 1 s = 98 frames -> 33 steps at stride 3
+    _, rejected = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3)
+    assert "33 output steps" in rejected[0].reason
+
+
+def test_batch_plan_covers_everything_once_and_buckets_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 500, size=1000)
+    for plan_rng in (np.random.default_rng(1), None):
+        plan = batch_plan(lengths, 16, plan_rng)
+        assert sorted(np.concatenate(plan).tolist()) == list(range(1000))
+    bucketed = batch_plan(lengths, 16, np.random.default_rng(1), bucketing=True)
+    plain = batch_plan(lengths, 16, np.random.default_rng(1), bucketing=False)
+
+    def padding(plan):
+        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in plan) / lengths.sum()
+
+    assert padding(bucketed) < padding(plain) / 5
+
+
+def _examples(n=10, features=3):
+    rng = np.random.default_rng(0)
+    return [
+        Example(
+            f"u{i}", "ab", rng.normal(size=(5 + i, features)).astype(np.float32), np.arange(1 + i % 3, dtype=np.int32)
+        )
+        for i in range(n)
+    ]
+
+
+def test_ragged_batches_and_model_inputs():
+    examples = _examples()
+    features, labels = next(iter(ragged_batches(examples, 4, seed=None)))
+    assert isinstance(features, tf.RaggedTensor) and isinstance(labels, tf.RaggedTensor)
+    assert features.shape.as_list() == [4, None, 3]
+    assert features.row_lengths().numpy().tolist() == [5, 6, 7, 8]
+    inputs, dense_labels = next(iter(make_dataset(examples, 4, seed=None)))
+    assert inputs["lengths"].numpy().tolist() == [5, 6, 7, 8]
+    assert inputs["features"].shape == (4, 8, 3)
+    np.testing.assert_array_equal(inputs["features"][0, 5:].numpy(), 0.0)  # zero padding after the end
+    np.testing.assert_array_equal(inputs["features"][0, :5].numpy(), examples[0].features)
+    assert dense_labels.numpy().tolist()[:2] == [[0, -1, -1], [0, 1, -1]]
+
+
+def test_epochs_reshuffle_reproducibly_from_the_seed():
+    def epochs(seed):
+        dataset = ragged_batches(_examples(40), 4, seed=seed)
+        return [[b[0].row_lengths().numpy().tolist() for b in dataset] for _ in range(2)]
+
+    a, b = epochs(7), epochs(7)
+    assert a == b
+    assert a[0] != a[1]  # a new order each epoch
+    assert epochs(8) != a
+    assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
