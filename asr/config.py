@@ -37,8 +37,8 @@ class DataConfig:
     # Relative audio paths in manifests resolve against this folder; empty: the manifest's own folder.
     audio_root: str = ""
     characters: str = DEFAULT_CHARACTERS
-    # Speed perturbation of the training split: each utterance is used once per factor (1.0: as is);
-    # 1.1 plays it 10 % faster and higher, like a shorter vocal tract (Ko et al. 2015).
+    # Speed perturbation of the training split: each epoch plays every utterance at one of these factors,
+    # drawn at random; 1.1 is 10 % faster and higher, like a shorter vocal tract (Ko et al. 2015).
     speeds: list[float] = field(default_factory=lambda: [1.0])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +30,8 @@ class Example:
     text: str  # normalized transcript
     features: np.ndarray  # [T, F] float32
     labels: np.ndarray  # [L] int32
+    # Features of the same audio at other speeds (augmentation); each epoch draws one of features + variants.
+    variants: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,24 @@ def prepare_all(
     desc: str = "features",
     speeds: Sequence[float] = (1.0,),
 ) -> tuple[list[Example], list[Rejected]]:
-    """Prepare every utterance in order (once per speed); bad ones are logged and returned as rejected."""
-    if any(s <= 0 for s in speeds):
+    """Prepare every utterance in order; bad ones are logged and returned as rejected, not raised.
+
+    With several `speeds`, an example holds the features at each speed (the first as `features`, the rest as
+    `variants`); a speed at which CTC becomes infeasible is left out for that utterance.
+    """
+    if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
     examples, rejected = [], []
     for utterance in tqdm(utterances, desc=desc, unit="file", disable=len(utterances) < 200, leave=False):
         try:
-            examples += [prepare(utterance, options, vocab, stride, speed) for speed in speeds]
+            example = prepare(utterance, options, vocab, stride, speeds[0])
+            variants = []
+            for speed in speeds[1:]:
+                try:
+                    variants.append(prepare(utterance, options, vocab, stride, speed).features)
+                except ValueError:
+                    continue
+            examples.append(replace(example, key=utterance.key, variants=tuple(variants)))
         except (AudioError, ValueError) as e:
             reason = e.reason if isinstance(e, AudioError) else str(e)
             log.warning("skipping %s: %s", utterance.key, reason)
@@ -124,7 +137,8 @@ def ragged_batches(
 ) -> tf.data.Dataset:
     """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]); reshuffled each epoch when seeded.
 
-    The order of epoch e derives from (seed, e) only, so runs with the same seed see the same batches.
+    The order of epoch e, and which variant of each example it uses, derive from (seed, e) only, so runs
+    with the same seed see the same batches.
     """
     if not examples:
         raise ValueError("no examples to batch (every utterance of the split was rejected?)")
@@ -132,24 +146,36 @@ def ragged_batches(
     num_features = examples[0].features.shape[1]
     epoch = iter(range(2**62))
 
-    def generate() -> Iterator[tuple[tf.RaggedTensor, tf.RaggedTensor]]:
+    def generate() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Plain NumPy per batch (no TensorFlow ops inside the generator): values and row lengths."""
         rng = np.random.default_rng([seed, next(epoch)]) if seed is not None else None
+        choice = [int(rng.integers(len(e.variants) + 1)) if rng and e.variants else 0 for e in examples]
         for batch in batch_plan(lengths, batch_size, rng, bucketing):
-            feats = [examples[i].features for i in batch]
+            feats = [(examples[i].features, *examples[i].variants)[choice[i]] for i in batch]
             labels = [examples[i].labels for i in batch]
             yield (
-                tf.RaggedTensor.from_row_lengths(np.concatenate(feats), [len(f) for f in feats]),
-                tf.RaggedTensor.from_row_lengths(np.concatenate(labels), [len(y) for y in labels]),
+                np.concatenate(feats),
+                np.array([len(f) for f in feats], np.int64),
+                np.concatenate(labels),
+                np.array([len(y) for y in labels], np.int64),
             )
+
+    def to_ragged(feats, feat_lengths, labels, label_lengths):
+        return (
+            tf.RaggedTensor.from_row_lengths(feats, feat_lengths),
+            tf.RaggedTensor.from_row_lengths(labels, label_lengths),
+        )
 
     num_batches = len(batch_plan(lengths, batch_size, np.random.default_rng(0), bucketing))
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
-            tf.RaggedTensorSpec([None, None, num_features], tf.float32, ragged_rank=1),
-            tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1),
+            tf.TensorSpec([None, num_features], tf.float32),
+            tf.TensorSpec([None], tf.int64),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None], tf.int64),
         ),
-    )
+    ).map(to_ragged)
     return dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
 
 
