@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -129,36 +130,50 @@ def batch_plan(
     return batches
 
 
+def batches_per_epoch(examples: Sequence[Example], batch_size: int, bucketing: bool = True) -> int:
+    """How many batches one epoch of `examples` has (the same for every epoch)."""
+    return len(batch_plan([len(e.features) for e in examples], batch_size, np.random.default_rng(0), bucketing))
+
+
 def ragged_batches(
     examples: Sequence[Example],
     batch_size: int,
     seed: int | None,
     bucketing: bool = True,
 ) -> tf.data.Dataset:
-    """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]); reshuffled each epoch when seeded.
+    """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]).
 
-    The order of epoch e, and which variant of each example it uses, derive from (seed, e) only, so runs
-    with the same seed see the same batches.
+    Without a seed: one pass in a fixed order (length-sorted when bucketing). With a seed: endless, epoch
+    after epoch (`batches_per_epoch` batches each), every epoch reshuffled; the order of epoch e and which
+    variant of each example it uses derive from (seed, e) only, so runs with the same seed see the same
+    batches. One endless generator also spares Keras a new Python generator per epoch.
     """
     if not examples:
         raise ValueError("no examples to batch (every utterance of the split was rejected?)")
     lengths = [len(e.features) for e in examples]
     num_features = examples[0].features.shape[1]
-    epoch = iter(range(2**62))
 
-    def generate() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Plain NumPy per batch (no TensorFlow ops inside the generator): values and row lengths."""
-        rng = np.random.default_rng([seed, next(epoch)]) if seed is not None else None
-        choice = [int(rng.integers(len(e.variants) + 1)) if rng and e.variants else 0 for e in examples]
-        for batch in batch_plan(lengths, batch_size, rng, bucketing):
-            feats = [(examples[i].features, *examples[i].variants)[choice[i]] for i in batch]
-            labels = [examples[i].labels for i in batch]
-            yield (
-                np.concatenate(feats),
-                np.array([len(f) for f in feats], np.int64),
-                np.concatenate(labels),
-                np.array([len(y) for y in labels], np.int64),
-            )
+    def batch_arrays(batch: np.ndarray, choice: Sequence[int]) -> tuple[np.ndarray, ...]:
+        """Plain NumPy (no TensorFlow ops inside the generator): values and row lengths."""
+        feats = [(examples[i].features, *examples[i].variants)[choice[i]] for i in batch]
+        labels = [examples[i].labels for i in batch]
+        return (
+            np.concatenate(feats),
+            np.array([len(f) for f in feats], np.int64),
+            np.concatenate(labels),
+            np.array([len(y) for y in labels], np.int64),
+        )
+
+    def generate() -> Iterator[tuple[np.ndarray, ...]]:
+        if seed is None:
+            for batch in batch_plan(lengths, batch_size, None, bucketing):
+                yield batch_arrays(batch, [0] * len(examples))
+            return
+        for epoch in itertools.count():
+            rng = np.random.default_rng([seed, epoch])
+            choice = [int(rng.integers(len(e.variants) + 1)) if e.variants else 0 for e in examples]
+            for batch in batch_plan(lengths, batch_size, rng, bucketing):
+                yield batch_arrays(batch, choice)
 
     def to_ragged(feats, feat_lengths, labels, label_lengths):
         return (
@@ -166,7 +181,6 @@ def ragged_batches(
             tf.RaggedTensor.from_row_lengths(labels, label_lengths),
         )
 
-    num_batches = len(batch_plan(lengths, batch_size, np.random.default_rng(0), bucketing))
     dataset = tf.data.Dataset.from_generator(
         generate,
         output_signature=(
@@ -176,7 +190,11 @@ def ragged_batches(
             tf.TensorSpec([None], tf.int64),
         ),
     ).map(to_ragged)
-    return dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    if seed is None:
+        return dataset.apply(
+            tf.data.experimental.assert_cardinality(batches_per_epoch(examples, batch_size, bucketing))
+        )
+    return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
 def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple[dict, tf.Tensor]:
@@ -191,9 +209,8 @@ def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple
 def make_dataset(
     examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True
 ) -> tf.data.Dataset:
-    """Model-ready batches (see to_model_inputs), prefetched."""
-    return (
-        ragged_batches(examples, batch_size, seed, bucketing)
-        .map(to_model_inputs, num_parallel_calls=1, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    """Model-ready batches (see to_model_inputs), prefetched; the fixed-order (unseeded) ones cached."""
+    dataset = ragged_batches(examples, batch_size, seed, bucketing).map(to_model_inputs)
+    if seed is None:
+        dataset = dataset.cache()
+    return dataset.prefetch(tf.data.AUTOTUNE)

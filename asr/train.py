@@ -24,7 +24,7 @@ from asr.config import Config, DataConfig, OptimizerConfig, register
 from asr.datasets import DatasetError, Utterance, load_splits
 from asr.features import FeatureOptions
 from asr.model import CTCModel
-from asr.pipeline import Example, make_dataset, prepare_all
+from asr.pipeline import Example, batches_per_epoch, make_dataset, prepare_all
 from asr.text import Vocabulary, error_rates
 from asr.transcribe import transcribe_features
 
@@ -164,7 +164,7 @@ def train(cfg: Config, run_dir: Path) -> float:
     batch_size = cfg.trainer.batch_size
     train_data = make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing)
     valid_data = make_dataset(examples["valid"], batch_size, None) if examples["valid"] else None
-    steps_per_epoch = int(train_data.cardinality())
+    steps_per_epoch = batches_per_epoch(examples["train"], batch_size, cfg.trainer.bucketing)
     model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs))
     run_dir.mkdir(parents=True, exist_ok=True)
     epoch_log = EpochLog(run_dir / "metrics.jsonl", cfg.trainer.stop_at_val_ler, cfg.trainer.keep_best)
@@ -175,6 +175,7 @@ def train(cfg: Config, run_dir: Path) -> float:
         train_data,
         validation_data=valid_data,
         epochs=cfg.trainer.epochs,
+        steps_per_epoch=steps_per_epoch,  # the training dataset is endless, reshuffled every epoch
         callbacks=[epoch_log],
         shuffle=False,  # the dataset reshuffles itself from the run's seed
         verbose=cfg.trainer.verbose,

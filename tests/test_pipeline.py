@@ -7,7 +7,15 @@ from conftest import sine, write_wav
 
 from asr.datasets import Utterance
 from asr.features import FeatureOptions
-from asr.pipeline import Example, batch_plan, ctc_min_frames, make_dataset, prepare_all, ragged_batches
+from asr.pipeline import (
+    Example,
+    batch_plan,
+    batches_per_epoch,
+    ctc_min_frames,
+    make_dataset,
+    prepare_all,
+    ragged_batches,
+)
 from asr.text import Vocabulary
 
 
@@ -32,7 +40,7 @@ def test_ctc_infeasible_and_bad_files_are_rejected_not_raised(tmp_path):
     assert "CTC needs 5" in reasons[str(short)]
     assert "not a readable WAV file" in reasons[str(broken)]
     assert "empty transcript" in reasons[str(good)]
-    # frame stacking shrinks the output steps: 1 s = 98 frames -> 33 steps at stride 3
+    # frame stacking shrinks the output steps: 1 s = 99 frames -> 33 steps at stride 3
     _, rejected = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3)
     assert "33 output steps" in rejected[0].reason
 
@@ -77,12 +85,27 @@ def test_ragged_batches_and_model_inputs():
 
 
 def test_epochs_reshuffle_reproducibly_from_the_seed():
+    examples = _examples(40)
+    assert batches_per_epoch(examples, 4) == 10
+
     def epochs(seed):
-        dataset = ragged_batches(_examples(40), 4, seed=seed)
-        return [[b[0].row_lengths().numpy().tolist() for b in dataset] for _ in range(2)]
+        batches = [b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=seed).take(20)]
+        return [batches[:10], batches[10:]]
 
     a, b = epochs(7), epochs(7)
     assert a == b
     assert a[0] != a[1]  # a new order each epoch
     assert epochs(8) != a
     assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
+
+
+def test_speed_variants_are_drawn_per_epoch(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0))
+    examples, _ = prepare_all(
+        [Utterance(wav, "a")], FeatureOptions(sample_rate=8000), Vocabulary(), speeds=[1.0, 0.8, 1.25]
+    )
+    (example,) = examples
+    assert [len(f) for f in (example.features, *example.variants)] == [99, 124, 79]  # slower -> longer
+    seen = {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=0).take(30)}
+    assert seen == {99, 124, 79}
+    assert {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=None)} == {99}
