@@ -86,3 +86,25 @@ def test_missing_data_root_names_the_fix(tmp_path):
     done = run([str(BIN / "asr-train"), f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path}"])
     assert done.returncode != 0
     assert "nowhere does not exist; pass data.root=" in done.stderr
+
+
+def _values(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock field."""
+    return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in read_metrics(run_dir)]
+
+
+@pytest.mark.slow
+def test_our_ldc93s1_recipe_reaches_ler_0_fast_and_reproducibly(shared_data, tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run_dir in runs:
+        done = run([str(BIN / "asr-train"), "experiment=ldc93s1", f"hydra.run.dir={run_dir}", "trainer.verbose=0"])
+        assert done.returncode == 0, done.stderr[-3000:]
+    metrics = read_metrics(runs[0])
+    assert len(metrics) <= 100 and metrics[-1]["val_ler"] == 0.0
+    assert all(m["val_ler"] > 0 for m in metrics[:-1])  # it stopped at the first epoch with LER 0
+    assert _values(runs[0]) == _values(runs[1])  # same config and seed: the same numbers, bit for bit
+    stereo = shared_data / "ldc93s1" / "LDC93S1_pcms16le_2_44100.wav"
+    done = run([str(BIN / "asr-transcribe"), str(runs[0]), str(stereo), "--json"])
+    record = json.loads(done.stdout)
+    assert record["text"] == "she had your dark suit in greasy wash water all year"
+    assert record["duration_s"] == pytest.approx(2.92, abs=0.01)
