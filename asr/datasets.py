@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import zlib
@@ -97,14 +98,31 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
     return items
 
 
+def read_csv(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
+    """A DeepSpeech-style CSV with columns wav_filename, wav_filesize, transcript; paths relative to it."""
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
+    base = audio_root or manifest.parent
+    with manifest.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"wav_filename", "transcript"} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(
+                f"{manifest}: CSV needs the columns wav_filename,wav_filesize,transcript; missing {sorted(missing)}"
+            )
+        return [Utterance((base / row["wav_filename"]).resolve(), row["transcript"] or "") for row in reader]
+
+
 def read_split(root: Path, spec: str, audio_root: Path | None = None) -> list[Utterance]:
     """A split given as a path relative to `root` (or absolute): a `.jsonl` manifest or a directory."""
     path = root / spec
     if path.suffix == ".jsonl":
         return read_jsonl(path, audio_root)
+    if path.suffix == ".csv":
+        return read_csv(path, audio_root)
     if path.is_dir():
         return read_directory(path)
-    raise DatasetError(f"{path}: neither a .jsonl manifest nor a directory")
+    raise DatasetError(f"{path}: neither a .jsonl / .csv manifest nor a directory")
 
 
 def carve(items: list[Utterance], fraction: float) -> tuple[list[Utterance], list[Utterance]]:

@@ -53,3 +53,86 @@ def decode_batch(
     else:
         sparse = greedy_sparse(logits, lengths, vocab.blank_index)
     return [vocab.decode(ids) for ids in sparse_to_lists(sparse, batch)]
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Per-frame log probabilities of logits [..., C]."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def ctc_align(log_probs: np.ndarray, labels: list[int], blank_index: int) -> list[tuple[int, int]]:
+    """Most likely CTC alignment (Viterbi) of `labels` to frames log_probs [T, C]: each label's (first, last) frame.
+
+    The best path runs through the usual extended sequence (blank, l1, blank, l2, ..., blank); a label may be
+    skipped-to directly from the previous label when the two differ.
+    """
+    frames = len(log_probs)
+    if not labels:
+        return []
+    extended = [blank_index]
+    for label in labels:
+        extended += [label, blank_index]
+    states = len(extended)
+    score = np.full((frames, states), -np.inf)
+    back = np.zeros((frames, states), dtype=np.int64)
+    score[0, 0] = log_probs[0, extended[0]]
+    score[0, 1] = log_probs[0, extended[1]]
+    for t in range(1, frames):
+        for s in range(states):
+            candidates = [(score[t - 1, s], s)]
+            if s >= 1:
+                candidates.append((score[t - 1, s - 1], s - 1))
+            if s >= 2 and extended[s] != blank_index and extended[s] != extended[s - 2]:
+                candidates.append((score[t - 1, s - 2], s - 2))
+            best, came_from = max(candidates)
+            score[t, s] = best + log_probs[t, extended[s]]
+            back[t, s] = came_from
+    state = states - 1 if score[-1, states - 1] >= score[-1, states - 2] else states - 2
+    path = [state]
+    for t in range(frames - 1, 0, -1):
+        state = back[t, state]
+        path.append(state)
+    path.reverse()  # state per frame
+    spans: list[list[int]] = [[-1, -1] for _ in labels]
+    for t, s in enumerate(path):
+        if s % 2 == 1:  # odd states are labels
+            span = spans[s // 2]
+            span[0] = t if span[0] < 0 else span[0]
+            span[1] = t
+    return [(a, b) for a, b in spans]
+
+
+def word_timestamps(text: str, log_probs: np.ndarray, vocab: Vocabulary, seconds_per_frame: float) -> list[dict]:
+    """Words of `text` with start and end times (seconds) from its CTC alignment to log_probs [T, C]."""
+    labels = [vocab.characters.index(c) for c in text]
+    if len(log_probs) < len(labels):
+        return []
+    spans = ctc_align(log_probs, labels, vocab.blank_index)
+    words, current = [], None
+    for char, (first, last) in zip(text, spans, strict=True):
+        if char == " ":
+            current = None
+            continue
+        if current is None:
+            current = {"word": "", "start": first * seconds_per_frame, "end": 0.0}
+            words.append(current)
+        current["word"] += char
+        current["end"] = (last + 1) * seconds_per_frame
+    return [{"word": w["word"], "start": round(w["start"], 3), "end": round(w["end"], 3)} for w in words]
+
+
+def nbest(
+    logits: np.ndarray | tf.Tensor, lengths: np.ndarray | tf.Tensor, vocab: Vocabulary, beam_width: int, k: int
+) -> list[list[dict]]:
+    """The k best transcripts per utterance by beam search, each {text, score} (score: log probability)."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    if k > beam_width:
+        raise ValueError(f"--n-best {k} needs a beam at least as wide (--beam-width {beam_width})")
+    decoded, log_probs = beam_sparse(logits, lengths, beam_width, top_paths=k)
+    batch = int(logits.shape[0])
+    per_path = [sparse_to_lists(d, batch) for d in decoded]
+    return [
+        [{"text": vocab.decode(per_path[j][i]), "score": round(float(log_probs[i, j]), 4)} for j in range(k)]
+        for i in range(batch)
+    ]

@@ -54,8 +54,13 @@ class FeatureOptions:
 
     @property
     def frame_length(self) -> int:
-        """Samples in one analysis window."""
-        return int(round(self.winlen * self.sample_rate))
+        """Samples in one analysis window (rounded half up, as python_speech_features does)."""
+        return int(math.floor(self.winlen * self.sample_rate + 0.5))
+
+    @property
+    def frame_step(self) -> int:
+        """Samples between the starts of consecutive windows."""
+        return int(math.floor(self.winstep * self.sample_rate + 0.5))
 
     @property
     def fft_size(self) -> int:

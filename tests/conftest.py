@@ -37,3 +37,25 @@ def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wavfile.write(path, rate, samples)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A small model trained for a few epochs on the embedded corpus through `asr-train` (shared by tests)."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("runs") / "demo"
+    command = [
+        str(Path(sys.executable).parent / "asr-train"),
+        f"hydra.run.dir={run_dir}",
+        "trainer.epochs=6",
+        "model.num_layers=1",
+        "model.units=64",
+        "trainer.verbose=0",
+        "data.speeds=[1.0]",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir

@@ -1,6 +1,15 @@
 import numpy as np
 
-from asr.decoding import decode_batch
+from asr.decoding import (
+    beam_sparse,
+    ctc_align,
+    decode_batch,
+    greedy_sparse,
+    log_softmax,
+    nbest,
+    sparse_to_lists,
+    word_timestamps,
+)
 from asr.text import Vocabulary
 
 
@@ -24,3 +33,53 @@ def test_beam_search_agrees_on_clear_logits():
     vocab = Vocabulary()
     logits = np.stack([_peaky(vocab, "dd_aa_rr_kk")])
     assert decode_batch(logits, np.array([11]), vocab, beam_width=8) == ["dark"]
+
+
+def test_beam_width_1_equals_greedy():
+    """On model-like logits (one clear winner per frame, plus noise) a one-path beam keeps the best path."""
+    vocab = Vocabulary()
+    rng = np.random.default_rng(0)
+    paths = ["__hh_e_ll_lo__ww_o_rr_l_d___", "tt_e_s__tt____ss_uu_i_tt_e_"]
+    logits = np.zeros((4, 30, vocab.num_classes), np.float32)
+    for row in range(4):
+        path = paths[row % 2]
+        logits[row, : len(path)] = _peaky(vocab, path) + rng.normal(0, 1.0, size=(len(path), vocab.num_classes))
+    lengths = np.array([28, 27, 12, 1])
+    greedy = greedy_sparse(logits, lengths, vocab.blank_index)
+    (beam,), _ = beam_sparse(logits, lengths, beam_width=1)
+    assert sparse_to_lists(beam, 4) == sparse_to_lists(greedy, 4)
+    assert any(sparse_to_lists(greedy, 4))
+
+
+def test_crafted_logits_give_known_words_and_times():
+    vocab = Vocabulary()
+    path = "__oo_n_e___tt_w_o__"  # 19 frames of 30 ms
+    log_probs = log_softmax(_peaky(vocab, path))
+    (text,) = decode_batch(_peaky(vocab, path)[None], np.array([len(path)]), vocab)
+    assert text == "onetwo"
+    spaced = "__oo_n_e__ _tt_w_o__"
+    text = decode_batch(_peaky(vocab, spaced)[None], np.array([len(spaced)]), vocab)[0]
+    assert text == "one two"
+    words = word_timestamps(text, log_softmax(_peaky(vocab, spaced)), vocab, seconds_per_frame=0.03)
+    # "o" starts at frame 2, "e" ends at frame 7; "t" starts at frame 12, "o" ends at frame 17
+    assert words == [{"word": "one", "start": 0.06, "end": 0.24}, {"word": "two", "start": 0.36, "end": 0.54}]
+    assert ctc_align(log_probs, [vocab.characters.index(c) for c in "onetwo"], vocab.blank_index) == [
+        (2, 3),
+        (5, 5),
+        (7, 7),
+        (11, 12),
+        (14, 14),
+        (16, 16),
+    ]
+
+
+def test_nbest_is_sorted_and_led_by_the_beam_result():
+    vocab = Vocabulary()
+    logits = np.random.default_rng(1).normal(0, 1.5, size=(2, 12, vocab.num_classes)).astype(np.float32)
+    lists = nbest(logits, np.array([12, 9]), vocab, beam_width=8, k=3)
+    assert [len(x) for x in lists] == [3, 3]
+    for row, candidates in enumerate(lists):
+        scores = [c["score"] for c in candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert len({c["text"] for c in candidates}) == 3
+        assert candidates[0]["text"] == decode_batch(logits, np.array([12, 9]), vocab, beam_width=8)[row]
