@@ -52,16 +52,22 @@ def test_short_demo_run_trains_saves_and_transcribes(demo_run, tmp_path):
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run_dir / "model" / "bundle.json").read_text())["sample_rate"] == 8000
 
-    test_files = [json.loads(line)["audio"] for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:3]]
-    corrupt = tmp_path / "corrupt.wav"
-    corrupt.write_bytes(b"RIFF....not really")
-    inputs = [str(ROOT / "data" / f) for f in test_files] + [str(corrupt)]
-    done = run([str(BIN / "asr-transcribe"), str(run_dir), *inputs, "--json"])
+    # a directory with three good files and one corrupt one
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:3]:
+        source = ROOT / "data" / json.loads(line)["audio"]
+        (folder / source.name).write_bytes(source.read_bytes())
+    (folder / "test_99999.wav").write_bytes(b"RIFF....not really")
+    done = run([str(BIN / "asr-transcribe"), str(run_dir), str(folder), "--json"])
     assert done.returncode == 1  # one file failed
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [r["audio"] for r in records] == inputs  # input order, failures included
+    assert [Path(r["audio"]).name for r in records] == sorted(p.name for p in folder.iterdir())  # input order
     assert all(set(r) == {"audio", "text", "duration_s", "seconds"} for r in records[:3])
     assert "not a readable WAV file" in records[3]["error"]
+    done = run([str(BIN / "asr-transcribe"), str(run_dir), str(folder)])
+    assert done.returncode == 1 and len(done.stdout.splitlines()) == 3
+    assert "test_99999.wav: not a readable WAV file" in done.stderr
 
 
 def test_mistyped_override_fails_naming_the_key(tmp_path):
