@@ -25,7 +25,6 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
 
     from asr.bundle import load_bundle
     from asr.decoding import decode_batch
-    from asr.features import extract
     from asr.transcribe import DecodeOptions, expand_inputs, ready_inference, run
 
     bundle = load_bundle(model_dir)
@@ -47,7 +46,7 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
     for item in subset:
         signal = load_audio(item.audio, bundle.features.sample_rate, item.start, item.end)
         subset_audio += len(signal) / bundle.features.sample_rate
-        feats = extract(signal, bundle.features)[None]
+        feats = bundle.featurize(signal)[None]
         lengths = np.array([feats.shape[1]], np.int32)
         logits = bundle.model({"features": tf.constant(feats), "lengths": tf.constant(lengths)}, training=False)
         baseline_texts += decode_batch(logits, bundle.model.output_lengths(lengths), bundle.vocab)

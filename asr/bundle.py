@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.features import FeatureOptions
+import numpy as np
+
+from asr.features import FeatureOptions, extract
 from asr.model import CTCModel
 from asr.text import Vocabulary
 
@@ -27,9 +29,23 @@ class Bundle:
     model: CTCModel
     features: FeatureOptions
     vocab: Vocabulary
+    cmvn: tuple[np.ndarray, np.ndarray] | None = None  # global mean and std per feature, when used
+
+    def featurize(self, signal: np.ndarray) -> np.ndarray:
+        """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
+        feats = extract(signal, self.features)
+        if self.cmvn is not None:
+            feats = (feats - self.cmvn[0]) / self.cmvn[1]
+        return feats
 
 
-def save_bundle(directory: Path, model: CTCModel, features: FeatureOptions, vocab: Vocabulary) -> Path:
+def save_bundle(
+    directory: Path,
+    model: CTCModel,
+    features: FeatureOptions,
+    vocab: Vocabulary,
+    cmvn: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
     """Write `bundle.json` and the weights into `directory` (created); returns the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_weights(directory / WEIGHTS_FILE)
@@ -41,6 +57,7 @@ def save_bundle(directory: Path, model: CTCModel, features: FeatureOptions, voca
         "vocabulary": vocab.characters,
         "blank_index": vocab.blank_index,
         "model": model.get_config(),
+        "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
     }
     tmp = directory / (BUNDLE_FILE + ".tmp")
     tmp.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
@@ -87,10 +104,27 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{directory / BUNDLE_FILE}: invalid settings ({e})") from e
     if model.characters != vocab.characters or spec.get("blank_index") != vocab.blank_index:
         raise BundleError(f"{directory / BUNDLE_FILE}: vocabulary and model disagree")
+    cmvn = _read_cmvn(spec.get("normalization"), features, directory / BUNDLE_FILE)
     model.build_for()
     weights = directory / WEIGHTS_FILE
     try:
         model.load_weights(weights)
     except Exception as e:  # h5py / Keras raise many kinds for a missing, truncated or foreign file
         raise BundleError(f"{weights}: cannot load the weights ({e}); re-export the model") from e
-    return Bundle(model, features, vocab)
+    return Bundle(model, features, vocab, cmvn)
+
+
+def _read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """Global normalization statistics from bundle.json, checked against the feature settings."""
+    needed = features.normalize in ("global", "both")
+    if spec is None:
+        if needed:
+            raise BundleError(f"{path}: normalize={features.normalize} but no normalization statistics")
+        return None
+    try:
+        mean, std = np.asarray(spec["mean"], np.float32), np.asarray(spec["std"], np.float32)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path}: unreadable normalization statistics ({e})") from e
+    if mean.shape != (features.num_features,) or std.shape != mean.shape or not (std > 0).all():
+        raise BundleError(f"{path}: normalization statistics do not fit {features.num_features} features")
+    return mean, std

@@ -30,13 +30,19 @@ class DataConfig:
     directory of .wav + same-stem .txt files."""
 
     root: str = MISSING
+    format: str = "auto"  # auto | dir | jsonl | csv | fsdd (auto: from what the train path holds)
     train: str = "train.jsonl"
     valid: str = "valid.jsonl"  # empty: carve valid_fraction of train
     test: str = "test.jsonl"  # empty: no test evaluation
     valid_fraction: float = 0.0
+    holdout_speakers: list[str] = field(default_factory=list)  # fsdd: these speakers go wholly to test
     # Relative audio paths in manifests resolve against this folder; empty: the manifest's own folder.
     audio_root: str = ""
     characters: str = DEFAULT_CHARACTERS
+    on_error: str = "skip"  # skip: leave bad utterances out and report them; raise: stop at the first
+    cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
+    cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)
+    workers: int = 0  # feature extraction processes; 0: one per core
     # Speed perturbation of the training split: each epoch plays every utterance at one of these factors,
     # drawn at random; 1.1 is 10 % faster and higher, like a shorter vocal tract (Ko et al. 2015).
     speeds: list[float] = field(default_factory=lambda: [1.0])

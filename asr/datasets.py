@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
+import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +88,10 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from e
+        if isinstance(record, dict) and "audio" not in record and "audio_filepath" in record:  # NeMo
+            record["audio"] = record["audio_filepath"]
         if not isinstance(record, dict) or "audio" not in record or "text" not in record:
-            raise DatasetError(f'{where}: each line needs "audio" and "text", got {line[:80]!r}')
+            raise DatasetError(f'{where}: each line needs "audio" (or "audio_filepath") and "text", got {line[:80]!r}')
         items.append(
             Utterance(
                 audio=(base / record["audio"]).resolve(),
@@ -113,38 +118,102 @@ def read_csv(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
         return [Utterance((base / row["wav_filename"]).resolve(), row["transcript"] or "") for row in reader]
 
 
-def read_split(root: Path, spec: str, audio_root: Path | None = None) -> list[Utterance]:
-    """A split given as a path relative to `root` (or absolute): a `.jsonl` manifest or a directory."""
-    path = root / spec
-    if path.suffix == ".jsonl":
-        return read_jsonl(path, audio_root)
-    if path.suffix == ".csv":
-        return read_csv(path, audio_root)
+# Free Spoken Digit Dataset file names: <digit>_<speaker>_<take>.wav; the transcript is the digit's word.
+FSDD_NAME = re.compile(r"(\d)_([A-Za-z]+)_(\d+)\.wav")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# The dataset's own split: takes 0-4 of every speaker and digit are the test set, 5-49 the training set.
+FSDD_TEST_TAKES = 5
+
+
+def read_fsdd(root: Path, holdout_speakers: Sequence[str] = ()) -> tuple[list[Utterance], list[Utterance]]:
+    """FSDD recordings -> (train, test): takes 0-4 test, the rest train; held-out speakers go wholly to test."""
+    train, test = [], []
+    for wav in sorted(root.glob("*.wav")):
+        match = FSDD_NAME.fullmatch(wav.name)
+        if not match:
+            log.warning("%s: not named <digit>_<speaker>_<take>.wav; skipped", wav)
+            continue
+        digit, speaker, take = int(match[1]), match[2], int(match[3])
+        item = Utterance(wav, DIGIT_WORDS[digit])
+        (test if take < FSDD_TEST_TAKES or speaker in holdout_speakers else train).append(item)
+    if not train and not test:
+        raise DatasetError(f"{root}: no FSDD recordings (<digit>_<speaker>_<take>.wav) found")
+    return train, test
+
+
+def detect_format(path: Path) -> str:
+    """jsonl / csv by suffix; a directory of FSDD-named .wav files without transcripts is fsdd; else dir."""
+    if path.suffix in (".jsonl", ".csv"):
+        return path.suffix[1:]
     if path.is_dir():
-        return read_directory(path)
+        wavs = list(itertools.islice(path.glob("*.wav"), 50))
+        if wavs and all(FSDD_NAME.fullmatch(w.name) for w in wavs) and not any(path.glob("*.txt")):
+            return "fsdd"
+        return "dir"
     raise DatasetError(f"{path}: neither a .jsonl / .csv manifest nor a directory")
 
 
+FORMATS = ("auto", "dir", "jsonl", "csv", "fsdd")
+
+
+def read_split(root: Path, spec: str, audio_root: Path | None = None, fmt: str = "auto") -> list[Utterance]:
+    """A split given as a path relative to `root` (or absolute), read as `fmt` (auto: detected)."""
+    path = root / spec
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "jsonl":
+        return read_jsonl(path, audio_root)
+    if fmt == "csv":
+        return read_csv(path, audio_root)
+    if fmt == "dir":
+        return read_directory(path)
+    if fmt == "fsdd":
+        train, test = read_fsdd(path)
+        return train + test
+    raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+
+
 def carve(items: list[Utterance], fraction: float) -> tuple[list[Utterance], list[Utterance]]:
-    """Split items deterministically (by a hash of each key) into (rest, carved ~fraction)."""
+    """Split items deterministically (by a hash of folder/file name and cut) into (rest, carved ~fraction).
+
+    The hash ignores where the dataset lives, so a copy elsewhere splits the same way.
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"data.valid_fraction must be in (0, 1), got {fraction}")
     threshold = int(fraction * 2**32)
-    carved = [u for u in items if zlib.crc32(u.key.encode()) < threshold]
-    rest = [u for u in items if zlib.crc32(u.key.encode()) >= threshold]
-    return rest, carved
+
+    def carved(u: Utterance) -> bool:
+        name = f"{u.audio.parent.name}/{u.audio.name}[{u.start}:{u.end}]"
+        return zlib.crc32(name.encode()) < threshold
+
+    return [u for u in items if not carved(u)], [u for u in items if carved(u)]
 
 
 def load_splits(
-    root: Path, train: str, valid: str, test: str, valid_fraction: float = 0.0, audio_root: Path | None = None
+    root: Path,
+    train: str,
+    valid: str,
+    test: str,
+    valid_fraction: float = 0.0,
+    audio_root: Path | None = None,
+    fmt: str = "auto",
+    holdout_speakers: Sequence[str] = (),
 ) -> dict[str, list[Utterance]]:
-    """Train / valid / test utterance lists from config; an empty `valid` is carved out of train."""
-    splits = {"train": read_split(root, train, audio_root)}
+    """Train / valid / test utterance lists from config; an empty `valid` is carved out of train.
+
+    For FSDD (`fmt` fsdd, or detected) train and test come from the dataset's own split of `root / train`.
+    """
+    if fmt not in FORMATS:
+        raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    fmt = detect_format(root / train) if fmt == "auto" else fmt
+    if fmt == "fsdd":
+        splits = dict(zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True))
+    else:
+        splits = {"train": read_split(root, train, audio_root, fmt)}
+        splits["test"] = read_split(root, test, audio_root) if test else []
     if valid:
         splits["valid"] = read_split(root, valid, audio_root)
     elif valid_fraction > 0:
         splits["train"], splits["valid"] = carve(splits["train"], valid_fraction)
     else:
         splits["valid"] = []
-    splits["test"] = read_split(root, test, audio_root) if test else []
-    return splits
+    return {name: splits[name] for name in ("train", "valid", "test")}

@@ -27,6 +27,9 @@ def serving_function(bundle: Bundle):
 
     def serve(waveforms: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
         feats, counts = features(waveforms, lengths, options)  # [B, T, F], [B]
+        if bundle.cmvn is not None:  # global statistics of the training split
+            mask = tf.sequence_mask(counts, tf.shape(feats)[1], dtype=tf.float32)[:, :, None]
+            feats = (feats - bundle.cmvn[0]) / bundle.cmvn[1] * mask
         logits = model({"features": feats, "lengths": counts}, training=False)  # [B, T', C]
         logit_lengths = model.output_lengths(counts)
         ids = greedy_sparse(logits, logit_lengths, vocab.blank_index)

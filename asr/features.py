@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from python_speech_features import delta, mfcc
 
-NORMALIZE_MODES = ("utterance", "utterance_scalar", "none")
+NORMALIZE_MODES = ("utterance", "utterance_scalar", "global", "both", "none")
 # Guards the division for a constant coefficient (digital silence); far below any real MFCC spread.
 _STD_FLOOR = 1e-8
 # Frames on each side used for delta regression: python_speech_features' documented default (N=2).
@@ -32,7 +32,9 @@ class FeatureOptions:
     append_energy: bool = True
     deltas: int = 0  # 0: MFCC only; 1: + delta; 2: + delta + delta-delta
     # utterance: each coefficient to zero mean, unit variance over the utterance's frames;
-    # utterance_scalar: one mean and one std over the whole matrix (the seed article's recipe); none.
+    # utterance_scalar: one mean and one std over the whole matrix (the seed article's recipe);
+    # global: per coefficient, by mean/std over all frames of the training split (kept in the bundle);
+    # both: utterance, then global; none.
     normalize: str = "utterance"
 
     def __post_init__(self) -> None:
@@ -102,9 +104,12 @@ def compute_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
 
 
 def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
-    """Normalize one utterance's unpadded [frames, n] features by its own statistics."""
-    if mode == "none":
+    """Normalize one utterance's unpadded [frames, n] features by its own statistics (mode `both`: per
+    coefficient; `global` and `none` leave them as they are: global statistics come later)."""
+    if mode in ("none", "global"):
         return feats.astype(np.float32)
+    if mode == "both":
+        mode = "utterance"
     if mode == "utterance_scalar":
         mean, std = feats.mean(), feats.std()
     elif mode == "utterance":
@@ -117,3 +122,9 @@ def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
 def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
     """Waveform -> normalized features [frames, num_features]."""
     return normalize_utterance(compute_mfcc(signal, options), options.normalize)
+
+
+def global_stats(utterances: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coefficient mean and std [n] over every real frame of unpadded [frames, n] matrices."""
+    frames = np.concatenate(utterances).astype(np.float64)
+    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), _STD_FLOOR).astype(np.float32)

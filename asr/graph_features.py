@@ -39,8 +39,10 @@ def _deltas(feats: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
 def _normalize(feats: tf.Tensor, mask: tf.Tensor, mode: str) -> tf.Tensor:
     """Per-utterance normalization over the real frames only; padded frames come out as 0."""
     weights = tf.cast(mask, feats.dtype)[:, :, None]  # [B, T, 1]
-    if mode == "none":
+    if mode in ("none", "global"):  # global statistics are applied by the caller
         return feats * weights
+    if mode == "both":
+        mode = "utterance"
     axes = [1, 2] if mode == "utterance_scalar" else [1]
     count = tf.reduce_sum(tf.broadcast_to(weights, tf.shape(feats)), axis=axes, keepdims=True)
     mean = tf.reduce_sum(feats * weights, axis=axes, keepdims=True) / count

@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
-from asr.audio import AudioError, load_audio, resample
 from asr.datasets import Utterance
-from asr.features import FeatureOptions, extract
+from asr.extraction import FeatureCache, Job, Stats, extract_all
+from asr.features import FeatureOptions
 from asr.text import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -21,6 +20,9 @@ log = logging.getLogger(__name__)
 # Batches are formed inside pools of this many batches' worth of shuffled utterances, sorted by length:
 # close lengths in a batch (little padding), yet a different mix every epoch.
 POOL_BATCHES = 32
+# Batches made ahead of the training step. A small fixed number: with AUTOTUNE the endless training
+# generator ran far ahead, and tearing that down at the end of `fit` cost seconds per epoch trained.
+PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Rejected:
     """An utterance left out, and why."""
 
     key: str
+    kind: str  # unreadable_audio | empty_transcript | unknown_characters | ctc_infeasible
     reason: str
 
 
@@ -48,29 +51,25 @@ def ctc_min_frames(labels: np.ndarray) -> int:
     return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
 
 
-def prepare(
-    utterance: Utterance, options: FeatureOptions, vocab: Vocabulary, stride: int = 1, speed: float = 1.0
-) -> Example:
-    """Load, featurize and encode one utterance; raises AudioError or ValueError on a bad item.
+def ctc_problem(frames: int, labels: np.ndarray, stride: int) -> str | None:
+    """Why `frames` feature frames (model stride `stride`) cannot carry `labels` under CTC, or None."""
+    steps = -(-frames // stride)
+    if steps >= ctc_min_frames(labels):
+        return None
+    return (
+        f"{steps} output steps ({frames} frames, stride {stride}) cannot hold {len(labels)} labels "
+        f"(CTC needs {ctc_min_frames(labels)}); the audio is too short for its transcript"
+    )
 
-    `stride` is the model's frame stacking: CTC then has ceil(frames / stride) steps for the labels.
-    `speed` != 1 plays the audio that much faster (and higher), for speed-perturbation augmentation.
-    """
-    signal = load_audio(utterance.audio, options.sample_rate, utterance.start, utterance.end)
-    if speed != 1.0:
-        signal = resample(signal, int(round(options.sample_rate * speed)), options.sample_rate)
-    features = extract(signal, options)
-    text = vocab.normalize(utterance.text)
-    if not text:
-        raise ValueError("empty transcript after normalization")
-    labels = vocab.encode(text)
-    steps = -(-len(features) // stride)
-    if steps < ctc_min_frames(labels):
-        raise ValueError(
-            f"{steps} output steps ({len(features)} frames, stride {stride}) cannot hold {len(labels)} labels "
-            f"(CTC needs {ctc_min_frames(labels)}); the audio is too short for its transcript"
-        )
-    return Example(utterance.key if speed == 1.0 else f"{utterance.key}@{speed:g}", text, features, labels)
+
+def text_problem(text: str, vocab: Vocabulary) -> tuple[str, str] | None:
+    """(kind, reason) when a transcript cannot be trained on, else None."""
+    unknown = vocab.unknown_characters(text)
+    if unknown:
+        return "unknown_characters", f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {text!r}"
+    if not vocab.normalize(text):
+        return "empty_transcript", "empty transcript (after normalization)"
+    return None
 
 
 def prepare_all(
@@ -80,30 +79,47 @@ def prepare_all(
     stride: int = 1,
     desc: str = "features",
     speeds: Sequence[float] = (1.0,),
-) -> tuple[list[Example], list[Rejected]]:
-    """Prepare every utterance in order; bad ones are logged and returned as rejected, not raised.
+    cache: FeatureCache | None = None,
+    workers: int = 1,
+) -> tuple[list[Example], list[Rejected], Stats]:
+    """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised.
 
     With several `speeds`, an example holds the features at each speed (the first as `features`, the rest as
-    `variants`); a speed at which CTC becomes infeasible is left out for that utterance.
+    `variants`); a speed at which CTC becomes infeasible is left out for that utterance. `stride` is the
+    model's frame stacking: CTC then has ceil(frames / stride) steps for the labels.
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
-    examples, rejected = [], []
-    for utterance in tqdm(utterances, desc=desc, unit="file", disable=len(utterances) < 200, leave=False):
-        try:
-            example = prepare(utterance, options, vocab, stride, speeds[0])
-            variants = []
-            for speed in speeds[1:]:
-                try:
-                    variants.append(prepare(utterance, options, vocab, stride, speed).features)
-                except ValueError:
-                    continue
-            examples.append(replace(example, key=utterance.key, variants=tuple(variants)))
-        except (AudioError, ValueError) as e:
-            reason = e.reason if isinstance(e, AudioError) else str(e)
-            log.warning("skipping %s: %s", utterance.key, reason)
-            rejected.append(Rejected(utterance.key, reason))
-    return examples, rejected
+    rejected, usable = [], []
+    for utterance in utterances:
+        problem = text_problem(utterance.text, vocab)
+        if problem:
+            rejected.append(Rejected(utterance.key, *problem))
+        else:
+            usable.append(utterance)
+    jobs = [Job(str(u.audio), u.start, u.end, speed) for u in usable for speed in speeds]
+    features, stats = extract_all(jobs, options, cache, workers, desc)
+    examples = []
+    for n, utterance in enumerate(usable):
+        first = n * len(speeds)
+        text = vocab.normalize(utterance.text)
+        labels = vocab.encode(text)
+        if first in stats.errors:
+            rejected.append(Rejected(utterance.key, "unreadable_audio", stats.errors[first]))
+            continue
+        problem = ctc_problem(len(features[first]), labels, stride)
+        if problem:
+            rejected.append(Rejected(utterance.key, "ctc_infeasible", problem))
+            continue
+        variants = tuple(
+            f
+            for f in features[first + 1 : first + len(speeds)]
+            if f is not None and not ctc_problem(len(f), labels, stride)
+        )
+        examples.append(Example(utterance.key, text, features[first], labels, variants))
+    for r in rejected:
+        log.warning("skipping %s: %s", r.key, r.reason)
+    return examples, rejected, stats
 
 
 def batch_plan(
@@ -130,6 +146,13 @@ def batch_plan(
     return batches
 
 
+def padding_share(lengths: Sequence[int], plan: Sequence[np.ndarray]) -> float:
+    """Padded frames / real frames when the batches of `plan` are padded to their longest item."""
+    lengths = np.asarray(lengths)
+    padded = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in plan)
+    return float(padded / max(lengths.sum(), 1))
+
+
 def batches_per_epoch(examples: Sequence[Example], batch_size: int, bucketing: bool = True) -> int:
     """How many batches one epoch of `examples` has (the same for every epoch)."""
     return len(batch_plan([len(e.features) for e in examples], batch_size, np.random.default_rng(0), bucketing))
@@ -140,13 +163,14 @@ def ragged_batches(
     batch_size: int,
     seed: int | None,
     bucketing: bool = True,
+    epochs: int | None = None,
 ) -> tf.data.Dataset:
     """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]).
 
-    Without a seed: one pass in a fixed order (length-sorted when bucketing). With a seed: endless, epoch
-    after epoch (`batches_per_epoch` batches each), every epoch reshuffled; the order of epoch e and which
-    variant of each example it uses derive from (seed, e) only, so runs with the same seed see the same
-    batches. One endless generator also spares Keras a new Python generator per epoch.
+    Without a seed: one pass in a fixed order (length-sorted when bucketing). With a seed: `epochs` epochs
+    (endless if None) one after the other, `batches_per_epoch` batches each, every epoch reshuffled; the
+    order of epoch e and which variant of each example it uses derive from (seed, e) only, so runs with
+    the same seed see the same batches. One generator for all epochs spares Keras a new one per epoch.
     """
     if not examples:
         raise ValueError("no examples to batch (every utterance of the split was rejected?)")
@@ -169,10 +193,14 @@ def ragged_batches(
             for batch in batch_plan(lengths, batch_size, None, bucketing):
                 yield batch_arrays(batch, [0] * len(examples))
             return
-        for epoch in itertools.count():
+        for epoch in itertools.count() if epochs is None else range(epochs):
             rng = np.random.default_rng([seed, epoch])
             choice = [int(rng.integers(len(e.variants) + 1)) if e.variants else 0 for e in examples]
-            for batch in batch_plan(lengths, batch_size, rng, bucketing):
+            plan = batch_plan(lengths, batch_size, rng, bucketing)
+            log.info(
+                "epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, padding_share(lengths, plan)
+            )
+            for batch in plan:
                 yield batch_arrays(batch, choice)
 
     def to_ragged(feats, feat_lengths, labels, label_lengths):
@@ -207,10 +235,10 @@ def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple
 
 
 def make_dataset(
-    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True
+    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True, epochs: int | None = None
 ) -> tf.data.Dataset:
     """Model-ready batches (see to_model_inputs), prefetched; the fixed-order (unseeded) ones cached."""
-    dataset = ragged_batches(examples, batch_size, seed, bucketing).map(to_model_inputs)
+    dataset = ragged_batches(examples, batch_size, seed, bucketing, epochs).map(to_model_inputs)
     if seed is None:
         dataset = dataset.cache()
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(PREFETCH_BATCHES)

@@ -20,11 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from asr.bundle import save_bundle
-from asr.config import Config, DataConfig, OptimizerConfig, register
-from asr.datasets import DatasetError, Utterance, load_splits
+from asr.config import Config, OptimizerConfig, register
 from asr.features import FeatureOptions
 from asr.model import CTCModel
-from asr.pipeline import Example, batches_per_epoch, make_dataset, prepare_all
+from asr.pipeline import Example, batches_per_epoch, make_dataset
+from asr.prepare import prepare_data, write_report
 from asr.text import Vocabulary, error_rates
 from asr.transcribe import transcribe_features
 
@@ -72,18 +72,6 @@ def build_optimizer(cfg: OptimizerConfig, steps_per_epoch: int, epochs: int) -> 
     if cfg.name == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **clip)
     return keras.optimizers.Adam(lr, **clip)
-
-
-def load_data(cfg: DataConfig) -> dict[str, list[Utterance]]:
-    """Read the configured splits, with a clear error when the data folder is missing."""
-    root = Path(cfg.root)
-    if not root.is_dir():
-        raise DatasetError(
-            f"data.root {root} does not exist; pass data.root=<dataset folder> (presets that use "
-            f"../shared/data also read the ASR_SHARED_DATA environment variable)"
-        )
-    audio_root = Path(cfg.audio_root) if cfg.audio_root else None
-    return load_splits(root, cfg.train, cfg.valid, cfg.test, cfg.valid_fraction, audio_root)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -144,25 +132,13 @@ def train(cfg: Config, run_dir: Path) -> float:
     model = CTCModel(num_features=options.num_features, characters=vocab.characters, seed=cfg.seed, **asdict(cfg.model))
     build_optimizer(cfg.optimizer, 1, 1)  # fail on a bad optimizer setting before the data is read
 
-    splits = load_data(cfg.data)
-    prepared = {
-        name: prepare_all(
-            items, options, vocab, model.stride, desc=name, speeds=cfg.data.speeds if name == "train" else (1.0,)
-        )
-        for name, items in splits.items()
-    }
-    examples = {name: ex for name, (ex, _) in prepared.items()}
-    rejected = [{"split": name, "item": r.key, "reason": r.reason} for name, (_, rej) in prepared.items() for r in rej]
-    log.info(
-        "utterances: %s; rejected: %d",
-        ", ".join(f"{name} {len(ex)}" for name, ex in examples.items()),
-        len(rejected),
-    )
-    if not examples["train"]:
-        raise DatasetError(f"no usable training utterances under {cfg.data.root} ({len(rejected)} rejected)")
+    prepared = prepare_data(cfg.data, options, vocab, model.stride)
+    write_report(prepared.report, run_dir)
+    examples, rejected = prepared.examples, prepared.report["rejected"]
 
     batch_size = cfg.trainer.batch_size
-    train_data = make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing)
+    # exactly `epochs` epochs of batches: nothing is left in flight when fit ends
+    train_data = make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing, cfg.trainer.epochs)
     valid_data = make_dataset(examples["valid"], batch_size, None) if examples["valid"] else None
     steps_per_epoch = batches_per_epoch(examples["train"], batch_size, cfg.trainer.bucketing)
     model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, cfg.trainer.epochs))
@@ -186,7 +162,7 @@ def train(cfg: Config, run_dir: Path) -> float:
         log.info("restored the weights of epoch %d (best validation LER)", epoch_log.best_epoch)
 
     test = evaluate(model, vocab, examples["test"], batch_size, cfg.trainer.samples) if examples["test"] else None
-    save_bundle(run_dir / "model", model, options, vocab)
+    save_bundle(run_dir / "model", model, options, vocab, prepared.cmvn)
     result = {
         "best_epoch": epoch_log.best_epoch,
         "best_val_ler": epoch_log.best_ler,

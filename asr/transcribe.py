@@ -18,7 +18,6 @@ from asr.audio import AudioError, load_audio
 from asr.bundle import BundleError, load_bundle
 from asr.datasets import DatasetError, read_csv, read_jsonl
 from asr.decoding import decode_batch, log_softmax, nbest, word_timestamps
-from asr.features import extract
 from asr.text import error_rates
 
 log = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ def run(items: Sequence[Item], bundle, options: DecodeOptions, infer: Callable |
                 records.append({"audio": str(item.audio), "error": e.reason})
                 continue
             records.append({"audio": str(item.audio), "duration_s": round(len(signal) / features.sample_rate, 3)})
-            feats.append(extract(signal, features))
+            feats.append(bundle.featurize(signal))
             slots.append(len(records) - 1)
         decoded = decode_features(
             bundle.model,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asr.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
-from asr.features import FeatureOptions
+from asr.features import FeatureOptions, extract
 from asr.model import CTCModel
 from asr.text import Vocabulary
 
@@ -46,3 +46,20 @@ def test_tampered_bundle_fails_clearly(saved, edit, message):
     path.write_text(edit(json.loads(path.read_text())))
     with pytest.raises(BundleError, match=message):
         load_bundle(saved[1])
+
+
+def test_global_normalization_travels_with_the_bundle(tmp_path):
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000, normalize="both")
+    model = CTCModel(options.num_features, vocab.characters, num_layers=1, units=4)
+    model.build_for()
+    mean, std = np.linspace(-1, 1, 13).astype(np.float32), np.linspace(1, 2, 13).astype(np.float32)
+    save_bundle(tmp_path, model, options, vocab, (mean, std))
+    bundle = load_bundle(tmp_path)
+    np.testing.assert_array_equal(bundle.cmvn[0], mean)
+    signal = np.sin(np.arange(4000) / 7).astype(np.float32)
+    raw = extract(signal, options)
+    np.testing.assert_allclose(bundle.featurize(signal), (raw - mean) / std, rtol=1e-6)
+    spec = json.loads((tmp_path / BUNDLE_FILE).read_text())
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({**spec, "normalization": None}))
+    with pytest.raises(BundleError, match="no normalization statistics"):
+        load_bundle(tmp_path)

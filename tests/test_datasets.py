@@ -8,6 +8,7 @@ from asr.datasets import (
     DatasetError,
     Utterance,
     carve,
+    detect_format,
     load_splits,
     parse_transcript,
     read_directory,
@@ -51,7 +52,7 @@ def test_jsonl_relative_paths_and_cuts(tmp_path):
     ("line", "message"),
     [
         ("{not json", r"m\.jsonl:1: not valid JSON"),
-        ('{"audio": "x.wav"}', r'm\.jsonl:1: each line needs "audio" and "text"'),
+        ('{"audio": "x.wav"}', r'm\.jsonl:1: each line needs "audio" \(or "audio_filepath"\) and "text"'),
         ('{"audio": "x.wav", "text": "a", "start": -1}', r"`start` must be a non-negative number"),
     ],
 )
@@ -72,3 +73,30 @@ def test_splits_and_deterministic_carving(tmp_path):
     assert splits["test"] == []
     with pytest.raises(ValueError, match="valid_fraction"):
         carve(splits["train"], 1.5)
+
+
+def test_csv_and_nemo_manifests(tmp_path):
+    (tmp_path / "m.csv").write_text("wav_filename,wav_filesize,transcript\nclips/a.wav,100,hello there\n")
+    (tmp_path / "n.jsonl").write_text('{"audio_filepath": "b.wav", "text": "hi", "duration": 1.0}\n')
+    splits = load_splits(tmp_path, "m.csv", "", "n.jsonl")
+    assert splits["train"] == [Utterance(tmp_path / "clips" / "a.wav", "hello there")]
+    assert splits["test"] == [Utterance(tmp_path / "b.wav", "hi")]
+    (tmp_path / "bad.csv").write_text("path,text\nx.wav,y\n")
+    with pytest.raises(DatasetError, match="CSV needs the columns wav_filename,wav_filesize,transcript"):
+        load_splits(tmp_path, "bad.csv", "", "")
+
+
+def test_fsdd_official_split_and_speaker_holdout(tmp_path):
+    for digit, speaker, take in [(0, "ann", 0), (1, "ann", 4), (2, "ann", 5), (3, "bob", 49), (9, "bob", 2)]:
+        write_wav(tmp_path / f"{digit}_{speaker}_{take}.wav", 8000, np.zeros(800, np.int16))
+    assert detect_format(tmp_path) == "fsdd"
+    splits = load_splits(tmp_path, ".", "", "")
+    assert sorted(u.audio.name for u in splits["test"]) == ["0_ann_0.wav", "1_ann_4.wav", "9_bob_2.wav"]
+    assert sorted((u.audio.name, u.text) for u in splits["train"]) == [
+        ("2_ann_5.wav", "two"),
+        ("3_bob_49.wav", "three"),
+    ]
+    held = load_splits(tmp_path, ".", "", "", holdout_speakers=["bob"])
+    assert [u.audio.name for u in held["train"]] == ["2_ann_5.wav"]
+    (tmp_path / "2_ann_5.txt").write_text("two")
+    assert detect_format(tmp_path) == "dir"  # transcripts beside the audio: a plain directory dataset

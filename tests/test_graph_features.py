@@ -29,8 +29,9 @@ def _batch(signals):
         FeatureOptions(sample_rate=8000, deltas=2, normalize="none"),
         FeatureOptions(sample_rate=16000, normalize="utterance_scalar"),
         FeatureOptions(sample_rate=16000, append_energy=False, ceplifter=0, preemph=0.0),
+        FeatureOptions(sample_rate=8000, normalize="both"),  # the per-utterance part; global stats come after
     ],
-    ids=["deltas", "deltas2-raw", "scalar16k", "plain"],
+    ids=["deltas", "deltas2-raw", "scalar16k", "plain", "both"],
 )
 def test_graph_mfcc_matches_python_speech_features(options):
     files = sorted(glob.glob(str(ROOT / "data" / "wav" / "test" / "*.wav")))[:6]

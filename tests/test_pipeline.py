@@ -13,6 +13,7 @@ from asr.pipeline import (
     batches_per_epoch,
     ctc_min_frames,
     make_dataset,
+    padding_share,
     prepare_all,
     ragged_batches,
 )
@@ -34,14 +35,17 @@ def test_ctc_infeasible_and_bad_files_are_rejected_not_raised(tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"junk")
     items = [Utterance(good, "hi"), Utterance(short, "aaa"), Utterance(broken, "x"), Utterance(good, "?!")]
-    examples, rejected = prepare_all(items, options, vocab)
+    items.append(Utterance(good, "route 66"))
+    examples, rejected, _ = prepare_all(items, options, vocab)
     assert [e.text for e in examples] == ["hi"]
+    kinds = {r.key: r.kind for r in rejected}
     reasons = {r.key: r.reason for r in rejected}
-    assert "CTC needs 5" in reasons[str(short)]
-    assert "not a readable WAV file" in reasons[str(broken)]
-    assert "empty transcript" in reasons[str(good)]
+    assert kinds[str(short)] == "ctc_infeasible" and "CTC needs 5" in reasons[str(short)]
+    assert kinds[str(broken)] == "unreadable_audio" and "not a readable WAV file" in reasons[str(broken)]
+    assert [r.kind for r in rejected if r.key == str(good)] == ["empty_transcript", "unknown_characters"]
+    assert "characters outside the vocabulary: '6' in 'route 66'" in rejected[1].reason
     # frame stacking shrinks the output steps: 1 s = 99 frames -> 33 steps at stride 3
-    _, rejected = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3)
+    _, rejected, _ = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3)
     assert "33 output steps" in rejected[0].reason
 
 
@@ -54,10 +58,9 @@ def test_batch_plan_covers_everything_once_and_buckets_lengths():
     bucketed = batch_plan(lengths, 16, np.random.default_rng(1), bucketing=True)
     plain = batch_plan(lengths, 16, np.random.default_rng(1), bucketing=False)
 
-    def padding(plan):
-        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in plan) / lengths.sum()
-
-    assert padding(bucketed) < padding(plain) / 5
+    assert padding_share(lengths, bucketed) < padding_share(lengths, plain) / 5
+    assert padding_share([3, 3, 1], [np.array([0, 1]), np.array([2])]) == 0.0
+    assert padding_share([3, 1], [np.array([0, 1])]) == 0.5
 
 
 def _examples(n=10, features=3):
@@ -101,7 +104,7 @@ def test_epochs_reshuffle_reproducibly_from_the_seed():
 
 def test_speed_variants_are_drawn_per_epoch(tmp_path):
     wav = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0))
-    examples, _ = prepare_all(
+    examples, _, _ = prepare_all(
         [Utterance(wav, "a")], FeatureOptions(sample_rate=8000), Vocabulary(), speeds=[1.0, 0.8, 1.25]
     )
     (example,) = examples

@@ -103,3 +103,19 @@ def test_our_ldc93s1_recipe_reaches_ler_0_fast_and_reproducibly(shared_data, tmp
     record = json.loads(done.stdout)
     assert record["text"] == "she had your dark suit in greasy wash water all year"
     assert record["duration_s"] == pytest.approx(2.92, abs=0.01)
+
+
+def test_asr_prepare_on_fsdd_lists_no_bad_files(shared_data, tmp_path):
+    done = run([str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path}", "data.speeds=[1.0]"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "prepare_report.json").read_text())
+    assert report["problems"] == {} and report["rejected"] == []
+    assert {name: s["usable"] for name, s in report["splits"].items()} == {"train": 2026, "valid": 224, "test": 250}
+    assert report["vocabulary_found"] == "efghinorstuvwxz"
+    assert report["cache_misses"] == 2500 and report["cache_hits"] == 0
+    assert "problems: none" in done.stdout
+    again = run(
+        [str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path / 'again'}", "data.speeds=[1.0]"]
+    )
+    report = json.loads((tmp_path / "again" / "prepare_report.json").read_text())
+    assert again.returncode == 0 and report["cache_hits"] == 2500 and report["cache_misses"] == 0

@@ -1,0 +1,170 @@
+"""Feature extraction at scale: a content-addressed feature cache and parallel workers in a stable order.
+
+No TensorFlow here: worker processes import only NumPy, SciPy and python_speech_features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from asr.audio import AudioError, load_audio, resample
+from asr.features import FeatureOptions, extract
+
+log = logging.getLogger(__name__)
+
+# Bump when the meaning of a cached array changes (invalidates every entry).
+CACHE_VERSION = 1
+# Fewer files than this are extracted in this process: starting workers costs about a second.
+PARALLEL_MIN_FILES = 400
+
+
+@dataclass(frozen=True)
+class Job:
+    """One feature matrix to make: an audio file, an optional [start, end) cut, a speed factor."""
+
+    audio: str
+    start: float | None = None
+    end: float | None = None
+    speed: float = 1.0
+
+
+@dataclass
+class Stats:
+    """What extraction did."""
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    feature_seconds: float = 0.0
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/asr, or ~/.cache/asr."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asr"
+
+
+def featurize(job: Job, options: FeatureOptions) -> np.ndarray:
+    """Load (cut, speed-perturbed) audio and compute its features; raises AudioError."""
+    signal = load_audio(job.audio, options.sample_rate, job.start, job.end)
+    if job.speed != 1.0:
+        signal = resample(signal, int(round(options.sample_rate * job.speed)), options.sample_rate)
+    return extract(signal, options)
+
+
+def _featurize_or_error(args: tuple[Job, FeatureOptions]) -> np.ndarray | str:
+    """Worker entry: the features, or the reason they could not be made."""
+    try:
+        return featurize(*args)
+    except AudioError as e:
+        return e.reason
+
+
+class FeatureCache:
+    """Feature matrices on disk, keyed by the audio bytes, the cut, the speed and every feature setting.
+
+    Entries are .npy files written atomically (write, then rename) with the SHA-256 of their data in the
+    name of a sidecar; an entry whose data does not match is treated as missing and rebuilt.
+    """
+
+    def __init__(self, directory: Path, options: FeatureOptions) -> None:
+        self.directory = directory
+        self.settings = json.dumps({"v": CACHE_VERSION, **options.to_dict()}, sort_keys=True)
+
+    def key(self, job: Job) -> str | None:
+        """Hex key of a job, or None if its audio cannot be read (then it is not cached)."""
+        try:
+            content = hashlib.sha256(Path(job.audio).read_bytes()).hexdigest()
+        except OSError:
+            return None
+        spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}"
+        return hashlib.sha256(spec.encode()).hexdigest()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.directory / key[:2]
+        return folder / f"{key}.npy", folder / f"{key}.sha256"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached array, or None when absent or damaged (a damaged entry is removed)."""
+        data_path, sum_path = self._paths(key)
+        if not data_path.is_file():
+            return None
+        try:
+            raw = data_path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != sum_path.read_text().strip():
+                raise ValueError("checksum mismatch")
+            return np.load(data_path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            log.warning("feature cache entry %s is damaged (%s); rebuilding it", data_path, e)
+            data_path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        """Store an array (atomically: a crash never leaves a half entry that looks valid)."""
+        data_path, sum_path = self._paths(key)
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{data_path}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            np.save(f, array, allow_pickle=False)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        sum_tmp = Path(f"{sum_path}.{os.getpid()}.tmp")
+        sum_tmp.write_text(digest + "\n")
+        sum_tmp.replace(sum_path)
+        tmp.replace(data_path)
+
+
+def extract_all(
+    jobs: Sequence[Job],
+    options: FeatureOptions,
+    cache: FeatureCache | None = None,
+    workers: int = 0,
+    desc: str = "features",
+) -> tuple[list[np.ndarray | None], Stats]:
+    """Features for every job, in job order (None where the audio failed: see stats.errors).
+
+    Cached entries are reused; the rest are computed over `workers` processes (0: all cores) with a
+    progress bar, and stored in the cache.
+    """
+    started = time.perf_counter()
+    stats = Stats()
+    results: list[np.ndarray | None] = [None] * len(jobs)
+    keys = [cache.key(job) if cache else None for job in jobs]
+    todo = []
+    for i, key in enumerate(keys):
+        cached = cache.get(key) if cache and key else None
+        if cached is not None:
+            results[i] = cached
+            stats.cache_hits += 1
+        else:
+            todo.append(i)
+    stats.cache_misses = len(todo) if cache else 0
+    workers = workers or os.cpu_count() or 1
+    args = [(jobs[i], options) for i in todo]
+    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200, leave=False)
+    if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            outputs = pool.map(_featurize_or_error, args, chunksize=32)
+            computed = [(bar.update(), out)[1] for out in outputs]
+    else:
+        computed = [(bar.update(), _featurize_or_error(a))[1] for a in args]
+    bar.close()
+    for i, out in zip(todo, computed, strict=True):
+        if isinstance(out, str):
+            stats.errors[i] = out
+            continue
+        results[i] = out
+        if cache and keys[i]:
+            cache.put(keys[i], out)
+    stats.feature_seconds = time.perf_counter() - started
+    return results, stats

@@ -1,0 +1,63 @@
+"""Feature cache and parallel extraction."""
+
+import numpy as np
+from conftest import sine, write_wav
+
+from asr.extraction import FeatureCache, Job, extract_all, featurize
+from asr.features import FeatureOptions, global_stats
+
+
+def _files(tmp_path, n):
+    return [write_wav(tmp_path / f"{i}.wav", 8000, sine(8000, 0.2 + 0.01 * i, hz=200 + 20 * i)) for i in range(n)]
+
+
+def test_cache_hit_miss_and_rebuild(tmp_path):
+    options = FeatureOptions(sample_rate=8000)
+    cache = FeatureCache(tmp_path / "cache", options)
+    jobs = [Job(str(p)) for p in _files(tmp_path, 3)]
+    first, stats = extract_all(jobs, options, cache)
+    assert (stats.cache_hits, stats.cache_misses) == (0, 3)
+    again, stats = extract_all(jobs, options, cache)
+    assert (stats.cache_hits, stats.cache_misses) == (3, 0)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # any feature setting is part of the key
+    other = FeatureOptions(sample_rate=8000, numcep=12)
+    _, stats = extract_all(jobs, other, FeatureCache(tmp_path / "cache", other))
+    assert stats.cache_misses == 3
+    # changed audio content misses; the same content under the same path hits
+    write_wav(tmp_path / "0.wav", 8000, sine(8000, 0.2, hz=999))
+    changed, stats = extract_all(jobs, options, cache)
+    assert (stats.cache_hits, stats.cache_misses) == (2, 1)
+    assert not np.array_equal(changed[0], first[0])
+    # a damaged entry is detected, not used, and rebuilt
+    entry = next((tmp_path / "cache").rglob(f"{cache.key(jobs[1])}.npy"))
+    entry.write_bytes(entry.read_bytes()[:-8] + b"\x00" * 8)
+    rebuilt, stats = extract_all(jobs, options, cache)
+    assert stats.cache_misses == 1
+    np.testing.assert_array_equal(rebuilt[1], first[1])
+    _, stats = extract_all(jobs, options, cache)
+    assert stats.cache_misses == 0
+
+
+def test_parallel_extraction_keeps_order_and_values(tmp_path, monkeypatch):
+    monkeypatch.setattr("asr.extraction.PARALLEL_MIN_FILES", 4)
+    options = FeatureOptions(sample_rate=8000, deltas=1)
+    paths = _files(tmp_path, 6)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"no")
+    jobs = [Job(str(p)) for p in paths[:3]] + [Job(str(broken))] + [Job(str(p), speed=1.1) for p in paths[3:]]
+    parallel, stats = extract_all(jobs, options, None, workers=2)
+    assert list(stats.errors) == [3] and "not a readable WAV file" in stats.errors[3]
+    for job, result in zip(jobs, parallel, strict=True):
+        if job.audio != str(broken):
+            np.testing.assert_array_equal(result, featurize(job, options))
+
+
+def test_global_cmvn_equals_numpy_over_unpadded_frames():
+    rng = np.random.default_rng(0)
+    utterances = [rng.normal(3, 2, size=(n, 4)).astype(np.float32) for n in (5, 17, 9)]
+    mean, std = global_stats(utterances)
+    frames = np.concatenate(utterances)
+    np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(std, frames.std(axis=0), rtol=1e-5)
