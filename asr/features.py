@@ -10,9 +10,9 @@ from python_speech_features import delta, mfcc
 
 NORMALIZE_MODES = ("utterance", "utterance_scalar", "global", "both", "none")
 # Guards the division for a constant coefficient (digital silence); far below any real MFCC spread.
-_STD_FLOOR = 1e-8
+STD_FLOOR = 1e-8
 # Frames on each side used for delta regression: python_speech_features' documented default (N=2).
-_DELTA_WINDOW = 2
+DELTA_WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ def compute_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
     )  # [frames, numcep]
     parts = [feats]
     if options.deltas >= 1:
-        parts.append(delta(feats, _DELTA_WINDOW))
+        parts.append(delta(feats, DELTA_WINDOW))
     if options.deltas == 2:
-        parts.append(delta(parts[1], _DELTA_WINDOW))
+        parts.append(delta(parts[1], DELTA_WINDOW))
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -116,7 +116,7 @@ def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
         mean, std = feats.mean(axis=0, keepdims=True), feats.std(axis=0, keepdims=True)
     else:
         raise ValueError(f"unknown normalization {mode!r}; use one of {NORMALIZE_MODES}")
-    return ((feats - mean) / np.maximum(std, _STD_FLOOR)).astype(np.float32)
+    return ((feats - mean) / np.maximum(std, STD_FLOOR)).astype(np.float32)
 
 
 def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
@@ -127,4 +127,4 @@ def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
 def global_stats(utterances: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-coefficient mean and std [n] over every real frame of unpadded [frames, n] matrices."""
     frames = np.concatenate(utterances).astype(np.float64)
-    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), _STD_FLOOR).astype(np.float32)
+    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), STD_FLOOR).astype(np.float32)

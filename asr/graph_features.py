@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from python_speech_features.base import get_filterbanks
 
-from asr.features import _DELTA_WINDOW, _STD_FLOOR, FeatureOptions
+from asr.features import DELTA_WINDOW, STD_FLOOR, FeatureOptions
 
 # python_speech_features replaces exact zeros by NumPy's float64 epsilon before taking logs.
 _EPS = float(np.finfo(float).eps)
@@ -29,11 +29,11 @@ def _deltas(feats: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
     t = tf.broadcast_to(tf.range(tf.shape(feats)[1])[None, :], tf.shape(feats)[:2])  # [B, T]
     last = (counts - 1)[:, None]  # [B, 1]
     total = tf.zeros_like(feats)
-    for k in range(1, _DELTA_WINDOW + 1):
+    for k in range(1, DELTA_WINDOW + 1):
         ahead = tf.gather(feats, tf.minimum(t + k, last), batch_dims=1)
         behind = tf.gather(feats, tf.maximum(t - k, 0), batch_dims=1)
         total += k * (ahead - behind)
-    return total / (2 * sum(k * k for k in range(1, _DELTA_WINDOW + 1)))
+    return total / (2 * sum(k * k for k in range(1, DELTA_WINDOW + 1)))
 
 
 def _normalize(feats: tf.Tensor, mask: tf.Tensor, mode: str) -> tf.Tensor:
@@ -47,7 +47,7 @@ def _normalize(feats: tf.Tensor, mask: tf.Tensor, mode: str) -> tf.Tensor:
     count = tf.reduce_sum(tf.broadcast_to(weights, tf.shape(feats)), axis=axes, keepdims=True)
     mean = tf.reduce_sum(feats * weights, axis=axes, keepdims=True) / count
     var = tf.reduce_sum(tf.square(feats - mean) * weights, axis=axes, keepdims=True) / count
-    return (feats - mean) / tf.maximum(tf.sqrt(var), _STD_FLOOR) * weights
+    return (feats - mean) / tf.maximum(tf.sqrt(var), STD_FLOOR) * weights
 
 
 def features(waveforms: tf.Tensor, lengths: tf.Tensor, options: FeatureOptions) -> tuple[tf.Tensor, tf.Tensor]:
