@@ -87,9 +87,13 @@ class EpochLog(keras.callbacks.Callback):
         self.best_weights: list[np.ndarray] | None = None
         self.records: list[dict] = []
         self._started = 0.0
+        self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._started = time.perf_counter()
+
+    def on_train_end(self, logs=None) -> None:
+        self.train_ended = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
@@ -156,7 +160,10 @@ def train(cfg: Config, run_dir: Path) -> float:
         shuffle=False,  # the dataset reshuffles itself from the run's seed
         verbose=cfg.trainer.verbose,
     )
-    train_seconds = time.perf_counter() - started
+    finished = time.perf_counter()
+    train_seconds = finished - started
+    if finished - epoch_log.train_ended > 1.0:  # seen a few times with FSDD: Keras/tf.data teardown, cause unknown
+        log.warning("fit returned %.1f s after training ended", finished - epoch_log.train_ended)
     if cfg.trainer.keep_best and epoch_log.best_weights is not None:
         model.set_weights(epoch_log.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", epoch_log.best_epoch)
