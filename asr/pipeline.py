@@ -218,11 +218,12 @@ def ragged_batches(
             tf.TensorSpec([None], tf.int64),
         ),
     ).map(to_ragged)
+    per_epoch = batches_per_epoch(examples, batch_size, bucketing)
     if seed is None:
-        return dataset.apply(
-            tf.data.experimental.assert_cardinality(batches_per_epoch(examples, batch_size, bucketing))
-        )
-    return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        return dataset.apply(tf.data.experimental.assert_cardinality(per_epoch))
+    if epochs is None:
+        return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    return dataset.apply(tf.data.experimental.assert_cardinality(per_epoch * epochs))
 
 
 def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple[dict, tf.Tensor]:

@@ -90,6 +90,8 @@ def test_ragged_batches_and_model_inputs():
 def test_epochs_reshuffle_reproducibly_from_the_seed():
     examples = _examples(40)
     assert batches_per_epoch(examples, 4) == 10
+    finite = ragged_batches(examples, 4, seed=3, epochs=2)
+    assert int(finite.cardinality()) == 20 and len(list(finite)) == 20
 
     def epochs(seed):
         batches = [b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=seed).take(20)]
