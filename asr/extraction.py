@@ -6,6 +6,7 @@ No TensorFlow here: worker processes import only NumPy, SciPy and python_speech_
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -104,7 +105,7 @@ class FeatureCache:
             raw = data_path.read_bytes()
             if hashlib.sha256(raw).hexdigest() != sum_path.read_text().strip():
                 raise ValueError("checksum mismatch")
-            return np.load(data_path, allow_pickle=False)
+            return np.load(io.BytesIO(raw), allow_pickle=False)  # the bytes just checked, not a second read
         except (OSError, ValueError) as e:
             log.warning("feature cache entry %s is damaged (%s); rebuilding it", data_path, e)
             data_path.unlink(missing_ok=True)

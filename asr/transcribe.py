@@ -94,8 +94,11 @@ def decode_features(
             padded[row, : lengths[row]] = features[i]
         logits = infer(padded, lengths)  # [B, T', C]
         out_lengths = model.output_lengths(lengths).numpy()
-        texts = decode_batch(logits, out_lengths, vocab, beam_width)
         lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
+        if lists is not None and beam_width > 1:  # the same beam search: its best path is the transcript
+            texts = [candidates[0]["text"] for candidates in lists]
+        else:
+            texts = decode_batch(logits, out_lengths, vocab, beam_width)
         for row, i in enumerate(batch):
             results[i]["text"] = texts[row]
             if lists is not None:
