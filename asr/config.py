@@ -87,8 +87,13 @@ class OptimizerConfig:
     momentum: float = 0.0  # sgd only
     weight_decay: float = 0.0  # adamw only
     clipnorm: float = 0.0  # > 0: clip each gradient tensor's norm to this
-    schedule: str = "constant"  # constant | cosine (linear warm-up, then cosine decay to 0 at the last step)
+    # constant | cosine (linear warm-up, then cosine decay to 0 at the last step) | plateau (constant, times
+    # plateau_factor after plateau_patience epochs without a lower validation LER, down to min_lr)
+    schedule: str = "constant"
     warmup_epochs: float = 0.0  # cosine only
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 0.0
 
 
 @dataclass
@@ -101,7 +106,11 @@ class TrainerConfig:
     deterministic: bool = True  # op determinism: same seed, same numbers
     threads: int = 0  # TensorFlow intra/inter-op threads; 0: TensorFlow's default
     stop_at_val_ler: float = -1.0  # >= 0: stop once val_ler <= this
+    patience: int = 0  # > 0: stop after this many epochs without a lower val_ler (early stopping)
     keep_best: bool = False  # true: the bundle holds the weights of the epoch with the lowest val_ler
+    # auto: continue from the run directory's last checkpoint if it has one; never: move the earlier run's
+    # files aside (into previous-<time>/) and start over
+    resume: str = "auto"
     samples: int = 10  # test transcripts listed in result.json
     verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
 

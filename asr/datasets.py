@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import logging
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,3 +218,13 @@ def load_splits(
     else:
         splits["valid"] = []
     return {name: splits[name] for name in ("train", "valid", "test")}
+
+
+def manifest_sha256(splits: Mapping[str, Sequence[Utterance]]) -> str:
+    """SHA-256 over every utterance of every split: split, audio path, file size, segment, transcript."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        for u in splits[name]:
+            size = u.audio.stat().st_size if u.audio.is_file() else -1
+            digest.update(json.dumps([name, str(u.audio), size, u.start, u.end, u.text]).encode("utf-8"))
+    return digest.hexdigest()

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -153,12 +154,14 @@ def extract_all(
     workers = workers or os.cpu_count() or 1
     args = [(jobs[i], options) for i in todo]
     bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200, leave=False)
+    computed: list = []
     if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            outputs = pool.map(_featurize_or_error, args, chunksize=32)
-            computed = [(bar.update(), out)[1] for out in outputs]
-    else:
-        computed = [(bar.update(), _featurize_or_error(a))[1] for a in args]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                computed += [(bar.update(), out)[1] for out in pool.map(_featurize_or_error, args, chunksize=32)]
+        except BrokenProcessPool as error:  # e.g. inside a worker process that cannot start processes itself
+            log.warning("parallel feature extraction failed (%s); going on in this process", error)
+    computed += [(bar.update(), _featurize_or_error(a))[1] for a in args[len(computed) :]]
     bar.close()
     for i, out in zip(todo, computed, strict=True):
         if isinstance(out, str):

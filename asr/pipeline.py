@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +19,7 @@ log = logging.getLogger(__name__)
 # Batches are formed inside pools of this many batches' worth of shuffled utterances, sorted by length:
 # close lengths in a batch (little padding), yet a different mix every epoch.
 POOL_BATCHES = 32
-# Batches made ahead of the training step. A small fixed number: with AUTOTUNE the endless training
-# generator ran far ahead, and tearing that down at the end of `fit` cost seconds per epoch trained.
+# Batches made ahead of the training step: gathering a batch is cheap, two hide it behind the step.
 PREFETCH_BATCHES = 2
 
 
@@ -158,72 +156,89 @@ def batches_per_epoch(examples: Sequence[Example], batch_size: int, bucketing: b
     return len(batch_plan([len(e.features) for e in examples], batch_size, np.random.default_rng(0), bucketing))
 
 
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one epoch feeds the model: which examples form each batch, and which variant of each."""
+
+    batches: list[np.ndarray]  # example indices, one array per batch
+    variant: np.ndarray  # [N] 0 = the features, k = variants[k - 1]
+    padding_share: float
+
+
+def epoch_plan(
+    examples: Sequence[Example], batch_size: int, seed: int | None, epoch: int, bucketing: bool
+) -> EpochPlan:
+    """The batches of epoch `epoch` (0-based), a function of (seed, epoch) only; fixed order without a seed."""
+    if seed is None:
+        variant = np.zeros(len(examples), np.int64)
+        rng = None
+    else:
+        rng = np.random.default_rng([seed, epoch])
+        variant = np.array([rng.integers(len(e.variants) + 1) if e.variants else 0 for e in examples], np.int64)
+    lengths = [len((e.features, *e.variants)[k]) for e, k in zip(examples, variant, strict=True)]
+    plan = batch_plan(lengths, batch_size, rng, bucketing)
+    return EpochPlan(plan, variant, padding_share(lengths, plan))
+
+
+def _flatten(arrays: Sequence[np.ndarray]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Arrays -> (all rows concatenated, start row of each, row count of each), as tensors."""
+    counts = np.array([len(a) for a in arrays], np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return tf.constant(np.concatenate(arrays)), tf.constant(starts), tf.constant(counts)
+
+
 def ragged_batches(
     examples: Sequence[Example],
     batch_size: int,
     seed: int | None,
     bucketing: bool = True,
-    epochs: int | None = None,
+    epochs: int = 1,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]).
 
-    Without a seed: one pass in a fixed order (length-sorted when bucketing). With a seed: `epochs` epochs
-    (endless if None) one after the other, `batches_per_epoch` batches each, every epoch reshuffled; the
-    order of epoch e and which variant of each example it uses derive from (seed, e) only, so runs with
-    the same seed see the same batches. One generator for all epochs spares Keras a new one per epoch.
+    Without a seed: one pass in a fixed order (length-sorted when bucketing), using no variants. With a seed:
+    epochs first_epoch .. epochs - 1 one after the other, each reshuffled by `epoch_plan`, so a run resumed at
+    any epoch sees exactly the batches an uninterrupted run would. Pure tf.data ops (gathers from one tensor
+    of all features), no Python generator: nothing has to be torn down when Keras `fit` ends.
     """
     if not examples:
         raise ValueError("no examples to batch (every utterance of the split was rejected?)")
-    lengths = [len(e.features) for e in examples]
-    num_features = examples[0].features.shape[1]
+    if seed is None and (epochs, first_epoch) != (1, 0):
+        raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
+    if not 0 <= first_epoch < epochs:
+        raise ValueError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
+    # Every feature array: the examples' own first, then all variants, in example order.
+    arrays = [e.features for e in examples] + [v for e in examples for v in e.variants]
+    variant_base = (
+        np.cumsum([len(examples)] + [len(e.variants) for e in examples])[:-1] - 1
+    )  # id of variant k = base + k
+    feature_rows, feature_starts, feature_counts = _flatten(arrays)
+    label_rows, label_starts, label_counts = _flatten([e.labels for e in examples])
 
-    def batch_arrays(batch: np.ndarray, choice: Sequence[int]) -> tuple[np.ndarray, ...]:
-        """Plain NumPy (no TensorFlow ops inside the generator): values and row lengths."""
-        feats = [(examples[i].features, *examples[i].variants)[choice[i]] for i in batch]
-        labels = [examples[i].labels for i in batch]
-        return (
-            np.concatenate(feats),
-            np.array([len(f) for f in feats], np.int64),
-            np.concatenate(labels),
-            np.array([len(y) for y in labels], np.int64),
-        )
+    sources, members, sizes = [], [], []  # per batch: feature array ids, example ids
+    for epoch in range(first_epoch, epochs):
+        plan = epoch_plan(examples, batch_size, seed, epoch, bucketing)
+        for batch in plan.batches:
+            k = plan.variant[batch]
+            sources.append(np.where(k == 0, batch, variant_base[batch] + k))
+            members.append(batch)
+            sizes.append(len(batch))
+    sizes = np.array(sizes, np.int64)
+    slices = (
+        tf.RaggedTensor.from_row_lengths(np.concatenate(sources).astype(np.int64), sizes),
+        tf.RaggedTensor.from_row_lengths(np.concatenate(members).astype(np.int64), sizes),
+    )
 
-    def generate() -> Iterator[tuple[np.ndarray, ...]]:
-        if seed is None:
-            for batch in batch_plan(lengths, batch_size, None, bucketing):
-                yield batch_arrays(batch, [0] * len(examples))
-            return
-        for epoch in itertools.count() if epochs is None else range(epochs):
-            rng = np.random.default_rng([seed, epoch])
-            choice = [int(rng.integers(len(e.variants) + 1)) if e.variants else 0 for e in examples]
-            plan = batch_plan(lengths, batch_size, rng, bucketing)
-            log.info(
-                "epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, padding_share(lengths, plan)
-            )
-            for batch in plan:
-                yield batch_arrays(batch, choice)
+    def gather(source: tf.Tensor, member: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        """Batch of ids -> ragged features and labels."""
+        begin = tf.gather(feature_starts, source)
+        features = tf.gather(feature_rows, tf.ragged.range(begin, begin + tf.gather(feature_counts, source)))
+        begin = tf.gather(label_starts, member)
+        labels = tf.gather(label_rows, tf.ragged.range(begin, begin + tf.gather(label_counts, member)))
+        return features, labels
 
-    def to_ragged(feats, feat_lengths, labels, label_lengths):
-        return (
-            tf.RaggedTensor.from_row_lengths(feats, feat_lengths),
-            tf.RaggedTensor.from_row_lengths(labels, label_lengths),
-        )
-
-    dataset = tf.data.Dataset.from_generator(
-        generate,
-        output_signature=(
-            tf.TensorSpec([None, num_features], tf.float32),
-            tf.TensorSpec([None], tf.int64),
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None], tf.int64),
-        ),
-    ).map(to_ragged)
-    per_epoch = batches_per_epoch(examples, batch_size, bucketing)
-    if seed is None:
-        return dataset.apply(tf.data.experimental.assert_cardinality(per_epoch))
-    if epochs is None:
-        return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
-    return dataset.apply(tf.data.experimental.assert_cardinality(per_epoch * epochs))
+    return tf.data.Dataset.from_tensor_slices(slices).map(gather)
 
 
 def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple[dict, tf.Tensor]:
@@ -236,10 +251,13 @@ def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple
 
 
 def make_dataset(
-    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True, epochs: int | None = None
+    examples: Sequence[Example],
+    batch_size: int,
+    seed: int | None,
+    bucketing: bool = True,
+    epochs: int = 1,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Model-ready batches (see to_model_inputs), prefetched; the fixed-order (unseeded) ones cached."""
-    dataset = ragged_batches(examples, batch_size, seed, bucketing, epochs).map(to_model_inputs)
-    if seed is None:
-        dataset = dataset.cache()
+    """Model-ready batches (see to_model_inputs), prefetched."""
+    dataset = ragged_batches(examples, batch_size, seed, bucketing, epochs, first_epoch).map(to_model_inputs)
     return dataset.prefetch(PREFETCH_BATCHES)

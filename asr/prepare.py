@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from asr.config import Config, DataConfig, register
-from asr.datasets import DatasetError, Utterance, load_splits
+from asr.datasets import DatasetError, Utterance, load_splits, manifest_sha256
 from asr.extraction import FeatureCache, default_cache_dir
 from asr.features import FeatureOptions, global_stats
 from asr.pipeline import Example, prepare_all
@@ -96,6 +96,7 @@ def prepare_data(cfg: DataConfig, options: FeatureOptions, vocab: Vocabulary, st
         "splits": report_splits,
         "problems": dict(Counter(r["kind"] for r in rejected)),
         "rejected": rejected,
+        "dataset_sha256": manifest_sha256(splits),
         "vocabulary_found": "".join(sorted({c for e in examples["train"] for c in e.text})),
         "feature_seconds": round(totals["feature_seconds"], 3),
         "cache_hits": totals["cache_hits"],

@@ -94,13 +94,18 @@ def test_epochs_reshuffle_reproducibly_from_the_seed():
     assert int(finite.cardinality()) == 20 and len(list(finite)) == 20
 
     def epochs(seed):
-        batches = [b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=seed).take(20)]
+        batches = [b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=seed, epochs=2)]
         return [batches[:10], batches[10:]]
 
     a, b = epochs(7), epochs(7)
     assert a == b
     assert a[0] != a[1]  # a new order each epoch
     assert epochs(8) != a
+    # a run resumed at epoch 2 sees exactly the second epoch of an uninterrupted run
+    resumed = [
+        b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=7, epochs=2, first_epoch=1)
+    ]
+    assert resumed == a[1]
     assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
 
 
@@ -111,6 +116,6 @@ def test_speed_variants_are_drawn_per_epoch(tmp_path):
     )
     (example,) = examples
     assert [len(f) for f in (example.features, *example.variants)] == [99, 124, 79]  # slower -> longer
-    seen = {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=0).take(30)}
+    seen = {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=0, epochs=30)}
     assert seen == {99, 124, 79}
     assert {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=None)} == {99}

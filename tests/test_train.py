@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,89 @@ def test_asr_prepare_on_fsdd_lists_no_bad_files(shared_data, tmp_path):
     )
     report = json.loads((tmp_path / "again" / "prepare_report.json").read_text())
     assert again.returncode == 0 and report["cache_hits"] == 2500 and report["cache_misses"] == 0
+
+
+SHORT = [
+    "trainer.epochs=3",
+    "trainer.batch_size=8",
+    "model.num_layers=1",
+    "model.units=48",
+    "data.speeds=[1.0,0.9]",
+    "trainer.verbose=0",
+]  # the demo recipe (masks, dropout, speed draws) made small: a few seconds per epoch
+
+
+def _train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *SHORT, *overrides])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path):
+    reference = tmp_path / "reference"
+    _train(reference)
+    assert [m["epoch"] for m in read_metrics(reference)] == [1, 2, 3]
+
+    # the same command, killed with SIGKILL as soon as epoch 1's checkpoint exists (during epoch 2)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [str(BIN / "asr-train"), f"hydra.run.dir={killed}", *SHORT]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = killed / "checkpoints" / "epoch-0001.npz"
+    deadline = time.monotonic() + 600
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists() and not (killed / "checkpoints" / "epoch-0002.npz").exists()
+    assert not (killed / "result.json").exists()
+
+    done = _train(killed)  # same command, same directory: resumes (trainer.resume=auto)
+    result = json.loads((killed / "result.json").read_text())
+    assert result["resumed_from_epoch"] == 1
+    assert _values(killed) == _values(reference)  # every loss/ler/wer value, bit for bit
+    assert result["test"] == json.loads((reference / "result.json").read_text())["test"]
+    assert "run directory" in done.stdout
+    provenance = json.loads((killed / "provenance.json").read_text())
+    assert len(provenance["previous"]) == 1 and provenance["previous"][0]["ended"] is None
+
+    # a different seed gives different numbers
+    other = tmp_path / "other_seed"
+    _train(other, "seed=1")
+    assert _values(other) != _values(reference)
+
+
+def test_resume_never_moves_the_old_run_aside_and_a_changed_config_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    _train(run_dir, "trainer.epochs=1")
+    old = (run_dir / "metrics.jsonl").read_text()
+    done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *SHORT, "trainer.epochs=1", "optimizer.lr=0.01"])
+    assert done.returncode != 0
+    assert "holds a run with other settings" in done.stderr and "trainer.resume=never" in done.stderr
+    _train(run_dir, "trainer.epochs=1", "optimizer.lr=0.01", "trainer.resume=never")
+    (previous,) = run_dir.glob("previous-*")
+    assert (previous / "metrics.jsonl").read_text() == old  # kept, not overwritten
+    assert {"checkpoints", "model", "result.json", "provenance.json"} <= {p.name for p in previous.iterdir()}
+    assert (run_dir / "metrics.jsonl").read_text() != old
+
+
+def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
+    provenance = json.loads((demo_run / "provenance.json").read_text())
+    assert provenance["command"][0] == "asr-train" and "trainer.epochs=6" in provenance["overrides"]
+    assert len(provenance["git"]["commit"] or "x" * 40) == 40
+    assert provenance["versions"]["keras"].startswith("3.")
+    assert provenance["dataset_sha256"] == json.loads((demo_run / "prepare_report.json").read_text())["dataset_sha256"]
+    assert provenance["started"] <= provenance["ended"]
+    assert (demo_run / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((demo_run / "status.json").read_text())["status"] == "completed"
+
+    import tensorflow as tf
+
+    tags = {}
+    for split in ("train", "validation"):
+        for events in (demo_run / "tb" / split).glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(events)):
+                for value in event.summary.value:
+                    tags.setdefault(split, set()).add(value.tag)
+    assert {"loss", "ler", "wer", "lr"} <= tags["train"]
+    assert {"loss", "ler", "wer", "samples"} <= tags["validation"]

@@ -1,0 +1,93 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from asr import checkpoint, files
+from asr.model import CTCModel
+
+
+def _model(seed: int = 0, units: int = 8) -> CTCModel:
+    keras.utils.set_random_seed(seed)
+    model = CTCModel(num_features=5, characters="ab ", num_layers=1, units=units, dropout=0.1, seed=seed, time_masks=1)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.build_for()
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _values(variables) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(v) for v in variables]
+
+
+def test_save_restore_round_trips_every_variable_and_keeps_the_newest_two(tmp_path):
+    model = _model(seed=1)
+    model.optimizer.iterations.assign(7)
+    model.seed_generator.next()  # augmentation RNG state moves on during training
+    best = [w + 1.0 for w in model.get_weights()]
+    for epoch in (1, 2, 3):
+        checkpoint.save(tmp_path, model, {"epoch": epoch, "records": [{"epoch": epoch}]}, best)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002.npz", "epoch-0003.npz"]
+
+    found = checkpoint.latest(tmp_path)
+    assert found.state == {"epoch": 3, "records": [{"epoch": 3}]}
+    fresh = _model(seed=2)
+    assert not np.array_equal(_values(fresh.variables)[1], _values(model.variables)[1])
+    checkpoint.restore(fresh, found)
+    for a, b in zip(_values(fresh.variables), _values(model.variables), strict=True):
+        np.testing.assert_array_equal(a, b)  # weights and random-generator states
+    for a, b in zip(_values(fresh.optimizer.variables), _values(model.optimizer.variables), strict=True):
+        np.testing.assert_array_equal(a, b)  # step count, moments, learning rate
+    assert int(fresh.optimizer.iterations.numpy()) == 7
+    np.testing.assert_array_equal(found.best_weights[0], best[0])
+
+
+def test_a_damaged_or_half_written_checkpoint_is_never_trusted(tmp_path):
+    model = _model()
+    checkpoint.save(tmp_path, model, {"epoch": 1}, None)
+    checkpoint.save(tmp_path, model, {"epoch": 2}, None)
+    directory = tmp_path / "checkpoints"
+    # a kill during a save leaves only a temporary file: not a checkpoint
+    (directory / ".epoch-0003.npz.123.tmp").write_bytes(b"half")
+    assert checkpoint.latest(tmp_path).state["epoch"] == 2
+    # a damaged newest file (bad disk, manual edit): resume falls back to the one before it
+    (directory / "epoch-0002.npz").write_bytes(b"not a checkpoint")
+    assert checkpoint.latest(tmp_path).state["epoch"] == 1
+    assert checkpoint.latest(tmp_path / "nothing") is None
+
+
+def test_restore_refuses_a_checkpoint_of_another_model(tmp_path):
+    checkpoint.save(tmp_path, _model(units=8), {"epoch": 1}, None)
+    with pytest.raises(checkpoint.CheckpointError, match="different model.*trainer.resume=never"):
+        checkpoint.restore(_model(units=16), checkpoint.latest(tmp_path))
+
+
+def test_move_aside_keeps_everything(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("old\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch-0001.npz").write_bytes(b"x")
+    (tmp_path / "train.log").write_text("log")
+    moved = checkpoint.move_aside(tmp_path, ["metrics.jsonl", "checkpoints", "result.json"])
+    assert moved.name.startswith("previous-")
+    assert (moved / "metrics.jsonl").read_text() == "old\n"
+    assert (moved / "checkpoints" / "epoch-0001.npz").read_bytes() == b"x"
+    assert not (tmp_path / "metrics.jsonl").exists() and (tmp_path / "train.log").exists()
+    (tmp_path / "metrics.jsonl").write_text("newer\n")
+    again = checkpoint.move_aside(tmp_path, ["metrics.jsonl"])
+    assert again != moved and (again / "metrics.jsonl").read_text() == "newer\n"
+    assert checkpoint.move_aside(tmp_path, ["metrics.jsonl"]) is None
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "result.json"
+    files.atomic_write_text(path, json.dumps({"a": 1}))
+
+    def fail(f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        files.atomic_write(path, fail)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind

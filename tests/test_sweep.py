@@ -1,0 +1,111 @@
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asr.sweep import collect, main, threads_per_job
+
+
+@pytest.mark.parametrize(
+    ("requested", "launcher", "n_jobs", "cpus", "threads"),
+    [
+        (3, "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, 8, 3),  # explicit wins
+        (0, "hydra._internal.core_plugins.basic_launcher.BasicLauncher", 1, 8, 0),  # one job: TF decides
+        (0, "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 2, 8, 4),
+        (0, "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", -1, 8, 1),  # a job per core
+        (0, "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", 16, 2, 1),
+        (0, "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", -2, 8, 1),  # 7 jobs
+    ],
+)
+def test_parallel_jobs_share_the_cores(requested, launcher, n_jobs, cpus, threads):
+    assert threads_per_job(requested, launcher, n_jobs, cpus) == threads
+
+
+def _job(sweep: Path, num: int, overrides: list[str], status: str, best: float | None = None, error: str = ""):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (job / "status.json").write_text(json.dumps({"status": status, "error": error}))
+    if best is not None:
+        result = {"best_val_ler": best, "epochs": 3, "train_seconds": 1.5, "test": {"ler": best + 0.01, "wer": 0.5}}
+        (job / "result.json").write_text(json.dumps(result))
+        (job / "metrics.jsonl").write_text("{}\n" * 3)
+
+
+def test_sweep_report_lists_every_job_best_first(tmp_path, capsys):
+    sweep = tmp_path / "multirun"
+    _job(sweep, 0, ["optimizer.lr=0.01", "model.units=8"], "completed", 0.4)
+    _job(sweep, 1, ["optimizer.lr=0.001", "model.units=8"], "completed", 0.25)
+    _job(sweep, 2, ["optimizer.lr=-1", "model.units=8"], "failed", error="ValueError: optimizer.lr must be positive")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    assert [r["job"] for r in collect(sweep)] == ["1", "0", "2"]
+
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "| job | optimizer.lr | best_val_ler | test_ler | test_wer | epochs | train_seconds | status |"
+    assert lines[2] == "| 1 | 0.001 | 0.2500 | 0.2600 | 0.5000 | 3 | 1.5000 | completed |"
+    assert lines[4] == "| 2 | -1 |  |  |  | 0 |  | failed (ValueError: optimizer.lr must be positive) |"
+    rows = list(csv.reader((sweep / "sweep_report.csv").open()))
+    assert [r[0] for r in rows] == ["job", "1", "0", "2"]
+    assert (sweep / "sweep_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_report_on_a_folder_without_jobs_says_so(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "holds no job directories" in capsys.readouterr().err
+
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["model.num_layers=1", "trainer.epochs=1", "trainer.verbose=0", "data.speeds=[1.0]"]
+
+
+def _multirun(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [str(BIN / "asr-train"), "-m", *args, *QUICK]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+
+
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
+    sweep = tmp_path / "grid"
+    done = _multirun("hydra/launcher=joblib", "model.units=16,0,24", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 1  # Hydra re-raises the first failure once every job has ended
+    status = {p.name: json.loads((p / "status.json").read_text()) for p in sweep.iterdir() if p.is_dir()}
+    assert [status[j]["status"] for j in ("0", "1", "2")] == ["completed", "failed", "completed"]
+    assert "model.num_layers and model.units must be >= 1" in status["1"]["error"]
+    assert "Traceback" in status["1"]["traceback"]
+    assert all((sweep / j / "result.json").is_file() for j in ("0", "2")) and not (sweep / "1" / "result.json").exists()
+    # joblib processes share the 2+ cores: each job's TensorFlow got its share of the threads
+    cores = len(os.sched_getaffinity(0))
+    assert f"TensorFlow threads: {max(cores // 2, 1)} intra-op" in (sweep / "0" / "train.log").read_text()
+
+    report = subprocess.run([str(BIN / "asr-sweep-report"), str(sweep)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    rows = [line for line in report.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[1] for r in rows] == sorted(["16", "24"], key=lambda u: _val_ler(sweep, u)) + ["0"]
+    assert rows[-1].endswith("failed (ValueError: model.num_layers and model.units must be >= 1, got 1, 0) |")
+    assert len(list(csv.reader((sweep / "sweep_report.csv").open()))) == 4
+
+
+def _val_ler(sweep: Path, units: str) -> float:
+    job = {"16": "0", "24": "2"}[units]
+    return json.loads((sweep / job / "result.json").read_text())["best_val_ler"]
+
+
+def test_optuna_search_preset_runs_two_trials_and_reports_a_finite_best(tmp_path):
+    sweep = tmp_path / "search"
+    done = _multirun("experiment=demo_search", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert math.isfinite(results["best_value"]) and 0.0 <= results["best_value"] <= 1.5
+    # the preset searches lr, units, layers and dropout; model.num_layers=1 on the command line fixes one
+    assert set(results["best_params"]) == {"optimizer.lr", "model.units", "model.dropout"}
+    values = [json.loads((sweep / j / "status.json").read_text())["value"] for j in ("0", "1")]
+    assert results["best_value"] == min(values)
