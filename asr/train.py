@@ -5,6 +5,7 @@ Only this module reads the Hydra config; it turns it into typed values once and 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from tensorflow.python.framework import ops as tf_ops
 
 from asr import checkpoint, provenance
 from asr.bundle import save_bundle
@@ -31,9 +33,9 @@ from asr.model import CTCModel
 from asr.pipeline import Example, batches_per_epoch, epoch_plan, make_dataset
 from asr.plots import learning_curves
 from asr.prepare import prepare_data, write_report
-from asr.sweep import threads_per_job
+from asr.sweep import STATUS_FILE, threads_per_job
 from asr.text import Vocabulary, error_rates
-from asr.transcribe import transcribe_features
+from asr.transcribe import inference_function, transcribe_features
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ RUN_FILES = [
     CURVES_FILE,
     provenance.PROVENANCE_FILE,
     "prepare_report.json",
+    STATUS_FILE,
 ]
 
 
@@ -159,7 +162,7 @@ class RunMonitor(keras.callbacks.Callback):
         self.writers: dict[str, tf.summary.SummaryWriter] = {}
         self._started = 0.0
         self._fit_started = 0.0
-        self._seconds_before = state["train_seconds"]
+        self._seconds_before = 0.0
         self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
 
     @property
@@ -168,6 +171,7 @@ class RunMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None) -> None:
         self._fit_started = time.perf_counter()
+        self._seconds_before = self.state["train_seconds"]  # a resumed run's earlier training time
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._started = time.perf_counter()
@@ -263,9 +267,16 @@ class RunMonitor(keras.callbacks.Callback):
             writer.flush()
 
 
-def evaluate(model: CTCModel, vocab: Vocabulary, examples: list[Example], batch_size: int, samples: int) -> dict:
+def evaluate(
+    model: CTCModel,
+    vocab: Vocabulary,
+    examples: list[Example],
+    batch_size: int,
+    samples: int,
+    infer: Callable | None = None,
+) -> dict:
     """Greedy transcripts of a split, scored: ler, wer, utt_acc, n, and the first `samples` results."""
-    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size)
+    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size, infer)
     refs = [e.text for e in examples]
     return {
         **error_rates(refs, hyps),
@@ -290,6 +301,10 @@ def start_or_resume(cfg: Config, run_dir: Path) -> checkpoint.Checkpoint | None:
     earlier run's files in run_dir aside (never deleting them)."""
     if cfg.trainer.resume not in RESUME:
         raise ValueError(f"trainer.resume must be one of {RESUME}, got {cfg.trainer.resume!r}")
+    if cfg.trainer.epochs < 1 or cfg.trainer.batch_size < 1:
+        raise ValueError(
+            f"trainer.epochs and trainer.batch_size must be >= 1, got {cfg.trainer.epochs}, {cfg.trainer.batch_size}"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     found = checkpoint.latest(run_dir) if cfg.trainer.resume == "auto" else None
     if found is None:
@@ -304,11 +319,40 @@ def start_or_resume(cfg: Config, run_dir: Path) -> checkpoint.Checkpoint | None:
     return found
 
 
+def _custom_gradients() -> dict:
+    """TensorFlow's global gradient registry (private: see forget_new_custom_gradients)."""
+    return getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", {})
+
+
+def forget_new_custom_gradients(known: set[str]) -> None:
+    """Drop the gradient functions that tf.custom_gradient registered since `known` was taken.
+
+    Every trace of tf.nn.ctc_loss registers a "CustomGradient-<n>" entry in a process-global registry, and
+    that entry holds the traced step's whole graph forever (tensorflow/tensorflow#27492, #97697), so a
+    multirun of N jobs in one process grew by ~50 MB per job even after keras.backend.clear_session().
+    Once a job's model is gone, nothing can use its entries.
+    """
+    registry = _custom_gradients()
+    for name in [n for n in registry if n.startswith("CustomGradient-") and n not in known]:
+        del registry[name]
+
+
 def train(cfg: Config, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json and
     learning_curves.png into run_dir, resuming from its last checkpoint if it has one; returns the best
-    validation LER."""
-    keras.backend.clear_session()  # a multirun runs many jobs in one process: start each from nothing
+    validation LER. Leaves nothing behind in the process (a multirun runs many jobs in one)."""
+    known = set(_custom_gradients())
+    try:
+        return _train(cfg, run_dir, overrides)
+    finally:
+        forget_new_custom_gradients(known)
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def _train(cfg: Config, run_dir: Path, overrides: Sequence[str]) -> float:
+    """The body of `train`."""
+    keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     set_determinism(cfg.seed, cfg.trainer.deterministic, cfg.trainer.threads)
     options = FeatureOptions(**asdict(cfg.features))
     vocab = Vocabulary(cfg.data.characters)
@@ -334,10 +378,11 @@ def train(cfg: Config, run_dir: Path, overrides: Sequence[str] = ()) -> float:
     }
     steps_per_epoch = batches_per_epoch(examples["train"], batch_size, cfg.trainer.bucketing)
     model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, epochs))
+    infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
     monitor_samples = None
     if examples["valid"]:
         shown = examples["valid"][:TB_SAMPLES]
-        monitor_samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES)["samples"]  # noqa: E731
+        monitor_samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]  # noqa: E731
     shares = [
         epoch_plan(examples["train"], batch_size, cfg.seed, e, cfg.trainer.bucketing).padding_share
         for e in range(epochs)
@@ -347,12 +392,11 @@ def train(cfg: Config, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         checkpoint.restore(model, resumed)
         state.update(resumed.state)
         monitor.best_weights = resumed.best_weights
-        monitor._seconds_before = state["train_seconds"]
     # metrics.jsonl holds exactly the epochs of the checkpoint (a line written after it is dropped)
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state["records"]))
 
     if state["epoch"] < epochs and not state["stopped"]:
-        started = time.perf_counter()
+        seconds_before, started = state["train_seconds"], time.perf_counter()
         model.fit(
             make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing, epochs, state["epoch"]),
             validation_data=make_dataset(examples["valid"], batch_size, None) if examples["valid"] else None,
@@ -366,12 +410,14 @@ def train(cfg: Config, run_dir: Path, overrides: Sequence[str] = ()) -> float:
         finished = time.perf_counter()
         if finished - monitor.train_ended > 1.0:  # seen with a Python-generator dataset; kept as a guard
             log.warning("fit returned %.1f s after training ended", finished - monitor.train_ended)
-        state["train_seconds"] = monitor._seconds_before + finished - started
+        state["train_seconds"] = seconds_before + finished - started
     if cfg.trainer.keep_best and monitor.best_weights is not None:
         model.set_weights(monitor.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", best_epoch(state["records"])[0])
 
-    test = evaluate(model, vocab, examples["test"], batch_size, cfg.trainer.samples) if examples["test"] else None
+    test = (
+        evaluate(model, vocab, examples["test"], batch_size, cfg.trainer.samples, infer) if examples["test"] else None
+    )
     save_bundle(run_dir / "model", model, options, vocab, prepared.cmvn)
     best, best_ler = best_epoch(state["records"])
     result = {

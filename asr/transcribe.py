@@ -110,10 +110,11 @@ def decode_features(
 
 
 def transcribe_features(
-    model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE
+    model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
 ) -> list[str]:
-    """Greedy transcripts of feature matrices [T, F], in input order."""
-    return [r["text"] for r in decode_features(model, vocab, features, batch_size)]
+    """Greedy transcripts of feature matrices [T, F], in input order (`infer`: a traced inference_function
+    to reuse across calls)."""
+    return [r["text"] for r in decode_features(model, vocab, features, batch_size, infer=infer)]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from asr.config import Config, OptimizerConfig, TrainerConfig
+from asr.model import CTCModel
+from asr.train import (
+    RunMonitor,
+    TrainingDiverged,
+    best_epoch,
+    build_optimizer,
+    config_sha256,
+    epochs_without_improvement,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -207,3 +218,65 @@ def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
                     tags.setdefault(split, set()).add(value.tag)
     assert {"loss", "ler", "wer", "lr"} <= tags["train"]
     assert {"loss", "ler", "wer", "samples"} <= tags["validation"]
+
+
+def _monitor(tmp_path: Path, trainer: TrainerConfig, optimizer: OptimizerConfig) -> RunMonitor:
+    model = CTCModel(num_features=4, characters="ab ", num_layers=1, units=4)
+    model.compile(optimizer=build_optimizer(optimizer, 10, 10))
+    model.build_for()
+    state = {"epoch": 0, "records": [], "stopped": False, "plateau_wait": 0, "train_seconds": 0.0}
+    monitor = RunMonitor(tmp_path, trainer, optimizer, state, [0.1] * 10, None)
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    return monitor
+
+
+def _epoch(monitor: RunMonitor, epoch: int, val_ler: float, loss: float = 1.0) -> None:
+    monitor.on_epoch_begin(epoch)
+    logs = {"loss": loss, "ler": 0.5, "wer": 0.5, "val_loss": loss, "val_ler": val_ler, "val_wer": 0.5}
+    monitor.on_epoch_end(epoch, logs)
+
+
+def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path):
+    optimizer = OptimizerConfig(lr=0.01, schedule="plateau", plateau_factor=0.5, plateau_patience=2, min_lr=0.003)
+    monitor = _monitor(tmp_path, TrainerConfig(patience=4, keep_best=True), optimizer)
+    lrs = []
+    for epoch, ler in enumerate([0.9, 0.5, 0.6, 0.5, 0.7, 0.4, 0.6, 0.6, 0.6, 0.6]):
+        if monitor.model.stop_training:
+            break
+        _epoch(monitor, epoch, ler)
+        lrs.append(round(float(monitor.model.optimizer.learning_rate.numpy()), 6))
+    # flat for 2 epochs -> halved (after epochs 4 and 8); never below min_lr; a new best resets the count
+    assert lrs == [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005, 0.003, 0.003, 0.003][: len(lrs)]
+    assert len(lrs) == 10 and monitor.state["stopped"]  # epochs 7-10 without a lower LER: patience 4
+    assert best_epoch(monitor.records) == (6, 0.4)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["val_ler"] for line in lines][-1] == 0.6 and len(lines) == 10
+    assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file() and (tmp_path / "learning_curves.png").is_file()
+
+
+def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
+    monitor = _monitor(tmp_path, TrainerConfig(), OptimizerConfig())
+    _epoch(monitor, 0, 0.9)
+    with pytest.raises(TrainingDiverged, match="epoch 2: the training loss is nan; lower optimizer.lr"):
+        _epoch(monitor, 1, 0.9, loss=float("nan"))
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_best_epoch_breaks_ler_ties_by_loss_and_patience_counts_from_the_lowest_ler():
+    records = [
+        {"epoch": 1, "ler": 0.2, "loss": 3.0, "val_ler": 0.1, "val_loss": 2.0},
+        {"epoch": 2, "ler": 0.1, "loss": 2.0, "val_ler": 0.1, "val_loss": 1.5},
+        {"epoch": 3, "ler": 0.1, "loss": 1.0, "val_ler": 0.2, "val_loss": 1.0},
+    ]
+    assert best_epoch(records) == (2, 0.1)
+    assert epochs_without_improvement(records) == 2
+    assert best_epoch([{"epoch": 1, "ler": 0.3, "loss": 1.0}]) == (1, 0.3)  # no validation split
+
+
+def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
+    a, b = Config(), Config()
+    b.trainer.resume, b.trainer.verbose, b.data.workers, b.trainer.threads = "never", 0, 4, 1
+    assert config_sha256(a) == config_sha256(b)
+    b.optimizer.lr *= 2
+    assert config_sha256(a) != config_sha256(b)
