@@ -114,12 +114,12 @@ def swept(rows: list[dict]) -> list[str]:
     return varying or keys
 
 
-def _cell(value: Any) -> str:
-    """A table cell: numbers to 4 decimals, missing values empty."""
+def _cell(value: Any, decimals: int = 4) -> str:
+    """A table cell: numbers to `decimals` decimals, missing values empty."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{decimals}f}"
     return str(value)
 
 
@@ -129,7 +129,7 @@ def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["job", *parameters, *COLUMNS[3:], "status"]
     cells = [
         [row["job"], *(row["overrides"].get(p, "") for p in parameters)]
-        + [_cell(row[c]) for c in COLUMNS[3:]]
+        + [_cell(row[c], 1 if c == "train_seconds" else 4) for c in COLUMNS[3:]]
         + [row["status"] + (f" ({row['error']})" if row["error"] else "")]
         for row in rows
     ]

@@ -80,3 +80,31 @@ def test_mistakes_fail_at_start_naming_the_key(override, message):
     with pytest.raises(ConfigCompositionException) as e:
         _compose([override])
     assert message in str(e.value) + str(e.value.__cause__)
+
+
+def test_search_preset_declares_an_optuna_study_that_survives_failed_trials():
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["experiment=demo_search", "hydra/launcher=joblib"],
+            return_hydra_config=True,
+        )
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")
+    assert str(sweeper.direction) in ("minimize", "Direction.minimize") and sweeper.max_failure_rate == 1.0
+    assert set(sweeper.params) == {"optimizer.lr", "model.units", "model.num_layers", "model.dropout"}
+    assert sweeper.params["optimizer.lr"].startswith("tag(log, interval(")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.callbacks.record_status._target_ == "asr.sweep.RecordStatus"
+    assert cfg.trainer.epochs == 12 and cfg.name == "demo_search"
+
+
+@pytest.mark.parametrize("override", ["trainer.resume=sometimes", "optimizer.schedule=step"])
+def test_unknown_choices_fail_before_training(override, tmp_path):
+    from asr.train import train
+
+    cfg = _compose([override, "trainer.epochs=1"])
+    with pytest.raises(ValueError, match=override.split("=")[0].split(".")[1]):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -50,7 +50,7 @@ def test_sweep_report_lists_every_job_best_first(tmp_path, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "| job | optimizer.lr | best_val_ler | test_ler | test_wer | epochs | train_seconds | status |"
-    assert lines[2] == "| 1 | 0.001 | 0.2500 | 0.2600 | 0.5000 | 3 | 1.5000 | completed |"
+    assert lines[2] == "| 1 | 0.001 | 0.2500 | 0.2600 | 0.5000 | 3 | 1.5 | completed |"
     assert lines[4] == "| 2 | -1 |  |  |  | 0 |  | failed (ValueError: optimizer.lr must be positive) |"
     rows = list(csv.reader((sweep / "sweep_report.csv").open()))
     assert [r[0] for r in rows] == ["job", "1", "0", "2"]
@@ -109,3 +109,24 @@ def test_optuna_search_preset_runs_two_trials_and_reports_a_finite_best(tmp_path
     assert set(results["best_params"]) == {"optimizer.lr", "model.units", "model.dropout"}
     values = [json.loads((sweep / j / "status.json").read_text())["value"] for j in ("0", "1")]
     assert results["best_value"] == min(values)
+
+
+def test_a_failed_optuna_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
+    extra = tmp_path / "conf" / "experiment"
+    extra.mkdir(parents=True)
+    (extra / "fail_search.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - demo\n  - override /hydra/sweeper: optuna\n  - override /hydra/sweeper/sampler: random\n"
+        "  - _self_\n"
+        "hydra:\n  sweeper:\n    n_trials: 3\n    n_jobs: 1\n    max_failure_rate: 1.0\n"
+        "    sampler:\n      seed: 1\n    params:\n      model.units: choice(0, 8)\n"
+    )
+    sweep = tmp_path / "search"
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    done = _multirun("experiment=fail_search", searchpath, f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-3000:]  # not fatal for the study
+    assert "Failed experiment: model.num_layers and model.units must be >= 1" in done.stderr + done.stdout
+    statuses = sorted(json.loads((sweep / j / "status.json").read_text())["status"] for j in ("0", "1", "2"))
+    assert statuses == ["completed", "completed", "failed"]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_params"] == {"model.units": 8} and math.isfinite(results["best_value"])
