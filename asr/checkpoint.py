@@ -112,11 +112,11 @@ def move_aside(run_dir: Path, names: list[str]) -> Path | None:
     present = [run_dir / n for n in names if (run_dir / n).exists()]
     if not present:
         return None
-    target = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
-    suffix = 1
-    while target.exists():
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, suffix = run_dir / f"previous-{stamp}", 1
+    while target.exists():  # moved aside twice within a second
         suffix += 1
-        target = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        target = run_dir / f"previous-{stamp}-{suffix}"
     target.mkdir()
     for path in present:
         path.rename(target / path.name)

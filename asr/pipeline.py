@@ -151,11 +151,6 @@ def padding_share(lengths: Sequence[int], plan: Sequence[np.ndarray]) -> float:
     return float(padded / max(lengths.sum(), 1))
 
 
-def batches_per_epoch(examples: Sequence[Example], batch_size: int, bucketing: bool = True) -> int:
-    """How many batches one epoch of `examples` has (the same for every epoch)."""
-    return len(batch_plan([len(e.features) for e in examples], batch_size, np.random.default_rng(0), bucketing))
-
-
 @dataclass(frozen=True)
 class EpochPlan:
     """What one epoch feeds the model: which examples form each batch, and which variant of each."""
@@ -180,6 +175,15 @@ def epoch_plan(
     return EpochPlan(plan, variant, padding_share(lengths, plan))
 
 
+def epoch_plans(
+    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True, epochs: int = 1
+) -> list[EpochPlan]:
+    """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch."""
+    if seed is None and epochs != 1:
+        raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
+    return [epoch_plan(examples, batch_size, seed, epoch, bucketing) for epoch in range(epochs)]
+
+
 def _flatten(arrays: Sequence[np.ndarray]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Arrays -> (all rows concatenated, start row of each, row count of each), as tensors."""
     counts = np.array([len(a) for a in arrays], np.int64)
@@ -187,38 +191,25 @@ def _flatten(arrays: Sequence[np.ndarray]) -> tuple[tf.Tensor, tf.Tensor, tf.Ten
     return tf.constant(np.concatenate(arrays)), tf.constant(starts), tf.constant(counts)
 
 
-def ragged_batches(
-    examples: Sequence[Example],
-    batch_size: int,
-    seed: int | None,
-    bucketing: bool = True,
-    epochs: int = 1,
-    first_epoch: int = 0,
-) -> tf.data.Dataset:
-    """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]).
-
-    Without a seed: one pass in a fixed order (length-sorted when bucketing), using no variants. With a seed:
-    epochs first_epoch .. epochs - 1 one after the other, each reshuffled by `epoch_plan`, so a run resumed at
-    any epoch sees exactly the batches an uninterrupted run would. Pure tf.data ops (gathers from one tensor
-    of all features), no Python generator: nothing has to be torn down when Keras `fit` ends.
+def ragged_batches(examples: Sequence[Example], plans: Sequence[EpochPlan]) -> tf.data.Dataset:
+    """Dataset of (features ragged [B, (T), F], labels ragged [B, (L)]): the batches of `plans`, epoch after
+    epoch. A run resumed at epoch e passes plans[e:] and sees exactly the batches an uninterrupted run would.
+    Pure tf.data ops (gathers from one tensor of all features), no Python generator: nothing has to be torn
+    down when Keras `fit` ends.
     """
     if not examples:
         raise ValueError("no examples to batch (every utterance of the split was rejected?)")
-    if seed is None and (epochs, first_epoch) != (1, 0):
-        raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
-    if not 0 <= first_epoch < epochs:
-        raise ValueError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
+    if not plans:
+        raise ValueError("no epochs to batch")
     # Every feature array: the examples' own first, then all variants, in example order.
     arrays = [e.features for e in examples] + [v for e in examples for v in e.variants]
-    variant_base = (
-        np.cumsum([len(examples)] + [len(e.variants) for e in examples])[:-1] - 1
-    )  # id of variant k = base + k
+    # id of example i's variant k (k >= 1) = variant_base[i] + k
+    variant_base = np.cumsum([len(examples)] + [len(e.variants) for e in examples])[:-1] - 1
     feature_rows, feature_starts, feature_counts = _flatten(arrays)
     label_rows, label_starts, label_counts = _flatten([e.labels for e in examples])
 
     sources, members, sizes = [], [], []  # per batch: feature array ids, example ids
-    for epoch in range(first_epoch, epochs):
-        plan = epoch_plan(examples, batch_size, seed, epoch, bucketing)
+    for plan in plans:
         for batch in plan.batches:
             k = plan.variant[batch]
             sources.append(np.where(k == 0, batch, variant_base[batch] + k))
@@ -250,14 +241,6 @@ def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple
     return inputs, labels.to_tensor(-1)
 
 
-def make_dataset(
-    examples: Sequence[Example],
-    batch_size: int,
-    seed: int | None,
-    bucketing: bool = True,
-    epochs: int = 1,
-    first_epoch: int = 0,
-) -> tf.data.Dataset:
-    """Model-ready batches (see to_model_inputs), prefetched."""
-    dataset = ragged_batches(examples, batch_size, seed, bucketing, epochs, first_epoch).map(to_model_inputs)
-    return dataset.prefetch(PREFETCH_BATCHES)
+def make_dataset(examples: Sequence[Example], plans: Sequence[EpochPlan]) -> tf.data.Dataset:
+    """Model-ready batches (see to_model_inputs) of `plans`, prefetched."""
+    return ragged_batches(examples, plans).map(to_model_inputs).prefetch(PREFETCH_BATCHES)

@@ -60,14 +60,14 @@ def collect(overrides: Sequence[str], source: Path, dataset_sha256: str | None) 
         "git": git_state(source),
         "versions": versions(),
         "dataset_sha256": dataset_sha256,
-        "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": _cpus()},
+        "host": {"name": socket.gethostname(), "platform": platform.platform(), "cpus": usable_cpus()},
         "started": now(),
         "ended": None,
     }
 
 
-def _cpus() -> int:
-    """CPUs this process may use."""
+def usable_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -21,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from asr.files import atomic_write_text
+from asr.provenance import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def threads_per_job(requested: int, launcher_target: str, n_jobs: int, cpus: int
     (TensorFlow's default, all cores)."""
     if requested > 0 or "joblib" not in launcher_target:
         return requested
-    cpus = cpus or len(os.sched_getaffinity(0))
+    cpus = cpus or usable_cpus()
     parallel = n_jobs if n_jobs > 0 else max(cpus + 1 + n_jobs, 1)
     return max(cpus // min(parallel, cpus), 1)
 

@@ -30,7 +30,7 @@ from asr.config import SOURCE_ROOT, Config, OptimizerConfig, TrainerConfig, regi
 from asr.features import FeatureOptions
 from asr.files import atomic_write_text
 from asr.model import CTCModel
-from asr.pipeline import Example, batches_per_epoch, epoch_plan, make_dataset
+from asr.pipeline import Example, epoch_plans, make_dataset
 from asr.plots import learning_curves
 from asr.prepare import prepare_data, write_report
 from asr.sweep import STATUS_FILE, threads_per_job
@@ -374,19 +374,16 @@ def _train(cfg: Config, run_dir: Path, overrides: Sequence[str]) -> float:
         "plateau_wait": 0,
         "train_seconds": 0.0,
         "config_sha256": config_sha256(cfg),
-        "seed": cfg.seed,
     }
-    steps_per_epoch = batches_per_epoch(examples["train"], batch_size, cfg.trainer.bucketing)
+    plans = epoch_plans(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing, epochs)
+    steps_per_epoch = len(plans[0].batches)  # the same every epoch
     model.compile(optimizer=build_optimizer(cfg.optimizer, steps_per_epoch, epochs))
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
     monitor_samples = None
     if examples["valid"]:
         shown = examples["valid"][:TB_SAMPLES]
         monitor_samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]  # noqa: E731
-    shares = [
-        epoch_plan(examples["train"], batch_size, cfg.seed, e, cfg.trainer.bucketing).padding_share
-        for e in range(epochs)
-    ]
+    shares = [plan.padding_share for plan in plans]
     monitor = RunMonitor(run_dir, cfg.trainer, cfg.optimizer, state, shares, monitor_samples)
     if resumed is not None:
         checkpoint.restore(model, resumed)
@@ -396,10 +393,13 @@ def _train(cfg: Config, run_dir: Path, overrides: Sequence[str]) -> float:
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state["records"]))
 
     if state["epoch"] < epochs and not state["stopped"]:
+        valid_data = None
+        if examples["valid"]:
+            valid_data = make_dataset(examples["valid"], epoch_plans(examples["valid"], batch_size, None))
         seconds_before, started = state["train_seconds"], time.perf_counter()
         model.fit(
-            make_dataset(examples["train"], batch_size, cfg.seed, cfg.trainer.bucketing, epochs, state["epoch"]),
-            validation_data=make_dataset(examples["valid"], batch_size, None) if examples["valid"] else None,
+            make_dataset(examples["train"], plans[state["epoch"] :]),
+            validation_data=valid_data,
             initial_epoch=state["epoch"],
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,

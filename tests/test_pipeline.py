@@ -10,8 +10,8 @@ from asr.features import FeatureOptions
 from asr.pipeline import (
     Example,
     batch_plan,
-    batches_per_epoch,
     ctc_min_frames,
+    epoch_plans,
     make_dataset,
     padding_share,
     prepare_all,
@@ -75,11 +75,11 @@ def _examples(n=10, features=3):
 
 def test_ragged_batches_and_model_inputs():
     examples = _examples()
-    features, labels = next(iter(ragged_batches(examples, 4, seed=None)))
+    features, labels = next(iter(ragged_batches(examples, epoch_plans(examples, 4, seed=None))))
     assert isinstance(features, tf.RaggedTensor) and isinstance(labels, tf.RaggedTensor)
     assert features.shape.as_list() == [4, None, 3]
     assert features.row_lengths().numpy().tolist() == [5, 6, 7, 8]
-    inputs, dense_labels = next(iter(make_dataset(examples, 4, seed=None)))
+    inputs, dense_labels = next(iter(make_dataset(examples, epoch_plans(examples, 4, seed=None))))
     assert inputs["lengths"].numpy().tolist() == [5, 6, 7, 8]
     assert inputs["features"].shape == (4, 8, 3)
     np.testing.assert_array_equal(inputs["features"][0, 5:].numpy(), 0.0)  # zero padding after the end
@@ -89,12 +89,16 @@ def test_ragged_batches_and_model_inputs():
 
 def test_epochs_reshuffle_reproducibly_from_the_seed():
     examples = _examples(40)
-    assert batches_per_epoch(examples, 4) == 10
-    finite = ragged_batches(examples, 4, seed=3, epochs=2)
+    plans = epoch_plans(examples, 4, seed=3, epochs=2)
+    assert [len(p.batches) for p in plans] == [10, 10]
+    finite = ragged_batches(examples, plans)
     assert int(finite.cardinality()) == 20 and len(list(finite)) == 20
 
+    def lengths(dataset):
+        return [b[0].row_lengths().numpy().tolist() for b in dataset]
+
     def epochs(seed):
-        batches = [b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=seed, epochs=2)]
+        batches = lengths(ragged_batches(examples, epoch_plans(examples, 4, seed=seed, epochs=2)))
         return [batches[:10], batches[10:]]
 
     a, b = epochs(7), epochs(7)
@@ -102,10 +106,9 @@ def test_epochs_reshuffle_reproducibly_from_the_seed():
     assert a[0] != a[1]  # a new order each epoch
     assert epochs(8) != a
     # a run resumed at epoch 2 sees exactly the second epoch of an uninterrupted run
-    resumed = [
-        b[0].row_lengths().numpy().tolist() for b in ragged_batches(examples, 4, seed=7, epochs=2, first_epoch=1)
-    ]
-    assert resumed == a[1]
+    assert lengths(ragged_batches(examples, epoch_plans(examples, 4, seed=7, epochs=2)[1:])) == a[1]
+    with pytest.raises(ValueError, match="exactly one epoch"):
+        epoch_plans(examples, 4, seed=None, epochs=2)
     assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
 
 
@@ -116,6 +119,9 @@ def test_speed_variants_are_drawn_per_epoch(tmp_path):
     )
     (example,) = examples
     assert [len(f) for f in (example.features, *example.variants)] == [99, 124, 79]  # slower -> longer
-    seen = {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=0, epochs=30)}
-    assert seen == {99, 124, 79}
-    assert {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, 1, seed=None)} == {99}
+
+    def first_lengths(plans):
+        return {b[0].row_lengths().numpy()[0] for b in ragged_batches(examples, plans)}
+
+    assert first_lengths(epoch_plans(examples, 1, seed=0, epochs=30)) == {99, 124, 79}
+    assert first_lengths(epoch_plans(examples, 1, seed=None)) == {99}
