@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from tensorflow.python.framework import config as tf_config
 from tensorflow.python.framework import ops as tf_ops
 
 from asr import checkpoint, provenance
@@ -82,6 +83,8 @@ def set_determinism(seed: int, deterministic: bool, threads: int) -> None:
     keras.utils.set_random_seed(seed)  # also seeds NumPy and TensorFlow
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():  # an earlier job in this process (a multirun) turned it on
+        tf_config.disable_op_determinism()  # not exported as tf.config.*, only this module has it
 
 
 def learning_rate(cfg: OptimizerConfig, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:

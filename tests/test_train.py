@@ -280,3 +280,16 @@ def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
     assert config_sha256(a) == config_sha256(b)
     b.optimizer.lr *= 2
     assert config_sha256(a) != config_sha256(b)
+
+
+def test_determinism_can_be_traded_for_speed_within_one_process():
+    from tensorflow.python.framework import config as tf_config
+
+    from asr.train import set_determinism
+
+    set_determinism(0, True, 0)
+    assert tf_config.is_op_determinism_enabled()
+    set_determinism(0, False, 0)  # the next job of a multirun, with trainer.deterministic=false
+    assert not tf_config.is_op_determinism_enabled()
+    set_determinism(0, True, 0)
+    assert tf_config.is_op_determinism_enabled()
