@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +48,16 @@ def save_bundle(
     vocab: Vocabulary,
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Write `bundle.json` and the weights into `directory` (created); returns the directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_weights(directory / WEIGHTS_FILE)
+    """Write `bundle.json` and the weights into `directory`; returns the directory.
+
+    Both files are written into a temporary folder beside it, which then replaces `directory` (an earlier
+    bundle of the same run, e.g. before a resume): a kill never leaves a half-written bundle there.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.save_weights(staging / WEIGHTS_FILE)
     spec = {
         "format": FORMAT,
         "version": VERSION,
@@ -59,9 +68,14 @@ def save_bundle(
         "model": model.get_config(),
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
     }
-    tmp = directory / (BUNDLE_FILE + ".tmp")
-    tmp.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(directory / BUNDLE_FILE)
+    (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    if directory.exists():
+        retired = directory.with_name(f".{directory.name}.{os.getpid()}.old")
+        directory.rename(retired)
+        staging.rename(directory)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(directory)
     return directory
 
 

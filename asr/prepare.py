@@ -20,6 +20,7 @@ from asr.config import Config, DataConfig, register
 from asr.datasets import DatasetError, Utterance, load_splits, manifest_sha256
 from asr.extraction import FeatureCache, default_cache_dir
 from asr.features import FeatureOptions, global_stats
+from asr.files import atomic_write_text
 from asr.pipeline import Example, prepare_all
 from asr.text import Vocabulary
 
@@ -118,7 +119,7 @@ def apply_cmvn(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> Example
 def write_report(report: dict, run_dir: Path) -> None:
     """prepare_report.json in run_dir, and a few human lines on the console."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
     for name, split in report["splits"].items():
         print(
             f"{name}: {split['usable']} of {split['utterances']} utterances usable, "

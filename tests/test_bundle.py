@@ -63,3 +63,15 @@ def test_global_normalization_travels_with_the_bundle(tmp_path):
     (tmp_path / BUNDLE_FILE).write_text(json.dumps({**spec, "normalization": None}))
     with pytest.raises(BundleError, match="no normalization statistics"):
         load_bundle(tmp_path)
+
+
+def test_saving_again_replaces_the_bundle_whole_and_leaves_no_temporary_folder(saved):
+    model, run_dir = saved
+    options, vocab = FeatureOptions(sample_rate=8000, deltas=1), Vocabulary()
+    other = CTCModel(options.num_features, vocab.characters, num_layers=1, units=8, stride=2, seed=5)
+    other.build_for()
+    save_bundle(run_dir / "model", other, options, vocab)  # e.g. a resumed run finishing
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model"]
+    x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}
+    np.testing.assert_array_equal(load_bundle(run_dir).model(x).numpy(), other(x).numpy())
+    assert not np.array_equal(other(x).numpy(), model(x).numpy())
