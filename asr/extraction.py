@@ -161,6 +161,7 @@ def extract_all(
                 computed += [(bar.update(), out)[1] for out in pool.map(_featurize_or_error, args, chunksize=32)]
         except BrokenProcessPool as error:  # e.g. inside a worker process that cannot start processes itself
             log.warning("parallel feature extraction failed (%s); going on in this process", error)
+            bar.reset()  # every file is computed again below: count from zero, not past the total
     computed += [(bar.update(), _featurize_or_error(a))[1] for a in args[len(computed) :]]
     bar.close()
     for i, out in zip(todo, computed, strict=True):
