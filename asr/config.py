@@ -1,21 +1,33 @@
-"""Structured Hydra configs: the schema every config file and override is checked against at start."""
+"""The Hydra schema every config file and override is checked against, and its conversion to typed options.
+
+The schema mirrors each stage's frozen options dataclass (same fields, types and defaults; Hydra needs
+mutable nodes to merge into), so a mistyped key, a wrong type or an unknown choice fails when the config is
+composed. `to_options` turns a composed config into `RunOptions` once, validating every value; nothing past
+that point sees a DictConfig.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import types
 import typing
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from asr.features import FeatureOptions
-from asr.text import DEFAULT_CHARACTERS
+from asr.data.features import FeatureOptions
+from asr.data.options import MASK_FIELDS, AugmentOptions, DataOptions
+from asr.model.options import ModelOptions
+from asr.system import SOURCE_ROOT
+from asr.training.options import OptimizerOptions, RunOptions, TrainerOptions
 
-# The repository root when running from a source checkout (conf/ and data/ beside the package).
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
-
+log = logging.getLogger(__name__)
 
 def repo_root() -> str:
     """Root of the source checkout if asr runs from one, else the current directory (installed wheel)."""
@@ -24,108 +36,91 @@ def repo_root() -> str:
     return str(Path.cwd())
 
 
-@dataclass
-class DataConfig:
-    """Where the utterances are. Split paths are relative to `root` (or absolute): a .jsonl manifest or a
-    directory of .wav + same-stem .txt files."""
-
-    root: str = MISSING
-    format: str = "auto"  # auto | dir | jsonl | csv | fsdd (auto: from what the train path holds)
-    train: str = "train.jsonl"
-    valid: str = "valid.jsonl"  # empty: carve valid_fraction of train
-    test: str = "test.jsonl"  # empty: no test evaluation
-    valid_fraction: float = 0.0
-    holdout_speakers: list[str] = field(default_factory=list)  # fsdd: these speakers go wholly to test
-    # Relative audio paths in manifests resolve against this folder; empty: the manifest's own folder.
-    audio_root: str = ""
-    characters: str = DEFAULT_CHARACTERS
-    on_error: str = "skip"  # skip: leave bad utterances out and report them; raise: stop at the first
-    cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
-    cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)
-    workers: int = 0  # feature extraction processes; 0: one per core
-    # Speed perturbation of the training split: each epoch plays every utterance at one of these factors,
-    # drawn at random; 1.1 is 10 % faster and higher, like a shorter vocal tract (Ko et al. 2015).
-    speeds: list[float] = field(default_factory=lambda: [1.0])
+def _schema_type(hint: Any) -> Any:
+    """The annotation OmegaConf understands for a field type: `X | None` -> Optional[X], tuple[X, ...] -> list[X]."""
+    if isinstance(hint, types.UnionType):
+        return typing.Union[hint.__args__]  # noqa: UP007 (OmegaConf 2.3 reads typing.Union, not X | Y)
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]
+    return hint
 
 
-def _mutable_copy(frozen: type) -> type:
-    """A non-frozen dataclass with the same fields, types and defaults (Hydra merges into its nodes)."""
+def _schema(frozen: type, name: str, deprecated: Sequence[tuple[str, Any]] = ()) -> type:
+    """A mutable dataclass with the fields, types and defaults of a frozen options class (Hydra merges into
+    its nodes), plus deprecated aliases defaulting to None."""
     hints = typing.get_type_hints(frozen)
-    return dataclasses.make_dataclass(
-        frozen.__name__.replace("Options", "Config"),
-        [(f.name, hints[f.name], field(default=f.default)) for f in dataclasses.fields(frozen)],
-    )
+    fields = []
+    for f in dataclasses.fields(frozen):
+        default = f.default if f.default is not dataclasses.MISSING else MISSING
+        if isinstance(default, tuple):
+            fields.append((f.name, _schema_type(hints[f.name]), field(default_factory=lambda d=default: list(d))))
+        else:
+            fields.append((f.name, _schema_type(hints[f.name]), field(default=default)))
+    fields += [(alias, Optional[kind], field(default=None)) for alias, kind in deprecated]  # noqa: UP045
+    return dataclasses.make_dataclass(name, fields)
 
 
-# Same fields as asr.features.FeatureOptions, which validates them when train.py builds it.
-FeaturesConfig = _mutable_copy(FeatureOptions)
+DataConfig = _schema(DataOptions, "DataConfig", [("speeds", list[float])])
+FeaturesConfig = _schema(FeatureOptions, "FeaturesConfig")
+AugmentConfig = _schema(AugmentOptions, "AugmentConfig")
+ModelConfig = _schema(ModelOptions, "ModelConfig", [(name, int) for name in MASK_FIELDS])
+OptimizerConfig = _schema(OptimizerOptions, "OptimizerConfig", [("warmup_epochs", float)])
+TrainerConfig = _schema(TrainerOptions, "TrainerConfig")
+
+# Deprecated keys: (group, old key) -> (group, new key). docs/upgrading.md lists them.
+DEPRECATED = {
+    ("data", "speeds"): ("augment", "speeds"),
+    **{("model", name): ("augment", name) for name in MASK_FIELDS},
+    ("optimizer", "warmup_epochs"): ("optimizer", "warmup_ratio"),
+}
 
 
-@dataclass
-class ModelConfig:
-    """Stacked LSTM: layers, width, direction, dropout after each layer, output-layer init."""
-
-    num_layers: int = 2
-    units: int = 128
-    bidirectional: bool = True
-    dropout: float = 0.0
-    logits_init_stddev: float = 0.0  # > 0: truncated normal with this stddev; 0: Glorot uniform
-    stride: int = 1  # stack this many consecutive frames into one LSTM step (fewer steps: faster)
-    # SpecAugment-style masking of training batches: how many bands, and their widest (frames / features)
-    time_masks: int = 0
-    time_mask_width: int = 0
-    freq_masks: int = 0
-    freq_mask_width: int = 0
-
-
-@dataclass
-class OptimizerConfig:
-    """Optimizer and learning rate."""
-
-    name: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    momentum: float = 0.0  # sgd only
-    weight_decay: float = 0.0  # adamw only
-    clipnorm: float = 0.0  # > 0: clip each gradient tensor's norm to this
-    # constant | cosine (linear warm-up, then cosine decay to 0 at the last step) | plateau (constant, times
-    # plateau_factor after plateau_patience epochs without a lower validation LER, down to min_lr)
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0  # cosine only
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
-    min_lr: float = 0.0
-
-
-@dataclass
-class TrainerConfig:
-    """The fit loop."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    bucketing: bool = True  # batches of similar lengths (less padding)
-    deterministic: bool = True  # op determinism: same seed, same numbers
-    threads: int = 0  # TensorFlow intra/inter-op threads; 0: TensorFlow's default
-    stop_at_val_ler: float = -1.0  # >= 0: stop once val_ler <= this
-    patience: int = 0  # > 0: stop after this many epochs without a lower val_ler (early stopping)
-    keep_best: bool = False  # true: the bundle holds the weights of the epoch with the lowest val_ler
-    # auto: continue from the run directory's last checkpoint if it has one; never: move the earlier run's
-    # files aside (into previous-<time>/) and start over
-    resume: str = "auto"
-    samples: int = 10  # test transcripts listed in result.json
-    verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+GROUPS = ("data", "features", "augment", "model", "optimizer", "trainer")
 
 
 @dataclass
 class Config:
-    """The whole run."""
+    """The whole run, as Hydra composes it."""
 
     name: str = "run"
     seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # type: ignore[valid-type]
     features: FeaturesConfig = field(default_factory=FeaturesConfig)  # type: ignore[valid-type]
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # type: ignore[valid-type]
+    model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # type: ignore[valid-type]
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # type: ignore[valid-type]
+
+
+def _plain(group: Any) -> dict:
+    """A schema node (dataclass instance) as a dict without the deprecated aliases."""
+    return {f.name: getattr(group, f.name) for f in dataclasses.fields(group)}
+
+
+def to_options(cfg: Config | DictConfig) -> RunOptions:
+    """Typed, validated options of a composed config; deprecated keys are moved to their new place with a
+    warning. Raises ValueError naming the key for a value the schema cannot catch (a negative rate...)."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_object(cfg)
+    groups = {name: _plain(getattr(cfg, name)) for name in GROUPS}
+    for (old_group, old), (new_group, new) in DEPRECATED.items():
+        value = groups[old_group].pop(old)
+        if value is None:
+            continue
+        message = f"{old_group}.{old} is deprecated; use {new_group}.{new} (docs/upgrading.md)"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        log.warning(message)
+        groups[new_group][new] = value
+    return RunOptions(
+        name=cfg.name,
+        seed=cfg.seed,
+        data=DataOptions(**groups["data"]),
+        features=FeatureOptions(**groups["features"]),
+        augment=AugmentOptions(**groups["augment"]),
+        model=ModelOptions(**groups["model"]),
+        optimizer=OptimizerOptions(**groups["optimizer"]),
+        trainer=TrainerOptions(**groups["trainer"]),
+    )
 
 
 def register() -> None:
@@ -133,3 +128,13 @@ def register() -> None:
     if not OmegaConf.has_resolver("asr_repo"):
         OmegaConf.register_new_resolver("asr_repo", repo_root)
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+def compose(overrides: Sequence[str] = ()) -> RunOptions:
+    """The options of `asr-train <overrides>` without running anything (for notebooks and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register()
+    with initialize_config_module(config_module="asr.conf", version_base="1.3"):
+        return to_options(hydra_compose(config_name="config", overrides=list(overrides)))

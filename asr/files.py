@@ -8,19 +8,21 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call write(file) on a temporary file beside `path`, sync it to disk, then rename it to `path`."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], sync: bool = True) -> None:
+    """Call write(file) on a temporary file beside `path`, sync it to disk (unless sync=False: a cache entry),
+    then rename it to `path`."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     """atomic_write of a UTF-8 text."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), sync)

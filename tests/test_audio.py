@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import sine, write_wav
 
-from asr.audio import AudioError, load_audio
+from asr.data.audio import AudioError, load_audio
 
 RATE = 16000
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from asr.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
-from asr.features import FeatureOptions, extract
-from asr.model import CTCModel
-from asr.text import Vocabulary
+from asr.data.features import FeatureOptions, extract
+from asr.data.text import Vocabulary
+from asr.inference.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
+from asr.model.ctc import CTCModel
 
 
 @pytest.fixture

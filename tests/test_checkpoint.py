@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from asr import checkpoint, files
-from asr.model import CTCModel
+from asr import files
+from asr.model.ctc import CTCModel
+from asr.training import checkpoint
 
 
 def _model(seed: int = 0, units: int = 8) -> CTCModel:

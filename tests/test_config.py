@@ -96,13 +96,13 @@ def test_search_preset_declares_an_optuna_study_that_survives_failed_trials():
     assert set(sweeper.params) == {"optimizer.lr", "model.units", "model.num_layers", "model.dropout"}
     assert sweeper.params["optimizer.lr"].startswith("tag(log, interval(")
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert cfg.hydra.callbacks.record_status._target_ == "asr.sweep.RecordStatus"
+    assert cfg.hydra.callbacks.record_status._target_ == "asr.training.sweep.RecordStatus"
     assert cfg.trainer.epochs == 12 and cfg.name == "demo_search"
 
 
 @pytest.mark.parametrize("override", ["trainer.resume=sometimes", "optimizer.schedule=step"])
 def test_unknown_choices_fail_before_training(override, tmp_path):
-    from asr.train import train
+    from asr.training.loop import train
 
     cfg = _compose([override, "trainer.epochs=1"])
     with pytest.raises(ValueError, match=override.split("=")[0].split(".")[1]):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import write_wav
 
-from asr.datasets import (
+from asr.data.datasets import (
     DatasetError,
     Utterance,
     carve,

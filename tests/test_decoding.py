@@ -1,6 +1,7 @@
 import numpy as np
 
-from asr.decoding import (
+from asr.data.text import Vocabulary
+from asr.model.decoding import (
     beam_sparse,
     ctc_align,
     decode_batch,
@@ -10,7 +11,6 @@ from asr.decoding import (
     sparse_to_lists,
     word_timestamps,
 )
-from asr.text import Vocabulary
 
 
 def _peaky(vocab, path):

@@ -3,8 +3,8 @@
 import numpy as np
 from conftest import sine, write_wav
 
-from asr.extraction import FeatureCache, Job, extract_all, featurize
-from asr.features import FeatureOptions, global_stats
+from asr.data.extraction import FeatureCache, Job, extract_all, featurize
+from asr.data.features import FeatureOptions, global_stats
 
 
 def _files(tmp_path, n):
@@ -41,7 +41,7 @@ def test_cache_hit_miss_and_rebuild(tmp_path):
 
 
 def test_parallel_extraction_keeps_order_and_values(tmp_path, monkeypatch):
-    monkeypatch.setattr("asr.extraction.PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr("asr.data.extraction.PARALLEL_MIN_FILES", 4)
     options = FeatureOptions(sample_rate=8000, deltas=1)
     paths = _files(tmp_path, 6)
     broken = tmp_path / "broken.wav"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import sine
 
-from asr.features import FeatureOptions, compute_mfcc, extract, normalize_utterance
+from asr.data.features import FeatureOptions, compute_mfcc, extract, normalize_utterance
 
 
 def test_shapes_and_frame_count():

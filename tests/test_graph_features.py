@@ -1,4 +1,4 @@
-"""The in-graph MFCC of the SavedModel against python_speech_features (asr.features)."""
+"""The in-graph MFCC of the SavedModel against python_speech_features (asr.data.features)."""
 
 import glob
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, sine
 
-from asr import graph_features
-from asr.audio import load_audio
-from asr.features import FeatureOptions, extract
+from asr.data import graph_features
+from asr.data.audio import load_audio
+from asr.data.features import FeatureOptions, extract
 
 # Stated tolerance: normalized features (unit variance) agree to 1e-3 absolute. Measured here: about 1e-5
 # (float32 in the graph against float64 in python_speech_features).

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asr.metrics import ErrorRate, words_sparse
-from asr.model import CTCModel, labels_to_sparse
-from asr.text import Vocabulary
+from asr.data.text import Vocabulary
+from asr.model.ctc import CTCModel, labels_to_sparse
+from asr.model.metrics import ErrorRate, words_sparse
 
 
 def _model(**kwargs):

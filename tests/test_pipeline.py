@@ -5,9 +5,7 @@ import pytest
 import tensorflow as tf
 from conftest import sine, write_wav
 
-from asr.datasets import Utterance
-from asr.features import FeatureOptions
-from asr.pipeline import (
+from asr.data.batching import (
     Example,
     batch_plan,
     ctc_min_frames,
@@ -17,7 +15,9 @@ from asr.pipeline import (
     prepare_all,
     ragged_batches,
 )
-from asr.text import Vocabulary
+from asr.data.datasets import Utterance
+from asr.data.features import FeatureOptions
+from asr.data.text import Vocabulary
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asr.sweep import collect, main, threads_per_job
+from asr.training.sweep import collect, main, threads_per_job
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from asr.text import Vocabulary, edit_distance, error_rates
+from asr.data.text import Vocabulary, edit_distance, error_rates
 
 
 def test_normalize_case_punctuation_spaces():

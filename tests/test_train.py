@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from asr.config import Config, OptimizerConfig, TrainerConfig
-from asr.model import CTCModel
-from asr.train import (
+from asr.model.ctc import CTCModel
+from asr.training.loop import (
     RunMonitor,
     TrainingDiverged,
     best_epoch,
@@ -285,7 +285,7 @@ def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
 def test_determinism_can_be_traded_for_speed_within_one_process():
     from tensorflow.python.framework import config as tf_config
 
-    from asr.train import set_determinism
+    from asr.training.loop import set_determinism
 
     set_determinism(0, True, 0)
     assert tf_config.is_op_determinism_enabled()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 import keras
 import tensorflow as tf
 
-from asr.decoding import greedy_sparse
-from asr.metrics import ErrorRate, words_sparse
+from asr.data.features import stacked_frames
+from asr.data.options import MASK_FIELDS, AugmentOptions
+from asr.model.decoding import greedy_sparse, text_table
+from asr.model.metrics import ErrorRate, words_sparse
+from asr.model.options import ModelOptions
+
+MODEL_FIELDS = tuple(f.name for f in fields(ModelOptions))
 
 
 def labels_to_sparse(labels: tf.Tensor) -> tf.SparseTensor:
@@ -34,77 +41,58 @@ class CTCModel(keras.Model):
         self,
         num_features: int,
         characters: str,
-        num_layers: int = 2,
-        units: int = 128,
-        bidirectional: bool = True,
-        dropout: float = 0.0,
-        logits_init_stddev: float = 0.0,
-        stride: int = 1,
-        time_masks: int = 0,
-        time_mask_width: int = 0,
-        freq_masks: int = 0,
-        freq_mask_width: int = 0,
+        options: ModelOptions | None = None,
+        augment: AugmentOptions | None = None,
         seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if num_layers < 1 or units < 1:
-            raise ValueError(f"model.num_layers and model.units must be >= 1, got {num_layers}, {units}")
-        if stride < 1:
-            raise ValueError(f"model.stride must be >= 1, got {stride}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
         self.num_features = num_features
         self.characters = characters
-        self.num_layers = num_layers
-        self.units = units
-        self.bidirectional = bidirectional
-        self.dropout_rate = dropout
-        self.logits_init_stddev = logits_init_stddev
-        self.stride = stride
-        # SpecAugment-style masking of training batches (Park et al. 2019): counts and maximal widths.
-        self.time_masks, self.time_mask_width = time_masks, time_mask_width
-        self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
+        self.options = options = options or ModelOptions()
+        self.augment = augment or AugmentOptions()
+        self.stride = options.stride
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator(seed)  # SpecAugment's draws
         self.blank_index = len(characters)
         self.rnns = []
-        for i in range(num_layers):
-            lstm = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")
-            self.rnns.append(keras.layers.Bidirectional(lstm, name=f"bilstm_{i}") if bidirectional else lstm)
-        self.dropouts = [keras.layers.Dropout(dropout, name=f"dropout_{i}") for i in range(num_layers)]
-        # The seed article initialized its output layer with truncated_normal(stddev=0.1); 0 keeps Glorot.
+        for i in range(options.num_layers):
+            lstm = keras.layers.LSTM(options.units, return_sequences=True, name=f"lstm_{i}")
+            self.rnns.append(keras.layers.Bidirectional(lstm, name=f"bilstm_{i}") if options.bidirectional else lstm)
+        self.dropouts = [keras.layers.Dropout(options.dropout, name=f"dropout_{i}") for i in range(options.num_layers)]
         init = (
-            keras.initializers.TruncatedNormal(stddev=logits_init_stddev)
-            if logits_init_stddev > 0
+            keras.initializers.TruncatedNormal(stddev=options.logits_init_stddev)
+            if options.logits_init_stddev
             else "glorot_uniform"
         )
         self.logits = keras.layers.Dense(len(characters) + 1, kernel_initializer=init, name="logits")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ler = ErrorRate(name="ler")
         self.wer = ErrorRate(name="wer")
-        self._words_table = tf.constant(list(characters) + [""])
+        self._words_table = text_table(characters)
 
     def get_config(self) -> dict:
         return {
             "num_features": self.num_features,
             "characters": self.characters,
-            "num_layers": self.num_layers,
-            "units": self.units,
-            "bidirectional": self.bidirectional,
-            "dropout": self.dropout_rate,
-            "logits_init_stddev": self.logits_init_stddev,
-            "stride": self.stride,
-            "time_masks": self.time_masks,
-            "time_mask_width": self.time_mask_width,
-            "freq_masks": self.freq_masks,
-            "freq_mask_width": self.freq_mask_width,
             "seed": self.seed,
+            "options": asdict(self.options),
+            "augment": {name: getattr(self.augment, name) for name in MASK_FIELDS},
         }
+
+    @classmethod
+    def from_config(cls, config: dict) -> CTCModel:
+        """The model of a get_config() dict, or of the flat dict that bundles before options were grouped hold
+        (num_layers, units, ..., time_masks, ... side by side)."""
+        config = dict(config)
+        flat = {name: config.pop(name) for name in [*MODEL_FIELDS, *MASK_FIELDS] if name in config}
+        options = config.pop("options", None) or {k: v for k, v in flat.items() if k in MODEL_FIELDS}
+        augment = config.pop("augment", None) or {k: v for k, v in flat.items() if k in MASK_FIELDS}
+        return cls(options=ModelOptions(**options), augment=AugmentOptions(**augment), **config)
 
     def output_lengths(self, lengths: tf.Tensor) -> tf.Tensor:
         """Logit frames per utterance: ceil(lengths / stride)."""
-        return (tf.cast(lengths, tf.int32) + self.stride - 1) // self.stride
+        return stacked_frames(tf.cast(lengths, tf.int32), self.stride)
 
     def stack_frames(self, features: tf.Tensor) -> tf.Tensor:
         """[B, T, F] -> [B, ceil(T / stride), F * stride]: each output step sees `stride` frames, side by side."""
@@ -129,11 +117,12 @@ class CTCModel(keras.Model):
     def spec_augment(self, features: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """Zero random time and feature bands of each utterance [B, T, F] (0 is the normalized mean)."""
         shape = tf.shape(features)
-        if self.time_masks and self.time_mask_width:
-            features *= self._masks(self.time_masks, self.time_mask_width, lengths, shape[1])[:, :, None]
-        if self.freq_masks and self.freq_mask_width:
+        masks = self.augment
+        if masks.time_masks and masks.time_mask_width:
+            features *= self._masks(masks.time_masks, masks.time_mask_width, lengths, shape[1])[:, :, None]
+        if masks.freq_masks and masks.freq_mask_width:
             width = tf.fill([shape[0]], shape[2])
-            features *= self._masks(self.freq_masks, self.freq_mask_width, width, shape[2])[:, None, :]
+            features *= self._masks(masks.freq_masks, masks.freq_mask_width, width, shape[2])[:, None, :]
         return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:

@@ -1,4 +1,4 @@
-"""The feature pipeline of asr.features as TensorFlow ops on padded waveform batches (for the SavedModel).
+"""The feature pipeline of asr.data.features as TensorFlow ops on padded waveform batches (for the SavedModel).
 
 It follows python_speech_features step by step (pre-emphasis, rectangular frames zero-padded at the end,
 power spectrum, the same mel filterbank matrix, log, orthonormal DCT-II, lifter, log energy as c0, deltas
@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from python_speech_features.base import get_filterbanks
 
-from asr.features import DELTA_WINDOW, STD_FLOOR, FeatureOptions
+from asr.data.features import DELTA_WINDOW, STD_FLOOR, FeatureOptions
 
 # python_speech_features replaces exact zeros by NumPy's float64 epsilon before taking logs.
 _EPS = float(np.finfo(float).eps)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from asr.model.decoding import sparse_to_strings
 
-def words_sparse(ids: tf.SparseTensor, characters: tf.Tensor, space: str = " ") -> tf.SparseTensor:
-    """Label ids sparse [B, (L)] -> words sparse [B, (W)] strings, split on runs of spaces."""
-    padding = tf.cast(tf.shape(characters)[0] - 1, ids.values.dtype)  # last entry of `characters` is ""
-    dense = tf.sparse.to_dense(ids, default_value=padding)  # [B, L]
-    sentences = tf.strings.reduce_join(tf.gather(characters, dense), axis=-1)  # [B]
-    return tf.strings.split(sentences, sep=None).to_sparse()  # whitespace, empty words dropped
+
+def words_sparse(ids: tf.SparseTensor, table: tf.Tensor) -> tf.SparseTensor:
+    """Label ids sparse [B, (L)] -> words sparse [B, (W)] strings, split on runs of whitespace (`table`: see
+    asr.model.decoding.text_table)."""
+    return tf.strings.split(sparse_to_strings(ids, table), sep=None).to_sparse()  # empty words dropped
 
 
 class ErrorRate(keras.metrics.Metric):

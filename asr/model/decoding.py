@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from asr.text import Vocabulary
+from asr.data.text import Vocabulary
+
+
+def text_table(characters: str) -> tf.Tensor:
+    """String per label id [C]: the characters, then "" for the blank (the last class)."""
+    return tf.constant(list(characters) + [""])
+
+
+def sparse_to_strings(ids: tf.SparseTensor, table: tf.Tensor) -> tf.Tensor:
+    """Label ids sparse [B, (L)] -> texts [B] (a batch of empty transcripts still gives B strings)."""
+    blank = tf.cast(tf.shape(table)[0] - 1, ids.values.dtype)
+    dense = tf.sparse.to_dense(ids, default_value=blank)  # [B, L]
+    return tf.strings.reduce_join(tf.gather(table, dense), axis=-1)
 
 
 def greedy_sparse(logits: tf.Tensor, lengths: tf.Tensor, blank_index: int) -> tf.SparseTensor:

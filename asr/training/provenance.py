@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from asr.files import atomic_write_text
+from asr.system import usable_cpus
 
 PROVENANCE_FILE = "provenance.json"
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "scipy")
@@ -64,14 +64,6 @@ def collect(overrides: Sequence[str], source: Path, dataset_sha256: str | None) 
         "started": now(),
         "ended": None,
     }
-
-
-def usable_cpus() -> int:
-    """CPUs this process may use (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def start(run_dir: Path, record: dict) -> None:

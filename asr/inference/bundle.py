@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.features import FeatureOptions, extract
-from asr.model import CTCModel
-from asr.text import Vocabulary
+from asr.data.features import FeatureOptions, apply_global_stats, extract
+from asr.data.text import Vocabulary
+from asr.model.ctc import CTCModel
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -36,9 +36,7 @@ class Bundle:
     def featurize(self, signal: np.ndarray) -> np.ndarray:
         """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
         feats = extract(signal, self.features)
-        if self.cmvn is not None:
-            feats = (feats - self.cmvn[0]) / self.cmvn[1]
-        return feats
+        return feats if self.cmvn is None else apply_global_stats(feats, self.cmvn)
 
 
 def save_bundle(
@@ -113,7 +111,7 @@ def load_bundle(path: Path) -> Bundle:
     try:
         features = FeatureOptions(**spec["features"])
         vocab = Vocabulary(spec["vocabulary"])
-        model = CTCModel(**spec["model"])
+        model = CTCModel.from_config(spec["model"])
     except (TypeError, ValueError) as e:
         raise BundleError(f"{directory / BUNDLE_FILE}: invalid settings ({e})") from e
     if model.characters != vocab.characters or spec.get("blank_index") != vocab.blank_index:

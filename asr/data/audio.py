@@ -16,6 +16,15 @@ _UINT8_ZERO = 128.0
 _INT_FULL_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
 
+# File name endings read as audio when a folder is searched (any case).
+AUDIO_SUFFIXES = (".wav",)
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Every audio file below `folder` (recursive), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
 class AudioError(Exception):
     """A WAV file could not be read; the message names the file, the problem and what to do."""
 

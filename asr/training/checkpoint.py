@@ -2,7 +2,7 @@
 
 A checkpoint is one .npz file, `checkpoints/epoch-NNNN.npz`, holding every model variable (weights and the
 random-generator states of augmentation and dropout), every optimizer variable (step count, moments), the
-best epoch's weights, and a JSON `state` (epoch, metric history, callback state). The data order needs no
+best epoch's weights, and the JSON of the RunState (epoch, metric history, callback state). The data order needs no
 state: epoch e's batches are a function of (seed, e). Files are written under a temporary name and renamed,
 so a file with the final name is always complete.
 """
@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from asr.files import atomic_write
+from asr.training.state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +38,21 @@ class Checkpoint:
     """What was saved at the end of an epoch."""
 
     path: Path
-    state: dict  # epoch (1-based, completed), records, config hash, callback state
+    state: RunState  # with the best epoch's weights
     model_variables: list[np.ndarray]
     optimizer_variables: list[np.ndarray]
-    best_weights: list[np.ndarray] | None
 
 
-def save(run_dir: Path, model: keras.Model, state: dict, best_weights: list[np.ndarray] | None) -> Path:
-    """Write the checkpoint of epoch state["epoch"] atomically; keep the newest KEEP_CHECKPOINTS."""
+def save(run_dir: Path, model: keras.Model, state: RunState) -> Path:
+    """Write the checkpoint of epoch state.epoch atomically; keep the newest KEEP_CHECKPOINTS."""
     directory = run_dir / CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
     arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
-    for i, w in enumerate(best_weights or []):
+    for i, w in enumerate(state.best_weights or []):
         arrays[f"best_{i}"] = w
-    arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), np.uint8)
-    path = directory / f"epoch-{state['epoch']:04d}.npz"
+    arrays["state"] = np.frombuffer(json.dumps(state.to_json()).encode("utf-8"), np.uint8)
+    path = directory / f"epoch-{state.epoch:04d}.npz"
     atomic_write(path, lambda f: np.savez(f, **arrays))
     for old in sorted(_complete(directory))[:-KEEP_CHECKPOINTS]:
         old[1].unlink(missing_ok=True)
@@ -75,8 +75,8 @@ def _read(path: Path) -> Checkpoint:
             count = sum(1 for k in data.files if k.startswith(prefix))
             return [data[f"{prefix}{i}"] for i in range(count)]
 
-        state = json.loads(data["state"].tobytes().decode("utf-8"))
-        return Checkpoint(path, state, series("model_"), series("optimizer_"), series("best_") or None)
+        state = RunState.from_json(json.loads(data["state"].tobytes().decode("utf-8")), series("best_") or None)
+        return Checkpoint(path, state, series("model_"), series("optimizer_"))
 
 
 def latest(run_dir: Path) -> Checkpoint | None:

@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.data.audio import audio_files
+from asr.data.options import DataFormat
+
 log = logging.getLogger(__name__)
 
 
@@ -22,10 +25,11 @@ class DatasetError(Exception):
 
 @dataclass(frozen=True)
 class Utterance:
-    """One training or test item: audio (optionally a [start, end) cut in seconds) and its transcript."""
+    """One item: audio (optionally a [start, end) cut in seconds) and its transcript (None: unknown, as for
+    files given to asr-transcribe)."""
 
     audio: Path
-    text: str
+    text: str | None = None
     start: float | None = None
     end: float | None = None
 
@@ -53,7 +57,7 @@ def read_directory(root: Path) -> list[Utterance]:
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory (set data.root / the split path to a dataset folder)")
     items = []
-    for wav in sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav"):
+    for wav in audio_files(root):
         txt = wav.with_suffix(".txt")
         if not txt.is_file():
             log.warning("%s: no transcript %s beside it; skipped", wav, txt.name)
@@ -154,7 +158,7 @@ def detect_format(path: Path) -> str:
     raise DatasetError(f"{path}: neither a .jsonl / .csv manifest nor a directory")
 
 
-FORMATS = ("auto", "dir", "jsonl", "csv", "fsdd")
+FORMATS = tuple(f.value for f in DataFormat)
 
 
 def read_split(root: Path, spec: str, audio_root: Path | None = None, fmt: str = "auto") -> list[Utterance]:

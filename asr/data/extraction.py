@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.audio import AudioError, load_audio, resample
-from asr.features import FeatureOptions, extract
+from asr.data.audio import AudioError, load_audio, resample
+from asr.data.features import FeatureOptions, extract
+from asr.files import atomic_write, atomic_write_text
+from asr.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +118,12 @@ class FeatureCache:
         """Store an array (atomically: a crash never leaves a half entry that looks valid)."""
         data_path, sum_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(f"{data_path}.{os.getpid()}.tmp")
-        with tmp.open("wb") as f:
-            np.save(f, array, allow_pickle=False)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        sum_tmp = Path(f"{sum_path}.{os.getpid()}.tmp")
-        sum_tmp.write_text(digest + "\n")
-        sum_tmp.replace(sum_path)
-        tmp.replace(data_path)
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        raw = buffer.getvalue()
+        # no fsync: a cache entry lost in a power cut is only recomputed (and its checksum catches a torn one)
+        atomic_write_text(sum_path, hashlib.sha256(raw).hexdigest() + "\n", sync=False)
+        atomic_write(data_path, lambda f: f.write(raw), sync=False)
 
 
 def extract_all(
@@ -151,7 +151,7 @@ def extract_all(
         else:
             todo.append(i)
     stats.cache_misses = len(todo) if cache else 0
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cpus()
     args = [(jobs[i], options) for i in todo]
     bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200, leave=False)
     computed: list = []

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 import numpy as np
-from python_speech_features import delta, mfcc
 
-NORMALIZE_MODES = ("utterance", "utterance_scalar", "global", "both", "none")
+# How features are normalized (see FeatureOptions.normalize). Members are named by the values users type
+# ("global" is a Python keyword, hence the functional form: Normalize["global"]).
+Normalize = StrEnum("Normalize", ["utterance", "utterance_scalar", "global", "both", "none"], module=__name__)
 # Guards the division for a constant coefficient (digital silence); far below any real MFCC spread.
 STD_FLOOR = 1e-8
 # Frames on each side used for delta regression: python_speech_features' documented default (N=2).
@@ -35,7 +37,7 @@ class FeatureOptions:
     # utterance_scalar: one mean and one std over the whole matrix (the seed article's recipe);
     # global: per coefficient, by mean/std over all frames of the training split (kept in the bundle);
     # both: utterance, then global; none.
-    normalize: str = "utterance"
+    normalize: Normalize = Normalize.utterance
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -51,8 +53,12 @@ class FeatureOptions:
             )
         if self.deltas not in (0, 1, 2):
             raise ValueError(f"features.deltas must be 0, 1 or 2, got {self.deltas}")
-        if self.normalize not in NORMALIZE_MODES:
-            raise ValueError(f"features.normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        try:
+            object.__setattr__(self, "normalize", Normalize(self.normalize))  # a bundle stores the plain value
+        except ValueError:
+            raise ValueError(
+                f"features.normalize must be one of {[m.value for m in Normalize]}, got {self.normalize!r}"
+            ) from None
 
     @property
     def frame_length(self) -> int:
@@ -75,12 +81,14 @@ class FeatureOptions:
         return self.numcep * (1 + self.deltas)
 
     def to_dict(self) -> dict:
-        """Plain dict for the inference bundle."""
-        return asdict(self)
+        """Plain dict (JSON types only) for the inference bundle and the feature cache key."""
+        return {**asdict(self), "normalize": self.normalize.value}
 
 
 def compute_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
     """MFCC (+ deltas) of a float waveform at options.sample_rate: [frames, num_features] float32."""
+    from python_speech_features import delta, mfcc  # SciPy's FFT modules: imported when features are made
+
     feats = mfcc(
         signal,
         samplerate=options.sample_rate,
@@ -115,13 +123,26 @@ def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
     elif mode == "utterance":
         mean, std = feats.mean(axis=0, keepdims=True), feats.std(axis=0, keepdims=True)
     else:
-        raise ValueError(f"unknown normalization {mode!r}; use one of {NORMALIZE_MODES}")
+        raise ValueError(f"unknown normalization {mode!r}; use one of {[m.value for m in Normalize]}")
     return ((feats - mean) / np.maximum(std, STD_FLOOR)).astype(np.float32)
 
 
 def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
     """Waveform -> normalized features [frames, num_features]."""
     return normalize_utterance(compute_mfcc(signal, options), options.normalize)
+
+
+def stacked_frames(frames, stride: int):
+    """Model steps for `frames` feature frames when `stride` consecutive frames are stacked into one step:
+    ceil(frames / stride). Works on ints, NumPy arrays and integer tensors alike."""
+    return (frames + stride - 1) // stride
+
+
+def apply_global_stats(feats, stats: tuple[np.ndarray, np.ndarray]):
+    """Features [..., F] normalized by global per-coefficient statistics (mean [F], std [F]); NumPy arrays
+    and tensors alike."""
+    mean, std = stats
+    return (feats - mean) / std
 
 
 def global_stats(utterances: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

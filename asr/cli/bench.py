@@ -1,0 +1,48 @@
+"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...]`: speed and memory against a
+baseline measured in the same run, printed and written as JSON (see asr.benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from asr.system import quiet_tensorflow
+
+# The short training job of `asr-bench jobs` (kept here so that --help needs nothing heavy).
+SHORT_JOB = ["trainer.epochs=2", "model.num_layers=1", "model.units=64", "augment.speeds=[1.0]", "trainer.verbose=0"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point `asr-bench`."""
+    parser = argparse.ArgumentParser(prog="asr-bench", description=__doc__.replace("\n", " "))
+    sub = parser.add_subparsers(dest="what", required=True)
+    transcribe = sub.add_parser("transcribe", help="RTF of asr-transcribe vs one-file-at-a-time eager decoding")
+    transcribe.add_argument("model", help="training run directory or bundle")
+    transcribe.add_argument("audio", nargs="+", help="WAV files, directories or manifests")
+    transcribe.add_argument("--batch-size", type=int, default=32)
+    transcribe.add_argument("--baseline-files", type=int, default=0, help="baseline on the first N files (0: all)")
+    jobs = sub.add_parser("jobs", help="memory after each of N training jobs run in one process")
+    jobs.add_argument("count", type=int, nargs="?", default=5, help="how many jobs (default 5)")
+    jobs.add_argument("overrides", nargs="*", default=SHORT_JOB, help=f"Hydra overrides (default: {SHORT_JOB})")
+    parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
+    args = parser.parse_args(argv)
+    quiet_tensorflow()
+    from asr.benchmark import bench_jobs, bench_transcribe, machine
+
+    if args.what == "transcribe":
+        measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files)
+    else:
+        with tempfile.TemporaryDirectory(prefix="asr-bench-") as work_dir:
+            measured = bench_jobs(args.count, args.overrides, Path(work_dir))
+    result = {"machine": machine(), **measured}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Hydra callbacks of `asr-train` and `asr-prepare` (named in conf/config.yaml)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from asr.compat import job_exception
+from asr.files import atomic_write_text
+from asr.training.sweep import STATUS_FILE
+
+log = logging.getLogger(__name__)
+
+
+class RecordStatus(Callback):
+    """Hydra callback: writes status.json into every job's directory when the job ends, failed or not
+    (with the error and traceback), so that a sweep's failures are on record beside its results."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        job_dir = Path(config.hydra.runtime.output_dir)
+        record: dict[str, Any] = {"overrides": list(job_return.overrides or [])}
+        if job_return.status == JobStatus.COMPLETED:
+            value = job_return.return_value
+            record.update(status="completed", value=value if isinstance(value, int | float) else None)
+        else:
+            error = job_exception(job_return)
+            lines = traceback.format_exception(type(error), error, error.__traceback__)
+            record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback="".join(lines))
+            log.error("job failed: %s\n%s", record["error"], record["traceback"])
+        job_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,34 @@
+"""`asr-prepare [overrides]`: validate a dataset, write prepare_report.json, fill the feature cache; no training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from asr.cli.app import run_hydra_app
+from asr.config import to_options
+
+
+@hydra.main(version_base="1.3", config_path="pkg://asr.conf", config_name="config")
+def _task(cfg: DictConfig) -> None:
+    """Hydra task: prepare every split of the configured data and write the report."""
+    from asr.data.preparation import prepare_data, write_report
+    from asr.data.text import Vocabulary
+
+    options = to_options(cfg)
+    vocab = Vocabulary(options.data.characters)
+    prepared = prepare_data(options.data, options.features, vocab, options.model.stride, options.augment)
+    write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point `asr-prepare`."""
+    run_hydra_app(_task, "asr-prepare", argv, extra=["hydra/help=prepare"])
+
+
+if __name__ == "__main__":
+    main()

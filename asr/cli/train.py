@@ -1,0 +1,43 @@
+"""`asr-train [overrides]`: train as configured (`-m` for a multirun); `asr-train --help` lists the keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from asr.cli.app import run_hydra_app
+from asr.config import to_options
+from asr.training.sweep import threads_per_job
+
+
+@hydra.main(version_base="1.3", config_path="pkg://asr.conf", config_name="config")
+def _task(cfg: DictConfig) -> float:
+    """Hydra task: typed options in, best validation LER out (what a sweeper minimizes)."""
+    from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
+
+    options = to_options(cfg)
+    hydra_cfg = HydraConfig.get()
+    launcher = hydra_cfg.launcher
+    target = str(launcher.get("_target_", ""))
+    threads = threads_per_job(options.trainer.threads, target, int(launcher.get("n_jobs", 1) or 1))
+    workers = options.data.workers
+    if "joblib" in target and workers is None:
+        workers = 1  # the jobs already run in parallel processes (which cannot start their own)
+    options = replace(
+        options, trainer=replace(options.trainer, threads=threads), data=replace(options.data, workers=workers)
+    )
+    return train(options, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point `asr-train`."""
+    run_hydra_app(_task, "asr-train", argv)
+
+
+if __name__ == "__main__":
+    main()

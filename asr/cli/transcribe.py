@@ -1,0 +1,107 @@
+"""`asr-transcribe MODEL AUDIO...`: print transcripts of audio files, folders or manifests from a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
+from asr.system import quiet_tensorflow
+
+DESCRIPTION = """\
+Transcribe audio with a trained model. MODEL is a training run directory or its model/ bundle. AUDIO is any
+mix of WAV files, folders (searched recursively for .wav) and .jsonl / .csv manifests (as for training;
+their transcripts are the references of --score). Prints `<audio path>\\t<transcript>` per file, or one JSON
+object per file with --json; a closing line on stderr gives the real-time factor. Exit status: 0, 1 if a
+file could not be read (the others are still transcribed), 2 for a bad model or arguments."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, checked (a bad value exits with status 2 and the reason)."""
+    parser = argparse.ArgumentParser(prog="asr-transcribe", description=DESCRIPTION)
+    parser.add_argument("model", help="training run directory, or a bundle directory (model/)")
+    parser.add_argument("audio", nargs="+", help="WAV files, folders (searched for .wav), .jsonl / .csv manifests")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line: audio, text, duration_s, ...")
+    parser.add_argument("--beam-width", type=int, default=0, help="beam search width; 0 or 1: greedy (default)")
+    parser.add_argument(
+        "--n-best", type=int, default=0, help="JSON: also the K best beam transcripts with their log probabilities"
+    )
+    parser.add_argument("--timestamps", action="store_true", help="JSON: words with start and end times (s)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"files decoded together, grouped by length (default {DEFAULT_BATCH_SIZE}); lower it if memory is short",
+    )
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="for manifest entries with a transcript: show the reference beside each result and LER/WER",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.decode = DecodeOptions(args.batch_size, args.beam_width, args.n_best, args.timestamps)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point `asr-transcribe`; exit status 1 if any file failed, 2 on a bad model or arguments."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_tensorflow()
+    from asr.data.datasets import DatasetError
+    from asr.data.text import error_rates
+    from asr.inference.bundle import BundleError, load_bundle
+    from asr.inference.transcribe import expand_inputs, ready_inference, run
+
+    try:
+        bundle = load_bundle(Path(args.model))
+        items = expand_inputs(args.audio)
+        infer = ready_inference(bundle, args.decode)
+    except (BundleError, DatasetError) as e:
+        print(f"asr-transcribe: {e}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    failed, audio_seconds, refs, hyps = 0, 0.0, [], []
+    for record in run(items, bundle, args.decode, infer):
+        if "error" in record:
+            failed += 1
+            if not args.json:
+                print(f"asr-transcribe: {record['audio']}: {record['error']}", file=sys.stderr)
+        else:
+            audio_seconds += record["duration_s"]
+            if "ref" in record:
+                refs.append(record["ref"])
+                hyps.append(record["text"])
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif "error" not in record:
+            line = f"{record['audio']}\t{record['text']}"
+            if args.score and "ref" in record:
+                line += f"\t{'==' if record['ref'] == record['text'] else '!='}\t{record['ref']}"
+            print(line, flush=True)
+    elapsed = time.perf_counter() - started
+    if args.score and refs:
+        rates = error_rates(refs, hyps)
+        print(
+            f"scored {rates['n']} files: LER {rates['ler']:.4f}  WER {rates['wer']:.4f}  "
+            f"utterance accuracy {rates['utt_acc']:.4f}"
+        )
+    rtf = elapsed / audio_seconds if audio_seconds else float("nan")
+    print(
+        f"transcribed {len(items) - failed} files, {audio_seconds:.1f} s of audio in {elapsed:.2f} s "
+        f"(RTF {rtf:.4f})" + (f"; {failed} failed" if failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

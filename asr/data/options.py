@@ -1,0 +1,78 @@
+"""What the data stage is told: where the corpus is, how to read it, and how to augment training inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from asr.data.text import DEFAULT_CHARACTERS
+
+
+class DataFormat(StrEnum):
+    """How a split path is read (see asr.data.datasets)."""
+
+    auto = "auto"  # from what the train path holds
+    dir = "dir"  # a folder of audio files, each with a same-stem .txt transcript
+    jsonl = "jsonl"  # one JSON object per line: audio, text, optional start/end
+    csv = "csv"  # DeepSpeech CSV: wav_filename, wav_filesize, transcript
+    fsdd = "fsdd"  # Free Spoken Digit Dataset file names, the dataset's own split
+
+
+# What a bad utterance does: skip (leave it out and report it) or raise (stop at the first one). Members are
+# named by their values, as OmegaConf matches names ("raise" is a keyword, hence the functional form).
+OnError = StrEnum("OnError", ["skip", "raise"], module=__name__)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the utterances are. Split paths are relative to `root` (or absolute): a manifest or a folder."""
+
+    root: str
+    format: DataFormat = DataFormat.auto
+    train: str = "train.jsonl"
+    valid: str = "valid.jsonl"  # empty: carve valid_fraction of train (none if 0)
+    test: str = "test.jsonl"  # empty: no test evaluation
+    valid_fraction: float = 0.0
+    holdout_speakers: tuple[str, ...] = ()  # fsdd: these speakers go wholly to test
+    audio_root: str = ""  # relative audio paths in manifests resolve against this; empty: the manifest's folder
+    characters: str = DEFAULT_CHARACTERS
+    on_error: OnError = OnError.skip
+    cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
+    cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)
+    workers: int | None = None  # feature extraction processes; None: one per usable core
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
+        if self.workers == 0:  # the value that meant "one per core" before `null` did
+            object.__setattr__(self, "workers", None)
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"data.workers must be >= 1 or null (one per core), got {self.workers}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """How training inputs are varied: speed perturbation of the audio, SpecAugment-style masks."""
+
+    # Each epoch plays every training utterance at one of these factors, drawn from (seed, epoch); 1.1 is 10 %
+    # faster and higher, like a shorter vocal tract (Ko et al. 2015, "Audio augmentation for speech recognition").
+    speeds: tuple[float, ...] = (1.0,)
+    # SpecAugment (Park et al. 2019): how many bands of time frames / feature channels are zeroed per
+    # utterance, and their widest width.
+    time_masks: int = 0
+    time_mask_width: int = 0
+    freq_masks: int = 0
+    freq_mask_width: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
+        if not self.speeds or any(s <= 0 for s in self.speeds):
+            raise ValueError(f"augment.speeds must be positive factors, got {list(self.speeds)}")
+        masks = (self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width)
+        if any(m < 0 for m in masks):
+            raise ValueError(f"augment mask counts and widths must be >= 0, got {masks}")
+
+
+# The SpecAugment fields, which the model applies in its training step (the speeds are the data stage's).
+MASK_FIELDS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")

@@ -1,0 +1,129 @@
+"""Preparation of every split: read, check each utterance once, featurize (cached), normalize, and report.
+
+The first step of `asr-train`, and all of `asr-prepare`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha256
+from asr.data.extraction import FeatureCache, default_cache_dir
+from asr.data.features import FeatureOptions, apply_global_stats, global_stats
+from asr.data.options import AugmentOptions, DataOptions, OnError
+from asr.data.text import Vocabulary
+from asr.data.validation import Example, prepare_all
+from asr.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "prepare_report.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Examples per split, the global normalization statistics (if used) and the validation report."""
+
+    examples: dict[str, list[Example]]
+    cmvn: tuple[np.ndarray, np.ndarray] | None
+    report: dict
+
+
+def load_data(cfg: DataOptions) -> dict[str, list[Utterance]]:
+    """Read the configured splits, with a clear error when the data folder is missing."""
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"data.root {root} does not exist; pass data.root=<dataset folder> (presets that use "
+            f"../shared/data also read the ASR_SHARED_DATA environment variable)"
+        )
+    audio_root = Path(cfg.audio_root) if cfg.audio_root else None
+    return load_splits(
+        root, cfg.train, cfg.valid, cfg.test, cfg.valid_fraction, audio_root, cfg.format, cfg.holdout_speakers
+    )
+
+
+def _durations(examples: list[Example], options: FeatureOptions) -> dict:
+    """Duration statistics (seconds, from frame counts) of a split."""
+    seconds = np.array([len(e.features) * options.winstep for e in examples]) if examples else np.zeros(1)
+    return {
+        "total": round(float(seconds.sum()), 2),
+        "min": round(float(seconds.min()), 3),
+        "mean": round(float(seconds.mean()), 3),
+        "max": round(float(seconds.max()), 3),
+    }
+
+
+def prepare_data(
+    cfg: DataOptions, options: FeatureOptions, vocab: Vocabulary, stride: int, augment: AugmentOptions
+) -> Prepared:
+    """Load every split, check each utterance once, compute (or reuse) features (the training split at every
+    speed of `augment`); skip or raise on bad items."""
+    splits = load_data(cfg)
+    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
+    examples, rejected, report_splits = {}, [], {}
+    totals = Counter()
+    for name, items in splits.items():
+        speeds = augment.speeds if name == "train" else (1.0,)
+        ok, bad, stats = prepare_all(items, options, vocab, stride, name, speeds, cache, cfg.workers)
+        if bad and cfg.on_error == OnError["raise"]:
+            first = bad[0]
+            raise DatasetError(f"{first.key}: {first.reason} (data.on_error=raise; use skip to leave it out)")
+        examples[name] = ok
+        rejected += [{"split": name, "item": r.key, "kind": r.kind, "reason": r.reason} for r in bad]
+        totals.update(feature_seconds=stats.feature_seconds, cache_hits=stats.cache_hits, misses=stats.cache_misses)
+        report_splits[name] = {
+            "utterances": len(items),
+            "usable": len(ok),
+            "rejected": len(bad),
+            "duration_s": _durations(ok, options),
+        }
+    if not examples["train"]:
+        raise DatasetError(f"no usable training utterances under {cfg.root} ({len(rejected)} rejected)")
+    cmvn = None
+    if options.normalize in ("global", "both"):
+        cmvn = global_stats([e.features for e in examples["train"]])  # training split only
+        examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
+    report = {
+        "splits": report_splits,
+        "problems": dict(Counter(r["kind"] for r in rejected)),
+        "rejected": rejected,
+        "dataset_sha256": manifest_sha256(splits),
+        "vocabulary_found": "".join(sorted({c for e in examples["train"] for c in e.text})),
+        "feature_seconds": round(totals["feature_seconds"], 3),
+        "cache_hits": totals["cache_hits"],
+        "cache_misses": totals["misses"],
+    }
+    return Prepared(examples, cmvn, report)
+
+
+def with_global_stats(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> Example:
+    """An example with every feature matrix (and variant) normalized by the global statistics."""
+    return replace(
+        example,
+        features=apply_global_stats(example.features, cmvn),
+        variants=tuple(apply_global_stats(v, cmvn) for v in example.variants),
+    )
+
+
+def write_report(report: dict, run_dir: Path) -> None:
+    """prepare_report.json in run_dir, and a few human lines on the console."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    for name, split in report["splits"].items():
+        print(
+            f"{name}: {split['usable']} of {split['utterances']} utterances usable, "
+            f"{split['duration_s']['total'] / 60:.1f} min of audio"
+        )
+    problems = ", ".join(f"{kind} {n}" for kind, n in report["problems"].items()) or "none"
+    print(
+        f"problems: {problems}; features: {report['feature_seconds']:.1f} s "
+        f"(cache: {report['cache_hits']} hits, {report['cache_misses']} misses); "
+        f"report: {run_dir / REPORT_FILE}"
+    )

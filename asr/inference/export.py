@@ -1,0 +1,54 @@
+"""A SavedModel that turns raw waveforms into text, usable without `asr` (`asr-export MODEL OUT_DIR`).
+
+Serving signature `serve(waveforms: float32 [B, N] at the bundle's sample rate, zero-padded,
+lengths: int32 [B])` -> {"transcripts": string [B], "logits": float32 [B, T', C], "logit_lengths": int32 [B]}.
+MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from asr.data.features import apply_global_stats
+from asr.data.graph_features import features
+from asr.inference.bundle import Bundle
+from asr.model.decoding import greedy_sparse, sparse_to_strings, text_table
+
+
+def serving_function(bundle: Bundle):
+    """The tf.function behind the `serve` endpoint."""
+    model, options, vocab = bundle.model, bundle.features, bundle.vocab
+    table = text_table(vocab.characters)
+
+    def serve(waveforms: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        feats, counts = features(waveforms, lengths, options)  # [B, T, F], [B]
+        if bundle.cmvn is not None:  # global statistics of the training split
+            mask = tf.sequence_mask(counts, tf.shape(feats)[1], dtype=tf.float32)[:, :, None]
+            feats = apply_global_stats(feats, bundle.cmvn) * mask
+        logits = model({"features": feats, "lengths": counts}, training=False)  # [B, T', C]
+        logit_lengths = model.output_lengths(counts)
+        transcripts = sparse_to_strings(greedy_sparse(logits, logit_lengths, vocab.blank_index), table)
+        return {"transcripts": transcripts, "logits": logits, "logit_lengths": logit_lengths}
+
+    return serve
+
+
+def export(bundle: Bundle, out_dir: Path) -> Path:
+    """Write the SavedModel into out_dir (which must not exist yet, so nothing is overwritten)."""
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} already exists; choose a new directory (nothing is overwritten)")
+    archive = keras.export.ExportArchive()
+    archive.track(bundle.model)
+    archive.add_endpoint(
+        name="serve",
+        fn=serving_function(bundle),
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32, name="waveforms"),
+            tf.TensorSpec([None], tf.int32, name="lengths"),
+        ],
+    )
+    archive.write_out(str(out_dir), verbose=False)
+    return out_dir

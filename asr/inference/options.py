@@ -1,0 +1,28 @@
+"""How asr-transcribe decodes (no TensorFlow here: arguments are checked before it loads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Utterances per inference batch: large enough to keep the matrix products busy on a CPU.
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How asr-transcribe decodes."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    beam_width: int = 0  # 0 or 1: greedy (unless n_best asks for a beam)
+    # > 0: also list the n best beam-search transcripts with their log probabilities; the transcript is then
+    # the first of them (a beam of max(beam_width, n_best))
+    n_best: int = 0
+    timestamps: bool = False  # word start/end times from the CTC alignment
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.beam_width < 0 or self.n_best < 0:
+            raise ValueError("--beam-width and --n-best must be >= 0")
+        if self.n_best > max(self.beam_width, 1) and self.beam_width:
+            raise ValueError(f"--n-best {self.n_best} needs --beam-width >= {self.n_best}")

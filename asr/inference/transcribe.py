@@ -1,0 +1,156 @@
+"""Transcripts from a bundle: audio files, folders and manifests in, one record per file out, batched by length."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from asr.data.audio import AudioError, audio_files, load_audio
+from asr.data.datasets import Utterance, read_csv, read_jsonl
+from asr.inference.bundle import Bundle
+from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
+from asr.model.decoding import decode_batch, log_softmax, nbest, word_timestamps
+
+log = logging.getLogger(__name__)
+
+# Files decoded together; results stream out after each chunk, in input order.
+CHUNK_FILES = 256
+
+
+def expand_inputs(paths: Sequence[str]) -> list[Utterance]:
+    """Files as given, folders as their audio files (recursive, sorted), `.jsonl` / `.csv` manifests as their
+    entries (with the reference transcripts)."""
+    items = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            items += [Utterance(p) for p in audio_files(path)]
+        elif path.suffix == ".jsonl":
+            items += read_jsonl(path)
+        elif path.suffix == ".csv":
+            items += read_csv(path)
+        else:
+            items.append(Utterance(path))
+    return items
+
+
+def inference_function(model) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+    """model as one graph over any batch shape (traced once, not per shape): features, lengths -> logits."""
+    signature = [
+        tf.TensorSpec([None, None, model.num_features], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    ]
+    return tf.function(lambda f, n: model({"features": f, "lengths": n}, training=False), input_signature=signature)
+
+
+def ready_inference(bundle, options: DecodeOptions) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+    """The inference graph, traced and run once on silence, so that loading pays for it, not the first file."""
+    infer = inference_function(bundle.model)
+    silence = np.zeros((2, 3 * bundle.model.stride, bundle.model.num_features), np.float32)
+    decode_features(bundle.model, bundle.vocab, list(silence), 2, options.beam_width, options.n_best, 0.0, infer)
+    return infer
+
+
+def decode_features(
+    model,
+    vocab,
+    features: Sequence[np.ndarray],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    beam_width: int = 0,
+    n_best: int = 0,
+    seconds_per_frame: float = 0.0,
+    infer: Callable | None = None,
+) -> list[dict]:
+    """Decode feature matrices [T, F], batched by length, in input order: {"text"} per item, plus
+    "nbest" [{text, score}] when n_best > 0 and "words" [{word, start, end}] when seconds_per_frame > 0."""
+    infer = infer or inference_function(model)
+    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    results: list[dict] = [{} for _ in features]
+    for begin in range(0, len(order), batch_size):
+        batch = order[begin : begin + batch_size]
+        lengths = np.array([len(features[i]) for i in batch], dtype=np.int32)
+        padded = np.zeros((len(batch), lengths.max(), model.num_features), np.float32)
+        for row, i in enumerate(batch):
+            padded[row, : lengths[row]] = features[i]
+        logits = infer(padded, lengths)  # [B, T', C]
+        out_lengths = model.output_lengths(lengths).numpy()
+        lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
+        if lists is not None:  # the transcript is the best of the listed paths, from the same beam search
+            texts = [candidates[0]["text"] for candidates in lists]
+        else:
+            texts = decode_batch(logits, out_lengths, vocab, beam_width)
+        for row, i in enumerate(batch):
+            results[i]["text"] = texts[row]
+            if lists is not None:
+                results[i]["nbest"] = lists[row]
+            if seconds_per_frame > 0:
+                log_probs = log_softmax(logits[row, : out_lengths[row]].numpy())
+                results[i]["words"] = word_timestamps(texts[row], log_probs, vocab, seconds_per_frame)
+    return results
+
+
+def transcribe_features(
+    model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
+) -> list[str]:
+    """Greedy transcripts of feature matrices [T, F], in input order (`infer`: a traced inference_function
+    to reuse across calls)."""
+    return [r["text"] for r in decode_features(model, vocab, features, batch_size, infer=infer)]
+
+
+def run(
+    items: Sequence[Utterance], bundle: Bundle, options: DecodeOptions, infer: Callable | None = None
+) -> Iterator[dict]:
+    """One record per item, in input order: audio, text, duration_s, seconds (+ nbest, words, ref);
+    or audio, error for a file that could not be read."""
+    features = bundle.features
+    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
+    infer = infer or inference_function(bundle.model)
+    for begin in range(0, len(items), CHUNK_FILES):
+        chunk = items[begin : begin + CHUNK_FILES]
+        started = time.perf_counter()
+        records: list[dict] = []
+        feats, slots = [], []
+        for item in chunk:
+            try:
+                signal = load_audio(item.audio, features.sample_rate, item.start, item.end)
+            except AudioError as e:
+                records.append({"audio": str(item.audio), "error": e.reason})
+                continue
+            records.append({"audio": str(item.audio), "duration_s": round(len(signal) / features.sample_rate, 3)})
+            feats.append(bundle.featurize(signal))
+            slots.append(len(records) - 1)
+        decoded = decode_features(
+            bundle.model,
+            bundle.vocab,
+            feats,
+            options.batch_size,
+            options.beam_width,
+            options.n_best,
+            seconds_per_frame,
+            infer,
+        )
+        per_file = (time.perf_counter() - started) / max(len(chunk), 1)
+        for slot, result in zip(slots, decoded, strict=True):
+            records[slot].update(result)
+            records[slot]["seconds"] = round(per_file, 4)
+        for item, record in zip(chunk, records, strict=True):
+            if item.text is not None:
+                record["ref"] = bundle.vocab.normalize(item.text)
+            yield record
+
+
+def transcribe(
+    bundle: Bundle, waveforms: Sequence[np.ndarray], sample_rate: int | None = None, beam_width: int = 0
+) -> list[str]:
+    """Transcripts of float waveforms in [-1, 1] (mono, at `sample_rate`, default the bundle's), in order."""
+    from asr.data.audio import resample
+
+    rate = sample_rate or bundle.features.sample_rate
+    target = bundle.features.sample_rate
+    feats = [bundle.featurize(resample(np.asarray(w, np.float32), rate, target)) for w in waveforms]
+    return [r["text"] for r in decode_features(bundle.model, bundle.vocab, feats, beam_width=beam_width)]

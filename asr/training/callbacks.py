@@ -1,0 +1,213 @@
+"""Keras callbacks of a training run, one job each, sharing one RunState. `training_callbacks` lists them in
+the order they must run at the end of an epoch: record, keep best, plateau, early stop, logs, checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from asr.training import checkpoint
+from asr.training.options import OptimizerOptions, Schedule, TrainerOptions
+from asr.training.plots import learning_curves
+from asr.training.state import RunState
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "learning_curves.png"
+TB_DIR = "tb"
+# The metrics Keras reports per epoch that go into metrics.jsonl (validation ones only with a valid split).
+LOGGED_METRICS = ("loss", "ler", "wer", "val_loss", "val_ler", "val_wer")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class RecordEpoch(keras.callbacks.Callback):
+    """Append each epoch's metrics, time, learning rate and padding share to the state and to metrics.jsonl;
+    stop the run on a NaN or infinite loss."""
+
+    def __init__(self, state: RunState, run_dir: Path, padding_shares: Sequence[float]) -> None:
+        super().__init__()
+        self.state = state
+        self.run_dir = run_dir
+        self.padding_shares = padding_shares
+        self._epoch_started = 0.0
+        self._fit_started = 0.0
+        self._seconds_before = 0.0
+        self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
+
+    def on_train_begin(self, logs=None) -> None:
+        self._fit_started = time.perf_counter()
+        self._seconds_before = self.state.train_seconds  # a resumed run's earlier training time
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_started = time.perf_counter()
+        log.info("epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, self.padding_shares[epoch])
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        record = {"epoch": epoch + 1, **{k: float(logs[k]) for k in LOGGED_METRICS if k in logs}}
+        record["epoch_seconds"] = round(time.perf_counter() - self._epoch_started, 4)
+        record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        record["padding_share"] = round(self.padding_shares[epoch], 4)
+        if not math.isfinite(record["loss"]):
+            raise TrainingDiverged(
+                f"epoch {epoch + 1}: the training loss is {record['loss']}; lower optimizer.lr or set "
+                f"optimizer.clipnorm (the last good checkpoint is in {self.run_dir / checkpoint.CHECKPOINT_DIR})"
+            )
+        self.state.records.append(record)
+        self.state.epoch = epoch + 1
+        self.state.train_seconds = self._seconds_before + time.perf_counter() - self._fit_started
+        with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_train_end(self, logs=None) -> None:
+        self.train_ended = time.perf_counter()
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Hold a copy of the weights of the best epoch so far (lowest validation LER) in the state."""
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self.state.best_epoch()[0] == epoch + 1:
+            self.state.best_weights = self.model.get_weights()
+
+
+class ReduceOnPlateau(keras.callbacks.Callback):
+    """Multiply the learning rate by `plateau_factor` after `plateau_patience` epochs without a lower
+    validation LER (not below `min_lr`)."""
+
+    def __init__(self, state: RunState, options: OptimizerOptions) -> None:
+        super().__init__()
+        self.state = state
+        self.options = options
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self.state.epochs_without_improvement() == 0:
+            self.state.plateau_wait = 0
+            return
+        self.state.plateau_wait += 1
+        if self.state.plateau_wait >= self.options.plateau_patience:
+            old = self.state.records[-1]["lr"]
+            lr = max(old * self.options.plateau_factor, self.options.min_lr)
+            if lr < old:
+                self.model.optimizer.learning_rate = lr
+                log.info("epoch %d: validation LER flat, learning rate %.3g -> %.3g", epoch + 1, old, lr)
+            self.state.plateau_wait = 0
+
+
+class EarlyStop(keras.callbacks.Callback):
+    """Stop at a target validation LER (`stop_at_val_ler`), or after `patience` epochs without a lower one."""
+
+    def __init__(self, state: RunState, stop_at_val_ler: float | None, patience: int | None) -> None:
+        super().__init__()
+        self.state = state
+        self.stop_at_val_ler = stop_at_val_ler
+        self.patience = patience
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        record = self.state.records[-1]
+        ler = record.get("val_ler", record["ler"])
+        if self.stop_at_val_ler is not None and ler <= self.stop_at_val_ler:
+            log.info("epoch %d: validation LER %.4f <= %.4f, stopping", epoch + 1, ler, self.stop_at_val_ler)
+            self.state.stopped = True
+        waited = self.state.epochs_without_improvement()
+        if self.patience is not None and waited >= self.patience:
+            log.info("epoch %d: no lower validation LER for %d epochs, stopping", epoch + 1, waited)
+            self.state.stopped = True
+        self.model.stop_training = self.state.stopped
+
+
+class TensorBoardLog(keras.callbacks.Callback):
+    """Scalars per split (tb/train, tb/validation) and a few decoded validation samples as text."""
+
+    def __init__(self, state: RunState, run_dir: Path, samples: Callable[[], list[dict]] | None) -> None:
+        super().__init__()
+        self.state = state
+        self.folder = run_dir / TB_DIR
+        self.samples = samples
+        self.writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not self.writers:
+            self.writers = {s: tf.summary.create_file_writer(str(self.folder / s)) for s in ("train", "validation")}
+        record = self.state.records[-1]
+        with self.writers["train"].as_default(step=record["epoch"]):
+            for key in ("loss", "ler", "wer", "lr", "padding_share"):
+                tf.summary.scalar(key, record[key])
+        with self.writers["validation"].as_default(step=record["epoch"]):
+            for key in ("loss", "ler", "wer"):
+                if f"val_{key}" in record:
+                    tf.summary.scalar(key, record[f"val_{key}"])
+            if self.samples is not None:
+                lines = [
+                    f"{'==' if s['ref'] == s['hyp'] else '!='} ref: `{s['ref']}`  hyp: `{s['hyp']}`"
+                    for s in self.samples()
+                ]
+                tf.summary.text("samples", "\n\n".join(lines))
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+class PlotCurves(keras.callbacks.Callback):
+    """Redraw learning_curves.png (loss and LER per epoch) after every epoch."""
+
+    def __init__(self, state: RunState, run_dir: Path) -> None:
+        super().__init__()
+        self.state = state
+        self.path = run_dir / CURVES_FILE
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        learning_curves(self.state.records, self.path)
+
+
+class SaveCheckpoint(keras.callbacks.Callback):
+    """Save the checkpoint that a resumed run continues from (model, optimizer, state)."""
+
+    def __init__(self, state: RunState, run_dir: Path) -> None:
+        super().__init__()
+        self.state = state
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        checkpoint.save(self.run_dir, self.model, self.state)
+
+
+def training_callbacks(
+    state: RunState,
+    run_dir: Path,
+    trainer: TrainerOptions,
+    optimizer: OptimizerOptions,
+    padding_shares: Sequence[float],
+    samples: Callable[[], list[dict]] | None,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run, in the order they must run: the first records the epoch that the others read."""
+    callbacks: list[keras.callbacks.Callback] = [RecordEpoch(state, run_dir, padding_shares)]
+    if trainer.keep_best:
+        callbacks.append(KeepBest(state))
+    if optimizer.schedule == Schedule.plateau:
+        callbacks.append(ReduceOnPlateau(state, optimizer))
+    callbacks += [
+        EarlyStop(state, trainer.stop_at_val_ler, trainer.patience),
+        TensorBoardLog(state, run_dir, samples),
+        PlotCurves(state, run_dir),
+        SaveCheckpoint(state, run_dir),
+    ]
+    return callbacks

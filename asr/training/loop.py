@@ -1,0 +1,236 @@
+"""One training run, top to bottom: prepare data -> model -> fit -> evaluate -> save -> report.
+
+`train(options, run_dir)` takes typed options (asr.config.to_options / asr.config.compose make them from a
+Hydra config) and writes everything into run_dir; `asr-train` is a thin wrapper around it.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+
+from asr import compat
+from asr.data.batching import epoch_plans, make_dataset
+from asr.data.preparation import REPORT_FILE, prepare_data, write_report
+from asr.data.text import Vocabulary, error_rates
+from asr.data.validation import Example
+from asr.files import atomic_write_text
+from asr.inference.bundle import save_bundle
+from asr.inference.transcribe import inference_function, transcribe_features
+from asr.model.ctc import CTCModel
+from asr.system import SOURCE_ROOT
+from asr.training import checkpoint, provenance
+from asr.training.callbacks import CURVES_FILE, METRICS_FILE, TB_DIR, TrainingDiverged, training_callbacks
+from asr.training.optimizers import build_optimizer
+from asr.training.options import Resume, RunOptions
+from asr.training.state import RunState
+from asr.training.sweep import STATUS_FILE
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+BUNDLE_DIR = "model"
+TB_SAMPLES = 3  # validation utterances decoded into TensorBoard each epoch
+# What a run writes into its directory; an earlier run's copies are moved aside when starting over.
+RUN_FILES = [
+    METRICS_FILE,
+    RESULT_FILE,
+    BUNDLE_DIR,
+    checkpoint.CHECKPOINT_DIR,
+    TB_DIR,
+    CURVES_FILE,
+    provenance.PROVENANCE_FILE,
+    REPORT_FILE,
+    STATUS_FILE,
+]
+
+
+def set_determinism(seed: int, deterministic: bool, threads: int | None) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic (or not); limit TF threads if asked."""
+    import tensorflow as tf
+
+    if threads is not None:
+        for name in ("intra_op", "inter_op"):
+            getter = getattr(tf.config.threading, f"get_{name}_parallelism_threads")
+            if getter() == threads:
+                continue
+            try:
+                getattr(tf.config.threading, f"set_{name}_parallelism_threads")(threads)
+            except RuntimeError:  # TensorFlow already running in this process (a reused multirun worker)
+                log.warning(
+                    "TensorFlow %s threads stay at %d (already initialized); wanted %d", name, getter(), threads
+                )
+        log.info(
+            "TensorFlow threads: %d intra-op, %d inter-op",
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        )
+    random.seed(seed)
+    keras.utils.set_random_seed(seed)  # also seeds NumPy and TensorFlow
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    elif compat.op_determinism_enabled():  # an earlier job in this process (a multirun) turned it on
+        compat.disable_op_determinism()
+
+
+def evaluate(
+    model: CTCModel,
+    vocab: Vocabulary,
+    examples: list[Example],
+    batch_size: int,
+    samples: int,
+    infer: Callable | None = None,
+) -> dict:
+    """Greedy transcripts of a split, scored: ler, wer, utt_acc, n, and the first `samples` results."""
+    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size, infer)
+    refs = [e.text for e in examples]
+    return {
+        **error_rates(refs, hyps),
+        "samples": [
+            {"audio": e.key, "ref": r, "hyp": h} for e, r, h in list(zip(examples, refs, hyps, strict=True))[:samples]
+        ],
+    }
+
+
+def config_sha256(options: RunOptions) -> str:
+    """Hash of the settings that decide a run's numbers (not: resume, progress display, samples listed,
+    threads, feature extraction processes and cache)."""
+    settings = json.loads(json.dumps(asdict(options)))  # enums as their values
+    for key in ("resume", "verbose", "samples", "threads"):
+        settings["trainer"].pop(key)
+    for key in ("workers", "cache", "cache_dir"):
+        settings["data"].pop(key)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def start_or_resume(options: RunOptions, run_dir: Path) -> checkpoint.Checkpoint | None:
+    """The checkpoint to continue from (trainer.resume=auto and one exists), or None after moving any
+    earlier run's files in run_dir aside (never deleting them)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    found = checkpoint.latest(run_dir) if options.trainer.resume == Resume.auto else None
+    if found is None:
+        checkpoint.move_aside(run_dir, RUN_FILES)
+        return None
+    if found.state.config_sha256 != config_sha256(options):
+        raise checkpoint.CheckpointError(
+            f"{run_dir} holds a run with other settings (checkpoint {found.path.name}); resume only with the "
+            f"same config, or pass trainer.resume=never to move that run aside and start over"
+        )
+    log.info("resuming from %s (epoch %d of %d done)", found.path, found.state.epoch, options.trainer.epochs)
+    return found
+
+
+def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = ()) -> float:
+    """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json and
+    learning_curves.png into run_dir, resuming from its last checkpoint if it has one; returns the best
+    validation LER. Leaves nothing behind in the process (a multirun runs many jobs in one)."""
+    known = compat.custom_gradient_names()
+    try:
+        return _train(options, Path(run_dir), overrides)
+    finally:
+        compat.forget_custom_gradients(known)
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> float:
+    """The body of `train`."""
+    keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
+    trainer = options.trainer
+    set_determinism(options.seed, trainer.deterministic, trainer.threads)
+    vocab = Vocabulary(options.data.characters)
+    model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
+    resumed = start_or_resume(options, run_dir)
+
+    prepared = prepare_data(options.data, options.features, vocab, model.stride, options.augment)
+    write_report(prepared.report, run_dir)
+    origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
+    provenance.start(run_dir, origin)
+    examples = prepared.examples
+
+    batch_size, epochs = trainer.batch_size, trainer.epochs
+    plans = epoch_plans(examples["train"], batch_size, options.seed, trainer.bucketing, epochs)
+    steps_per_epoch = len(plans[0].batches)  # the same every epoch
+    model.compile(optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs))
+    infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
+    samples = None
+    if examples["valid"]:
+        shown = examples["valid"][:TB_SAMPLES]
+        samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]  # noqa: E731
+    state = RunState(config_sha256=config_sha256(options))
+    if resumed is not None:
+        checkpoint.restore(model, resumed)
+        state = resumed.state
+    callbacks = training_callbacks(
+        state, run_dir, trainer, options.optimizer, [plan.padding_share for plan in plans], samples
+    )
+    # metrics.jsonl holds exactly the epochs of the checkpoint (a line written after it is dropped)
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state.records))
+
+    if state.epoch < epochs and not state.stopped:
+        valid_data = None
+        if examples["valid"]:
+            valid_data = make_dataset(examples["valid"], epoch_plans(examples["valid"], batch_size, None))
+        seconds_before, started = state.train_seconds, time.perf_counter()
+        model.fit(
+            make_dataset(examples["train"], plans[state.epoch :]),
+            validation_data=valid_data,
+            initial_epoch=state.epoch,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset reshuffles itself from the run's seed
+            verbose=trainer.verbose,
+        )
+        finished = time.perf_counter()
+        stall = finished - callbacks[0].train_ended
+        if stall > 1.0:  # seen with a Python-generator dataset; kept as a guard
+            log.warning("fit returned %.1f s after training ended", stall)
+        state.train_seconds = seconds_before + finished - started
+    if trainer.keep_best and state.best_weights is not None:
+        model.set_weights(state.best_weights)
+        log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
+
+    test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer) if examples["test"] else None
+    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn)
+    best, best_ler = state.best_epoch()
+    result = {
+        "best_epoch": best,
+        "best_val_ler": best_ler,
+        "epochs": len(state.records),
+        "train_seconds": round(state.train_seconds, 3),
+        "resumed_from_epoch": resumed.state.epoch if resumed else None,
+        "test": {k: v for k, v in test.items() if k != "samples"} if test else None,
+        "samples": test["samples"] if test else [],
+        "rejected": prepared.report["rejected"],
+    }
+    atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
+    provenance.finish(run_dir, origin)
+    report(result, run_dir)
+    if not math.isfinite(best_ler):
+        raise TrainingDiverged(f"the best validation LER is {best_ler}")
+    return float(best_ler)
+
+
+def report(result: dict, run_dir: Path) -> None:
+    """A few human lines on the console."""
+    print(
+        f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s; "
+        f"best validation LER {result['best_val_ler']:.4f} at epoch {result['best_epoch']}"
+    )
+    if result["test"]:
+        t = result["test"]
+        print(f"test: LER {t['ler']:.4f}  WER {t['wer']:.4f}  utterance accuracy {t['utt_acc']:.4f}  (n={t['n']})")
+        for s in result["samples"][:5]:
+            print(f"  {'==' if s['ref'] == s['hyp'] else '!='} ref: {s['ref']!r}  hyp: {s['hyp']!r}")
+    print(f"run directory: {run_dir}")

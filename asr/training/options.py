@@ -1,0 +1,115 @@
+"""What the training loop is told: optimizer, learning-rate schedule, and the fit loop's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from asr.data.features import FeatureOptions
+from asr.data.options import AugmentOptions, DataOptions
+from asr.model.options import ModelOptions
+
+
+class Optimizer(StrEnum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Schedule(StrEnum):
+    """constant; cosine: linear warm-up over `warmup_ratio` of all steps from 0, then cosine decay to 0 at the
+    last step; plateau: constant, times `plateau_factor` after `plateau_patience` epochs without a lower
+    validation LER, down to `min_lr`."""
+
+    constant = "constant"
+    cosine = "cosine"
+    plateau = "plateau"
+
+
+class Resume(StrEnum):
+    """auto: continue from the run directory's last checkpoint if it has one; never: move the earlier run's
+    files aside (into previous-<time>/) and start over."""
+
+    auto = "auto"
+    never = "never"
+
+
+@dataclass(frozen=True)
+class OptimizerOptions:
+    """Optimizer and learning rate."""
+
+    name: Optimizer = Optimizer.adam
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd only
+    weight_decay: float = 0.0  # adamw only
+    clipnorm: float | None = None  # clip each gradient tensor's norm to this; None: no clipping
+    schedule: Schedule = Schedule.constant
+    warmup_ratio: float = 0.0  # cosine: share of all optimizer steps spent warming up, in [0, 1)
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", Optimizer(self.name))
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
+        if self.clipnorm is not None and self.clipnorm <= 0:  # 0 meant "no clipping" before null did
+            object.__setattr__(self, "clipnorm", None)
+        if self.lr <= 0:
+            raise ValueError(f"optimizer.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(
+                f"optimizer.warmup_ratio is a share of all training steps and must be in [0, 1), got "
+                f"{self.warmup_ratio}"
+            )
+        if self.schedule == Schedule.plateau and not (0.0 < self.plateau_factor < 1.0 and self.plateau_patience >= 1):
+            raise ValueError(
+                f"optimizer.plateau_factor must be in (0, 1) and plateau_patience >= 1, got "
+                f"{self.plateau_factor}, {self.plateau_patience}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """The fit loop."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    bucketing: bool = True  # batches of similar lengths (less padding)
+    deterministic: bool = True  # op determinism: same seed, same numbers
+    threads: int | None = None  # TensorFlow intra/inter-op threads; None: TensorFlow's default
+    stop_at_val_ler: float | None = None  # stop once val_ler <= this
+    patience: int | None = None  # stop after this many epochs without a lower val_ler (early stopping)
+    keep_best: bool = False  # true: the bundle holds the weights of the epoch with the lowest val_ler
+    resume: Resume = Resume.auto
+    samples: int = 10  # test transcripts listed in result.json
+    verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resume", Resume(self.resume))
+        # 0 (threads, patience) and negative (stop_at_val_ler) meant "off" before null did
+        for name in ("threads", "patience"):
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, None)
+        if self.stop_at_val_ler is not None and self.stop_at_val_ler < 0:
+            object.__setattr__(self, "stop_at_val_ler", None)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"trainer.epochs and trainer.batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        for name in ("threads", "patience"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a training run is told, validated (asr.config.to_options builds it from a Hydra config)."""
+
+    data: DataOptions
+    name: str = "run"
+    seed: int = 0
+    features: FeatureOptions = field(default_factory=FeatureOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
+    trainer: TrainerOptions = field(default_factory=TrainerOptions)
