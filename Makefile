@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 DEMO_RUN := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup demo test lint corpus clean-runs
+.PHONY: setup demo test test-fast lint corpus
 
 setup: $(STAMP)
 
@@ -21,9 +21,15 @@ demo: setup
 	$(BIN)/asr-train experiment=demo hydra.run.dir=$(DEMO_RUN)
 	$(BIN)/asr-transcribe $(DEMO_RUN) data/test.jsonl --score
 
+# Everything, training tests included (what CI runs).
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The inner loop: tests not marked slow (no training, no command that trains).
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

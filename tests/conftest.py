@@ -43,21 +43,35 @@ def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """A small model trained for a few epochs on the embedded corpus through `asr-train` (shared by tests)."""
-    import subprocess
-    import sys
+    """A small model trained for a few epochs on the embedded corpus (in this process; shared by tests)."""
+    from asr.config import compose
+    from asr.training.loop import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
-    command = [
-        str(Path(sys.executable).parent / "asr-train"),
-        f"hydra.run.dir={run_dir}",
-        "trainer.epochs=6",
-        "model.num_layers=1",
-        "model.units=64",
-        "trainer.verbose=0",
-        "data.speeds=[1.0]",
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    overrides = ["trainer.epochs=6", "model.num_layers=1", "model.units=64", "trainer.verbose=0", "augment=none"]
+    train(compose(overrides), run_dir, overrides)
     return run_dir
+
+
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+    """A test that trains turns TensorFlow's op determinism on; the tests after it get the state they had."""
+    import sys
+
+    before = "tensorflow" in sys.modules and _determinism()
+    yield
+    if "tensorflow" in sys.modules and _determinism() != before:
+        from asr import compat
+
+        if before:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+        else:
+            compat.disable_op_determinism()
+
+
+def _determinism() -> bool:
+    from asr import compat
+
+    return compat.op_determinism_enabled()

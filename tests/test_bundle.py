@@ -7,12 +7,13 @@ from asr.data.features import FeatureOptions, extract
 from asr.data.text import Vocabulary
 from asr.inference.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
 from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
 
 
 @pytest.fixture
 def saved(tmp_path):
     vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000, deltas=1)
-    model = CTCModel(options.num_features, vocab.characters, num_layers=1, units=8, stride=2)
+    model = CTCModel(options.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2))
     model.build_for()
     save_bundle(tmp_path / "run" / "model", model, options, vocab)
     return model, tmp_path / "run"
@@ -32,12 +33,17 @@ def test_not_a_bundle(tmp_path):
         load_bundle(tmp_path)
 
 
+def _with(model: dict, **options) -> dict:
+    """A bundle's model settings with some model options changed."""
+    return {**model, "options": {**model["options"], **options}}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
         (lambda spec: "{ not json", "unreadable bundle file"),
         (lambda spec: json.dumps({**spec, "format": "other"}), "not an asr bundle"),
-        (lambda spec: json.dumps({**spec, "model": {**spec["model"], "units": 9}}), "cannot load the weights"),
+        (lambda spec: json.dumps({**spec, "model": _with(spec["model"], units=9)}), "cannot load the weights"),
         (lambda spec: json.dumps({**spec, "features": {**spec["features"], "deltas": 7}}), "invalid settings"),
     ],
 )
@@ -50,7 +56,7 @@ def test_tampered_bundle_fails_clearly(saved, edit, message):
 
 def test_global_normalization_travels_with_the_bundle(tmp_path):
     vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000, normalize="both")
-    model = CTCModel(options.num_features, vocab.characters, num_layers=1, units=4)
+    model = CTCModel(options.num_features, vocab.characters, ModelOptions(num_layers=1, units=4))
     model.build_for()
     mean, std = np.linspace(-1, 1, 13).astype(np.float32), np.linspace(1, 2, 13).astype(np.float32)
     save_bundle(tmp_path, model, options, vocab, (mean, std))
@@ -68,10 +74,26 @@ def test_global_normalization_travels_with_the_bundle(tmp_path):
 def test_saving_again_replaces_the_bundle_whole_and_leaves_no_temporary_folder(saved):
     model, run_dir = saved
     options, vocab = FeatureOptions(sample_rate=8000, deltas=1), Vocabulary()
-    other = CTCModel(options.num_features, vocab.characters, num_layers=1, units=8, stride=2, seed=5)
+    other = CTCModel(options.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2), seed=5)
     other.build_for()
     save_bundle(run_dir / "model", other, options, vocab)  # e.g. a resumed run finishing
     assert sorted(p.name for p in run_dir.iterdir()) == ["model"]
     x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}
     np.testing.assert_array_equal(load_bundle(run_dir).model(x).numpy(), other(x).numpy())
     assert not np.array_equal(other(x).numpy(), model(x).numpy())
+
+
+def test_a_bundle_written_before_options_were_grouped_still_loads(saved):
+    model, run_dir = saved
+    path = run_dir / "model" / BUNDLE_FILE
+    spec = json.loads(path.read_text())
+    # the flat model settings of earlier bundles: every model and mask setting side by side, 0.0 for Glorot
+    flat = {"num_features": 26, "characters": spec["model"]["characters"], "seed": 0, "dropout": 0.0}
+    flat |= {"num_layers": 1, "units": 8, "bidirectional": True, "logits_init_stddev": 0.0, "stride": 2}
+    flat |= {"time_masks": 2, "time_mask_width": 6, "freq_masks": 0, "freq_mask_width": 0}
+    path.write_text(json.dumps({**spec, "model": flat, "features": {**spec["features"], "normalize": "utterance"}}))
+    bundle = load_bundle(run_dir)
+    assert bundle.model.options == ModelOptions(num_layers=1, units=8, stride=2)
+    assert bundle.model.augment.time_masks == 2
+    x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}
+    np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())

@@ -5,13 +5,17 @@ import numpy as np
 import pytest
 
 from asr import files
+from asr.data.options import AugmentOptions
 from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
 from asr.training import checkpoint
+from asr.training.state import RunState
 
 
 def _model(seed: int = 0, units: int = 8) -> CTCModel:
     keras.utils.set_random_seed(seed)
-    model = CTCModel(num_features=5, characters="ab ", num_layers=1, units=units, dropout=0.1, seed=seed, time_masks=1)
+    options = ModelOptions(num_layers=1, units=units, dropout=0.1)
+    model = CTCModel(5, "ab ", options, AugmentOptions(time_masks=1, time_mask_width=2), seed=seed)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     model.build_for()
     model.optimizer.build(model.trainable_variables)
@@ -28,11 +32,11 @@ def test_save_restore_round_trips_every_variable_and_keeps_the_newest_two(tmp_pa
     model.seed_generator.next()  # augmentation RNG state moves on during training
     best = [w + 1.0 for w in model.get_weights()]
     for epoch in (1, 2, 3):
-        checkpoint.save(tmp_path, model, {"epoch": epoch, "records": [{"epoch": epoch}]}, best)
+        checkpoint.save(tmp_path, model, RunState("abc", epoch, [{"epoch": epoch}], best_weights=best))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002.npz", "epoch-0003.npz"]
 
     found = checkpoint.latest(tmp_path)
-    assert found.state == {"epoch": 3, "records": [{"epoch": 3}]}
+    assert (found.state.epoch, found.state.records, found.state.config_sha256) == (3, [{"epoch": 3}], "abc")
     fresh = _model(seed=2)
     assert not np.array_equal(_values(fresh.variables)[1], _values(model.variables)[1])
     checkpoint.restore(fresh, found)
@@ -41,25 +45,25 @@ def test_save_restore_round_trips_every_variable_and_keeps_the_newest_two(tmp_pa
     for a, b in zip(_values(fresh.optimizer.variables), _values(model.optimizer.variables), strict=True):
         np.testing.assert_array_equal(a, b)  # step count, moments, learning rate
     assert int(fresh.optimizer.iterations.numpy()) == 7
-    np.testing.assert_array_equal(found.best_weights[0], best[0])
+    np.testing.assert_array_equal(found.state.best_weights[0], best[0])
 
 
 def test_a_damaged_or_half_written_checkpoint_is_never_trusted(tmp_path):
     model = _model()
-    checkpoint.save(tmp_path, model, {"epoch": 1}, None)
-    checkpoint.save(tmp_path, model, {"epoch": 2}, None)
+    checkpoint.save(tmp_path, model, RunState(epoch=1))
+    checkpoint.save(tmp_path, model, RunState(epoch=2))
     directory = tmp_path / "checkpoints"
     # a kill during a save leaves only a temporary file: not a checkpoint
     (directory / ".epoch-0003.npz.123.tmp").write_bytes(b"half")
-    assert checkpoint.latest(tmp_path).state["epoch"] == 2
+    assert checkpoint.latest(tmp_path).state.epoch == 2
     # a damaged newest file (bad disk, manual edit): resume falls back to the one before it
     (directory / "epoch-0002.npz").write_bytes(b"not a checkpoint")
-    assert checkpoint.latest(tmp_path).state["epoch"] == 1
+    assert checkpoint.latest(tmp_path).state.epoch == 1
     assert checkpoint.latest(tmp_path / "nothing") is None
 
 
 def test_restore_refuses_a_checkpoint_of_another_model(tmp_path):
-    checkpoint.save(tmp_path, _model(units=8), {"epoch": 1}, None)
+    checkpoint.save(tmp_path, _model(units=8), RunState(epoch=1))
     with pytest.raises(checkpoint.CheckpointError, match="different model.*trainer.resume=never"):
         checkpoint.restore(_model(units=16), checkpoint.latest(tmp_path))
 

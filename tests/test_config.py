@@ -5,7 +5,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from asr.config import Config, register
+from asr.config import Config, register, to_options
+from asr.data.options import AugmentOptions
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -96,15 +97,72 @@ def test_search_preset_declares_an_optuna_study_that_survives_failed_trials():
     assert set(sweeper.params) == {"optimizer.lr", "model.units", "model.num_layers", "model.dropout"}
     assert sweeper.params["optimizer.lr"].startswith("tag(log, interval(")
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert cfg.hydra.callbacks.record_status._target_ == "asr.training.sweep.RecordStatus"
+    assert cfg.hydra.callbacks.record_status._target_ == "asr.cli.callbacks.RecordStatus"
     assert cfg.trainer.epochs == 12 and cfg.name == "demo_search"
 
 
-@pytest.mark.parametrize("override", ["trainer.resume=sometimes", "optimizer.schedule=step"])
-def test_unknown_choices_fail_before_training(override, tmp_path):
-    from asr.training.loop import train
+@pytest.mark.parametrize(
+    ("override", "allowed"),
+    [
+        ("trainer.resume=sometimes", "[auto, never]"),
+        ("optimizer.schedule=step", "[constant, cosine, plateau]"),
+        ("optimizer.name=adagrad", "[adam, adamw, sgd]"),
+        ("data.format=tsv", "[auto, dir, jsonl, csv, fsdd]"),
+        ("data.on_error=ignore", "[skip, raise]"),
+        ("features.normalize=mean", "[utterance, utterance_scalar, global, both, none]"),
+    ],
+)
+def test_unknown_choices_fail_at_compose_time_listing_the_allowed_values(override, allowed):
+    with pytest.raises(ConfigCompositionException) as e:
+        _compose([override])
+    cause = str(e.value.__cause__)
+    assert f"expected one of {allowed}" in cause and override.split("=")[0] in cause
 
-    cfg = _compose([override, "trainer.epochs=1"])
-    with pytest.raises(ValueError, match=override.split("=")[0].split(".")[1]):
-        train(cfg, tmp_path)
-    assert not (tmp_path / "metrics.jsonl").exists()
+
+def test_choices_and_off_values_arrive_typed():
+    options = to_options(
+        _compose(["data.on_error=raise", "features.normalize=global", "trainer.patience=null", "trainer.threads=2"])
+    )
+    assert options.data.on_error == "raise" and options.features.normalize == "global"
+    assert options.trainer.patience is None and options.trainer.threads == 2
+    assert options.trainer.stop_at_val_ler is None and options.optimizer.clipnorm == 1.0  # demo preset
+    # the sentinels that meant "off" before null did still mean it
+    old = to_options(_compose(["trainer.patience=0", "trainer.stop_at_val_ler=-1", "data.workers=0"]))
+    assert (old.trainer.patience, old.trainer.stop_at_val_ler, old.data.workers) == (None, None, None)
+
+
+def test_deprecated_keys_keep_working_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="data.speeds is deprecated; use augment.speeds"):
+        options = to_options(_compose(["data.speeds=[1.0,0.9]"]))
+    assert options.augment.speeds == (1.0, 0.9)
+    with pytest.warns(DeprecationWarning, match="model.time_masks is deprecated; use augment.time_masks"):
+        assert to_options(_compose(["model.time_masks=5"])).augment.time_masks == 5
+    with pytest.warns(DeprecationWarning, match="optimizer.warmup_epochs is deprecated; use optimizer.warmup_ratio"):
+        assert to_options(_compose(["optimizer.warmup_epochs=0.1"])).optimizer.warmup_ratio == 0.1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr must be positive"),
+        ("model.units=0", "model.num_layers and model.units must be >= 1"),
+        ("optimizer.warmup_ratio=1", "optimizer.warmup_ratio is a share of all training steps"),
+        ("augment.speeds=[1.0,0]", "augment.speeds must be positive factors"),
+        ("trainer.epochs=0", "trainer.epochs and trainer.batch_size must be >= 1"),
+        ("features.deltas=3", "features.deltas must be 0, 1 or 2"),
+    ],
+)
+def test_bad_values_fail_once_at_the_boundary_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        to_options(_compose([override]))
+
+
+def test_empty_valid_and_test_mean_none():
+    options = to_options(_compose(["data.valid=", "data.test="]))
+    assert (options.data.valid, options.data.test) == ("", "")
+
+
+def test_augment_group_turns_the_preset_augmentation_off():
+    options = to_options(_compose(["augment=none"]))
+    assert options.augment == AugmentOptions()
+    assert to_options(_compose([])).augment.speeds[1] == 0.8  # the demo's own

@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow  # the demo_run fixture trains a model
 
 # What README shows: load with plain TensorFlow, feed float32 waveforms and their lengths.
 PLAIN_TF = """

@@ -4,7 +4,7 @@ import numpy as np
 from conftest import sine, write_wav
 
 from asr.data.extraction import FeatureCache, Job, extract_all, featurize
-from asr.data.features import FeatureOptions, global_stats
+from asr.data.features import FeatureOptions
 
 
 def _files(tmp_path, n):
@@ -52,12 +52,3 @@ def test_parallel_extraction_keeps_order_and_values(tmp_path, monkeypatch):
     for job, result in zip(jobs, parallel, strict=True):
         if job.audio != str(broken):
             np.testing.assert_array_equal(result, featurize(job, options))
-
-
-def test_global_cmvn_equals_numpy_over_unpadded_frames():
-    rng = np.random.default_rng(0)
-    utterances = [rng.normal(3, 2, size=(n, 4)).astype(np.float32) for n in (5, 17, 9)]
-    mean, std = global_stats(utterances)
-    frames = np.concatenate(utterances)
-    np.testing.assert_allclose(mean, frames.mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(std, frames.std(axis=0), rtol=1e-5)

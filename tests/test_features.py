@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from conftest import sine
 
-from asr.data.features import FeatureOptions, compute_mfcc, extract, normalize_utterance
+from asr.data.features import (
+    STD_FLOOR,
+    FeatureOptions,
+    apply_global_stats,
+    compute_mfcc,
+    extract,
+    global_stats,
+    normalize_utterance,
+)
 
 
 def test_shapes_and_frame_count():
@@ -54,3 +62,15 @@ def test_scalar_normalization_like_the_seed_article():
 def test_constant_input_does_not_divide_by_zero():
     out = extract(np.zeros(8000, np.float32), FeatureOptions(sample_rate=8000))
     assert np.isfinite(out).all()
+
+
+def test_global_stats_weigh_every_frame_of_every_utterance_once():
+    # first coefficient 0, 2 | 4 | 6, 6, 6 (lengths 2, 1, 3): mean 24 / 6 = 4, variance (16 + 4 + 0 + 3 * 4) / 6;
+    # a mean of the three utterance means would be (1 + 4 + 6) / 3 instead
+    utterances = [np.array([[0.0, 1.0], [2.0, 1.0]]), np.array([[4.0, 1.0]]), np.full((3, 2), [6.0, 1.0])]
+    mean, std = global_stats(utterances)
+    np.testing.assert_allclose(mean, [4.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(std[0], np.sqrt(32 / 6), rtol=1e-6)
+    assert std[1] == np.float32(STD_FLOOR)  # a constant coefficient is divided by the floor, not by zero
+    normalized = apply_global_stats(utterances[2], (mean, std))
+    np.testing.assert_allclose(normalized[0], [2 / np.sqrt(32 / 6), 0.0], rtol=1e-6)

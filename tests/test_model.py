@@ -3,14 +3,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from asr.data.options import AugmentOptions
 from asr.data.text import Vocabulary
 from asr.model.ctc import CTCModel, labels_to_sparse
 from asr.model.metrics import ErrorRate, words_sparse
+from asr.model.options import ModelOptions
 
 
-def _model(**kwargs):
+def _model(augment: AugmentOptions | None = None, **options):
     keras.utils.set_random_seed(0)
-    model = CTCModel(num_features=4, characters=Vocabulary().characters, num_layers=2, units=8, **kwargs)
+    model = CTCModel(4, Vocabulary().characters, ModelOptions(**{"num_layers": 2, "units": 8, **options}), augment)
     model.build_for()
     return model
 

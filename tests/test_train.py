@@ -1,7 +1,9 @@
-"""End to end through the console scripts, as a user runs them."""
+"""`asr-train` end to end, as a user runs it (commands in subprocesses where the process boundary is what is
+tested: reproducibility across processes, a kill and a resume), and its errors in-process through main(argv)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,19 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from asr.config import Config, OptimizerConfig, TrainerConfig
-from asr.model.ctc import CTCModel
-from asr.training.loop import (
-    RunMonitor,
-    TrainingDiverged,
-    best_epoch,
-    build_optimizer,
-    config_sha256,
-    epochs_without_improvement,
-)
+from asr.cli.train import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Test LER of the demo_run fixture's model: it is near 0.2 after its 6 epochs; a model that emits nothing scores 1.
+DEMO_RUN_MAX_LER = 0.6
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -58,10 +53,12 @@ def test_seed_article_preset_reaches_ler_0_and_decodes_both_strings(shared_data,
     assert "transcribed 1 files" in done.stderr
 
 
+@pytest.mark.slow
 def test_short_demo_run_trains_saves_and_transcribes(demo_run, tmp_path):
     run_dir = demo_run
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["test"]["n"] == 150 and 0.0 <= result["test"]["ler"] <= 1.5
+    # 6 epochs of a small model already get most characters of unseen voices right
+    assert result["test"]["n"] == 150 and result["test"]["ler"] < DEMO_RUN_MAX_LER
     assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
     assert json.loads((run_dir / "model" / "bundle.json").read_text())["sample_rate"] == 8000
 
@@ -83,17 +80,29 @@ def test_short_demo_run_trains_saves_and_transcribes(demo_run, tmp_path):
     assert "test_99999.wav: not a readable WAV file" in done.stderr
 
 
-def test_mistyped_override_fails_naming_the_key(tmp_path):
-    done = run([str(BIN / "asr-train"), "model.unitz=3", f"hydra.run.dir={tmp_path}"])
-    assert done.returncode != 0
-    assert "unitz" in done.stderr
-    assert not (tmp_path / "metrics.jsonl").exists()
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.unitz=3", "Key 'unitz' not in 'ModelConfig'"),
+        ("optimizer.schedule=step", "Invalid value 'step', expected one of [constant, cosine, plateau]"),
+        ("features.normalize=global-ish", "expected one of [utterance, utterance_scalar, global, both, none]"),
+    ],
+)
+def test_a_config_mistake_stops_before_any_work_naming_the_key(
+    override, message, tmp_path, capsys, hydra_restore_singletons
+):
+    with pytest.raises(SystemExit) as e:
+        main([override, f"hydra.run.dir={tmp_path}"])
+    assert e.value.code == 1
+    assert message in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
-def test_missing_data_root_names_the_fix(tmp_path):
-    done = run([str(BIN / "asr-train"), f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path}"])
-    assert done.returncode != 0
-    assert "nowhere does not exist; pass data.root=" in done.stderr
+@pytest.mark.slow  # imports TensorFlow
+def test_missing_data_root_names_the_fix(tmp_path, capsys, hydra_restore_singletons):
+    with pytest.raises(SystemExit):
+        main([f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert "nowhere does not exist; pass data.root=" in capsys.readouterr().err
 
 
 def _values(run_dir: Path) -> list[dict]:
@@ -118,8 +127,9 @@ def test_our_ldc93s1_recipe_reaches_ler_0_fast_and_reproducibly(shared_data, tmp
     assert record["duration_s"] == pytest.approx(2.92, abs=0.01)
 
 
+@pytest.mark.slow
 def test_asr_prepare_on_fsdd_lists_no_bad_files(shared_data, tmp_path):
-    done = run([str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path}", "data.speeds=[1.0]"])
+    done = run([str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path}", "augment.speeds=[1.0]"])
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "prepare_report.json").read_text())
     assert report["problems"] == {} and report["rejected"] == []
@@ -128,7 +138,7 @@ def test_asr_prepare_on_fsdd_lists_no_bad_files(shared_data, tmp_path):
     assert report["cache_misses"] == 2500 and report["cache_hits"] == 0
     assert "problems: none" in done.stdout
     again = run(
-        [str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path / 'again'}", "data.speeds=[1.0]"]
+        [str(BIN / "asr-prepare"), "experiment=fsdd", f"hydra.run.dir={tmp_path / 'again'}", "augment.speeds=[1.0]"]
     )
     report = json.loads((tmp_path / "again" / "prepare_report.json").read_text())
     assert again.returncode == 0 and report["cache_hits"] == 2500 and report["cache_misses"] == 0
@@ -139,7 +149,7 @@ SHORT = [
     "trainer.batch_size=8",
     "model.num_layers=1",
     "model.units=48",
-    "data.speeds=[1.0,0.9]",
+    "augment.speeds=[1.0,0.9]",
     "trainer.verbose=0",
 ]  # the demo recipe (masks, dropout, speed draws) made small: a few seconds per epoch
 
@@ -150,6 +160,7 @@ def _train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path):
     reference = tmp_path / "reference"
     _train(reference)
@@ -184,6 +195,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path
     assert _values(other) != _values(reference)
 
 
+@pytest.mark.slow
 def test_resume_never_moves_the_old_run_aside_and_a_changed_config_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     _train(run_dir, "trainer.epochs=1")
@@ -198,10 +210,11 @@ def test_resume_never_moves_the_old_run_aside_and_a_changed_config_is_refused(tm
     assert (run_dir / "metrics.jsonl").read_text() != old
 
 
+@pytest.mark.slow
 def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
     provenance = json.loads((demo_run / "provenance.json").read_text())
-    assert provenance["command"][0] == "asr-train" and "trainer.epochs=6" in provenance["overrides"]
-    assert len(provenance["git"]["commit"] or "x" * 40) == 40
+    assert "trainer.epochs=6" in provenance["overrides"]
+    assert re.fullmatch("[0-9a-f]{40}", provenance["git"]["commit"]) and isinstance(provenance["git"]["dirty"], bool)
     assert provenance["versions"]["keras"].startswith("3.")
     assert provenance["dataset_sha256"] == json.loads((demo_run / "prepare_report.json").read_text())["dataset_sha256"]
     assert provenance["started"] <= provenance["ended"]
@@ -218,78 +231,3 @@ def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
                     tags.setdefault(split, set()).add(value.tag)
     assert {"loss", "ler", "wer", "lr"} <= tags["train"]
     assert {"loss", "ler", "wer", "samples"} <= tags["validation"]
-
-
-def _monitor(tmp_path: Path, trainer: TrainerConfig, optimizer: OptimizerConfig) -> RunMonitor:
-    model = CTCModel(num_features=4, characters="ab ", num_layers=1, units=4)
-    model.compile(optimizer=build_optimizer(optimizer, 10, 10))
-    model.build_for()
-    state = {"epoch": 0, "records": [], "stopped": False, "plateau_wait": 0, "train_seconds": 0.0}
-    monitor = RunMonitor(tmp_path, trainer, optimizer, state, [0.1] * 10, None)
-    monitor.set_model(model)
-    monitor.on_train_begin()
-    return monitor
-
-
-def _epoch(monitor: RunMonitor, epoch: int, val_ler: float, loss: float = 1.0) -> None:
-    monitor.on_epoch_begin(epoch)
-    logs = {"loss": loss, "ler": 0.5, "wer": 0.5, "val_loss": loss, "val_ler": val_ler, "val_wer": 0.5}
-    monitor.on_epoch_end(epoch, logs)
-
-
-def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path):
-    optimizer = OptimizerConfig(lr=0.01, schedule="plateau", plateau_factor=0.5, plateau_patience=2, min_lr=0.003)
-    monitor = _monitor(tmp_path, TrainerConfig(patience=4, keep_best=True), optimizer)
-    lrs = []
-    for epoch, ler in enumerate([0.9, 0.5, 0.6, 0.5, 0.7, 0.4, 0.6, 0.6, 0.6, 0.6]):
-        if monitor.model.stop_training:
-            break
-        _epoch(monitor, epoch, ler)
-        lrs.append(round(float(monitor.model.optimizer.learning_rate.numpy()), 6))
-    # flat for 2 epochs -> halved (after epochs 4 and 8); never below min_lr; a new best resets the count
-    assert lrs == [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005, 0.003, 0.003, 0.003][: len(lrs)]
-    assert len(lrs) == 10 and monitor.state["stopped"]  # epochs 7-10 without a lower LER: patience 4
-    assert best_epoch(monitor.records) == (6, 0.4)
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["val_ler"] for line in lines][-1] == 0.6 and len(lines) == 10
-    assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file() and (tmp_path / "learning_curves.png").is_file()
-
-
-def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
-    monitor = _monitor(tmp_path, TrainerConfig(), OptimizerConfig())
-    _epoch(monitor, 0, 0.9)
-    with pytest.raises(TrainingDiverged, match="epoch 2: the training loss is nan; lower optimizer.lr"):
-        _epoch(monitor, 1, 0.9, loss=float("nan"))
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
-
-
-def test_best_epoch_breaks_ler_ties_by_loss_and_patience_counts_from_the_lowest_ler():
-    records = [
-        {"epoch": 1, "ler": 0.2, "loss": 3.0, "val_ler": 0.1, "val_loss": 2.0},
-        {"epoch": 2, "ler": 0.1, "loss": 2.0, "val_ler": 0.1, "val_loss": 1.5},
-        {"epoch": 3, "ler": 0.1, "loss": 1.0, "val_ler": 0.2, "val_loss": 1.0},
-    ]
-    assert best_epoch(records) == (2, 0.1)
-    assert epochs_without_improvement(records) == 2
-    assert best_epoch([{"epoch": 1, "ler": 0.3, "loss": 1.0}]) == (1, 0.3)  # no validation split
-
-
-def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
-    a, b = Config(), Config()
-    b.trainer.resume, b.trainer.verbose, b.data.workers, b.trainer.threads = "never", 0, 4, 1
-    assert config_sha256(a) == config_sha256(b)
-    b.optimizer.lr *= 2
-    assert config_sha256(a) != config_sha256(b)
-
-
-def test_determinism_can_be_traded_for_speed_within_one_process():
-    from tensorflow.python.framework import config as tf_config
-
-    from asr.training.loop import set_determinism
-
-    set_determinism(0, True, 0)
-    assert tf_config.is_op_determinism_enabled()
-    set_determinism(0, False, 0)  # the next job of a multirun, with trainer.deterministic=false
-    assert not tf_config.is_op_determinism_enabled()
-    set_determinism(0, True, 0)
-    assert tf_config.is_op_determinism_enabled()

@@ -1,23 +1,44 @@
-"""asr-transcribe options: beam, n-best, timestamps, manifests with references, directories."""
+"""asr-transcribe options: beam, n-best, timestamps, manifests with references, directories (in-process,
+through main(argv), on the model of the demo_run fixture)."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 
+import numpy as np
+import pytest
 from conftest import ROOT
+from scipy.signal import resample_poly
 
-BIN = Path(sys.executable).parent
+from asr.cli.transcribe import main
 
-
-def transcribe(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([str(BIN / "asr-transcribe"), *args], capture_output=True, text=True, env=env)
+pytestmark = pytest.mark.slow  # the demo_run fixture trains a model
 
 
-def test_beam_nbest_and_timestamps(demo_run):
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def transcribe(capsys):
+    """Run `asr-transcribe *args` in this process: exit status, stdout, stderr."""
+
+    def run(*args: str) -> Done:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse errors
+            code = e.code
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+
+    return run
+
+
+def test_beam_nbest_and_timestamps(demo_run, transcribe):
     wav = str(ROOT / "data" / "wav" / "test" / "test_00003.wav")
     done = transcribe(str(demo_run / "model"), wav, "--json", "--beam-width", "8", "--n-best", "3", "--timestamps")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -32,7 +53,7 @@ def test_beam_nbest_and_timestamps(demo_run):
     assert "(RTF " in done.stderr
 
 
-def test_csv_manifest_scores_against_references(demo_run, tmp_path):
+def test_csv_manifest_scores_against_references(demo_run, tmp_path, transcribe):
     rows = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:5]]
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as f:
@@ -47,10 +68,32 @@ def test_csv_manifest_scores_against_references(demo_run, tmp_path):
     assert [line.split("\t")[3] for line in lines[:5]] == [r["text"] for r in rows]
 
 
-def test_directory_input_and_bad_arguments(demo_run, tmp_path):
+def test_directory_input_and_bad_arguments(demo_run, tmp_path, transcribe):
     done = transcribe(str(demo_run), str(ROOT / "data" / "wav" / "valid"))
     assert done.returncode == 0
     assert len(done.stdout.splitlines()) == 100
     assert "transcribed 100 files" in done.stderr
     assert transcribe(str(tmp_path), "x.wav").returncode == 2
     assert transcribe(str(demo_run), "x.wav", "--beam-width", "2", "--n-best", "3").returncode == 2
+
+
+def test_n_best_without_a_beam_width_transcribes_with_the_same_beam(demo_run, transcribe):
+    files = [str(ROOT / "data" / "wav" / "test" / f"test_{i:05d}.wav") for i in range(8)]
+    done = transcribe(str(demo_run), *files, "--json", "--n-best", "3")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(r["text"] == r["nbest"][0]["text"] and len(r["nbest"]) == 3 for r in records)
+
+
+def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcribe):
+    import asr
+    from asr.data.audio import load_audio
+
+    path = ROOT / "data" / "wav" / "test" / "test_00003.wav"
+    bundle = asr.load_bundle(demo_run)
+    waveform = load_audio(path, 8000)
+    expected = json.loads(transcribe(str(demo_run), str(path), "--json").stdout)["text"]
+    assert asr.transcribe(bundle, [waveform]) == [expected]
+    # the same audio at 16 kHz is resampled to the model's 8 kHz first
+    upsampled = resample_poly(waveform, 2, 1).astype(np.float32)
+    assert asr.transcribe(bundle, [upsampled], sample_rate=16000) == [expected]

@@ -1,0 +1,82 @@
+"""The training callbacks, epoch by epoch on a tiny model (no data, no fit)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
+from asr.training.callbacks import TrainingDiverged, training_callbacks
+from asr.training.optimizers import build_optimizer
+from asr.training.options import OptimizerOptions, TrainerOptions
+from asr.training.state import RunState
+
+
+class Run:
+    """The callbacks of a run over a tiny model, driven by hand."""
+
+    def __init__(self, tmp_path: Path, trainer: TrainerOptions, optimizer: OptimizerOptions) -> None:
+        self.model = CTCModel(4, "ab ", ModelOptions(num_layers=1, units=4))
+        self.model.compile(optimizer=build_optimizer(optimizer, 10, 10))
+        self.model.build_for()
+        self.state = RunState()
+        self.callbacks = training_callbacks(self.state, tmp_path, trainer, optimizer, [0.1] * 10, None)
+        for callback in self.callbacks:
+            callback.set_model(self.model)
+            callback.on_train_begin()
+
+    def epoch(self, epoch: int, val_ler: float, loss: float = 1.0) -> None:
+        logs = {"loss": loss, "ler": 0.5, "wer": 0.5, "val_loss": loss, "val_ler": val_ler, "val_wer": 0.5}
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch)
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+
+def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path):
+    optimizer = OptimizerOptions(lr=0.01, schedule="plateau", plateau_factor=0.5, plateau_patience=2, min_lr=0.003)
+    run = Run(tmp_path, TrainerOptions(patience=4, keep_best=True), optimizer)
+    lrs = []
+    for epoch, ler in enumerate([0.9, 0.5, 0.6, 0.5, 0.7, 0.4, 0.6, 0.6, 0.6, 0.6]):
+        if run.model.stop_training:
+            break
+        run.epoch(epoch, ler)
+        lrs.append(round(float(run.model.optimizer.learning_rate.numpy()), 6))
+    # flat for 2 epochs -> halved (after epochs 4 and 8); never below min_lr; a new best resets the count
+    assert lrs == [0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005, 0.003, 0.003, 0.003][: len(lrs)]
+    assert len(lrs) == 10 and run.state.stopped  # epochs 7-10 without a lower LER: patience 4
+    assert run.state.best_epoch() == (6, 0.4) and run.state.epoch == 10
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["val_ler"] for line in lines][-1] == 0.6 and len(lines) == 10
+    assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file() and (tmp_path / "learning_curves.png").is_file()
+
+
+def test_a_target_ler_stops_the_run_and_without_it_nothing_stops(tmp_path):
+    run = Run(tmp_path, TrainerOptions(stop_at_val_ler=0.0), OptimizerOptions())
+    run.epoch(0, 0.1)
+    assert not run.model.stop_training
+    run.epoch(1, 0.0)
+    assert run.model.stop_training and run.state.stopped
+    (tmp_path / "other").mkdir()
+    run = Run(tmp_path / "other", TrainerOptions(), OptimizerOptions())
+    for epoch in range(8):
+        run.epoch(epoch, 0.5)  # flat for 7 epochs: no patience set, so no stop
+    assert not run.model.stop_training
+
+
+def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path):
+    run = Run(tmp_path, TrainerOptions(keep_best=True), OptimizerOptions())
+    run.epoch(0, 0.5)
+    best = [w.copy() for w in run.model.get_weights()]
+    run.model.set_weights([w + 1.0 for w in best])
+    run.epoch(1, 0.7)  # worse: the copy stays the one of epoch 1
+    assert all((a == b).all() for a, b in zip(run.state.best_weights, best, strict=True))
+
+
+def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
+    run = Run(tmp_path, TrainerOptions(), OptimizerOptions())
+    run.epoch(0, 0.9)
+    with pytest.raises(TrainingDiverged, match="epoch 2: the training loss is nan; lower optimizer.lr"):
+        run.epoch(1, 0.9, loss=float("nan"))
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1

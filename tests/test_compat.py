@@ -1,0 +1,58 @@
+"""Each private TensorFlow/Hydra internal in asr.compat still exists and does what the project relies on."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra.core.utils import JobReturn, JobStatus
+
+from asr import compat
+from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
+
+
+def _train_step() -> None:
+    """One traced training step of a fresh tiny model."""
+    model = CTCModel(4, "ab ", ModelOptions(num_layers=1, units=4))
+    model.compile(optimizer=keras.optimizers.Adam())
+    features = {"features": np.zeros((2, 6, 4), np.float32), "lengths": np.array([6, 4], np.int32)}
+    model.train_on_batch(features, np.array([[0, 1], [1, -1]], np.int32))
+
+
+def test_a_traced_training_step_registers_custom_gradients_and_forgetting_drops_them():
+    known = compat.custom_gradient_names()
+    _train_step()
+    new = compat.custom_gradient_names() - known
+    assert new, "a training step no longer registers custom gradients: the clean-up in train() may be dropped"
+    assert compat.forget_custom_gradients(known) == len(new)
+    assert compat.custom_gradient_names() == known
+
+
+@pytest.mark.slow
+def test_two_training_jobs_in_one_process_leave_no_custom_gradients_behind(tmp_path):
+    from asr.config import compose
+    from asr.training.loop import train
+
+    options = compose(["trainer.epochs=1", "model.num_layers=1", "model.units=8", "augment=none", "trainer.verbose=0"])
+    before = compat.custom_gradient_names()
+    for job in range(2):
+        train(options, tmp_path / str(job))
+        assert compat.custom_gradient_names() == before
+
+
+def test_op_determinism_can_be_read_and_switched_off():
+    was = compat.op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    assert compat.op_determinism_enabled()
+    compat.disable_op_determinism()
+    assert not compat.op_determinism_enabled()
+    if was:
+        tf.config.experimental.enable_op_determinism()
+
+
+def test_a_failed_hydra_job_keeps_its_exception():
+    error = ValueError("model.units must be >= 1")
+    job = JobReturn(status=JobStatus.FAILED, _return_value=error)
+    assert compat.job_exception(job) is error
+    with pytest.raises(RuntimeError, match="no longer holds the job's exception"):
+        compat.job_exception(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5))

@@ -1,0 +1,27 @@
+from dataclasses import replace
+
+from asr.config import compose
+from asr.training.loop import config_sha256, set_determinism
+
+
+def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
+    a = compose([])
+    b = replace(
+        a,
+        trainer=replace(a.trainer, resume="never", verbose=0, threads=1, samples=3),
+        data=replace(a.data, workers=4, cache=False),
+    )
+    assert config_sha256(a) == config_sha256(b)
+    assert config_sha256(a) != config_sha256(replace(a, optimizer=replace(a.optimizer, lr=a.optimizer.lr * 2)))
+    assert config_sha256(a) != config_sha256(replace(a, seed=1))
+
+
+def test_determinism_can_be_traded_for_speed_within_one_process():
+    from asr import compat
+
+    set_determinism(0, True, None)
+    assert compat.op_determinism_enabled()
+    set_determinism(0, False, None)  # the next job of a multirun, with trainer.deterministic=false
+    assert not compat.op_determinism_enabled()
+    set_determinism(0, True, None)
+    assert compat.op_determinism_enabled()
