@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from asr.cli.export import main as export_main
+
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow  # the demo_run fixture trains a model
 
@@ -58,12 +60,8 @@ def test_exported_model_transcribes_like_asr_transcribe(demo_run, tmp_path):
     assert sum(bool(t) for t in expected) > 30  # the model says something: the comparison means something
 
 
-def test_export_refuses_a_non_bundle_and_an_existing_target(demo_run, tmp_path):
-    done = subprocess.run(
-        [str(BIN / "asr-export"), str(tmp_path), str(tmp_path / "x")], capture_output=True, text=True, env=_env()
-    )
-    assert done.returncode == 2 and "not a bundle" in done.stderr
-    done = subprocess.run(
-        [str(BIN / "asr-export"), str(demo_run), str(tmp_path)], capture_output=True, text=True, env=_env()
-    )
-    assert done.returncode == 2 and "already exists" in done.stderr
+def test_export_refuses_a_non_bundle_and_an_existing_target(demo_run, tmp_path, capsys):
+    assert export_main([str(tmp_path), str(tmp_path / "x")]) == 2
+    assert "not a bundle" in capsys.readouterr().err
+    assert export_main([str(demo_run), str(tmp_path)]) == 2  # exists: nothing is overwritten
+    assert "already exists" in capsys.readouterr().err

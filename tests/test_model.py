@@ -62,6 +62,7 @@ def test_error_rate_is_corpus_edit_distance_over_padded_batches():
     assert float(ler.result()) == 0.0
 
 
+@pytest.mark.slow  # 30 training steps
 def test_train_step_reduces_ctc_loss_and_reports_metrics():
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(0.01))

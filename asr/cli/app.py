@@ -1,21 +1,53 @@
-"""What the Hydra commands (asr-train, asr-prepare) share: registering the schema, a quiet TensorFlow, and
-running the Hydra app on an explicit argument list (for tests) as on the real command line."""
+"""What the Hydra commands (asr-train, asr-prepare) share: registering the schema, a quiet TensorFlow, their
+help page, and running the Hydra app on an explicit argument list (for tests) as on the real command line."""
 
 from __future__ import annotations
 
+import string
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any
 
 from asr.config import register
 from asr.system import quiet_tensorflow
 
+HELP_FLAGS = ("--help", "-h")
 
-def run_hydra_app(app: Callable[[], Any], prog: str, argv: Sequence[str] | None, extra: Sequence[str] = ()) -> None:
-    """Run a @hydra.main app as `prog *extra *argv` (argv None: the process's own arguments)."""
+
+def config_groups() -> str:
+    """`group: option, option` per config group of the shipped configs (Hydra's own groups left out)."""
+    root = resources.files("asr.conf")
+    groups = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__"))
+    lines = []
+    for group in groups:
+        options = sorted(p.name.removesuffix(".yaml") for p in group.iterdir() if p.name.endswith(".yaml"))
+        lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+def help_page(name: str) -> str:
+    """The help page of a command from conf/hydra/help/<name>.yaml, rendered as Hydra renders it, without
+    composing the whole config first (Hydra's --help takes a second for that)."""
+    import yaml
+
+    page = yaml.safe_load(resources.files("asr.conf").joinpath("hydra", "help", f"{name}.yaml").read_text())
+    text = page["template"].replace("${hydra.help.header}", page["header"])
+    text = text.replace("${hydra.help.footer}", page["footer"])
+    return string.Template(text).safe_substitute(APP_CONFIG_GROUPS=config_groups())
+
+
+def run_hydra_app(
+    app: Callable[[], Any], prog: str, argv: Sequence[str] | None, help_name: str, extra: Sequence[str] = ()
+) -> None:
+    """Run a @hydra.main app as `prog *extra *argv` (argv None: the process's own arguments); --help prints
+    the command's help page."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if any(a in HELP_FLAGS for a in arguments):
+        print(help_page(help_name))
+        return
     register()
     quiet_tensorflow()
-    arguments = list(sys.argv[1:] if argv is None else argv)
     saved = sys.argv
     sys.argv = [prog, *extra, *arguments]  # Hydra reads its arguments from sys.argv
     try:

@@ -27,7 +27,7 @@ def _task(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point `asr-prepare`."""
-    run_hydra_app(_task, "asr-prepare", argv, extra=["hydra/help=prepare"])
+    run_hydra_app(_task, "asr-prepare", argv, "prepare", extra=["hydra/help=prepare"])
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _task(cfg: DictConfig) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point `asr-train`."""
-    run_hydra_app(_task, "asr-train", argv)
+    run_hydra_app(_task, "asr-train", argv, "train")
 
 
 if __name__ == "__main__":

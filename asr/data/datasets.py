@@ -205,18 +205,20 @@ def load_splits(
 ) -> dict[str, list[Utterance]]:
     """Train / valid / test utterance lists from config; an empty `valid` is carved out of train.
 
-    For FSDD (`fmt` fsdd, or detected) train and test come from the dataset's own split of `root / train`.
+    A `fmt` other than auto applies to every split; for FSDD (`fmt` fsdd, or detected) train and test come
+    from the dataset's own split of `root / train`, and a valid path is detected.
     """
     if fmt not in FORMATS:
         raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    others = "auto" if fmt in ("auto", "fsdd") else fmt  # how the valid and test paths are read
     fmt = detect_format(root / train) if fmt == "auto" else fmt
     if fmt == "fsdd":
         splits = dict(zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True))
     else:
         splits = {"train": read_split(root, train, audio_root, fmt)}
-        splits["test"] = read_split(root, test, audio_root) if test else []
+        splits["test"] = read_split(root, test, audio_root, others) if test else []
     if valid:
-        splits["valid"] = read_split(root, valid, audio_root)
+        splits["valid"] = read_split(root, valid, audio_root, others)
     elif valid_fraction > 0:
         splits["train"], splits["valid"] = carve(splits["train"], valid_fraction)
     else:
