@@ -1,0 +1,77 @@
+"""The package layout holds: imports run one way (data -> model -> inference -> training -> cli), no library
+module imports a command module, and the light modules that configs and --help need never load TensorFlow."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "asr"
+# Position in the data flow; a module may import only from its own position or an earlier one.
+ORDER = {"data": 0, "model": 1, "inference": 2, "training": 3, "cli": 4}
+SHIMS = {"train", "transcribe", "export", "prepare", "bench", "sweep"}  # old console-script targets
+# Modules that must load without TensorFlow: configs and --help go through them.
+LIGHT = [
+    "config",
+    "system",
+    "files",
+    "compat",
+    "data/options",
+    "data/features",
+    "data/text",
+    "data/datasets",
+    "data/audio",
+    "data/extraction",
+    "data/validation",
+    "data/preparation",
+    "model/options",
+    "training/options",
+    "inference/options",
+]
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module a file imports, at any depth of its code."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+    return found
+
+
+def _is_shim(path: Path) -> bool:
+    """An old console-script module at the package top (a few lines re-exporting asr.cli)."""
+    return path.parent == PACKAGE and path.stem in SHIMS
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "asr" and parts[1] in ORDER else None
+
+
+COMMANDS = {f"asr.{name}" for name in SHIMS} | {"asr.cli"}
+LIBRARY = sorted(
+    p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts[:-1] and not _is_shim(p)
+)
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_library_modules_import_no_command_and_only_earlier_stages(path):
+    own = path.parent.name if path.parent.name in ORDER else None
+    for module in _imports(path):
+        assert not any(module == c or module.startswith(f"{c}.") for c in COMMANDS), f"{path} imports {module}"
+        if own and _stage(module):
+            assert ORDER[_stage(module)] <= ORDER[own], f"{path} ({own}) imports {module}: against the data flow"
+
+
+def test_light_modules_load_without_tensorflow():
+    names = [f"asr.{n.replace('/', '.')}" for n in LIGHT]
+    script = f"import importlib, sys\nfor n in {names!r}:\n    importlib.import_module(n)\nprint(sorted(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = ast.literal_eval(done.stdout.strip())
+    assert "tensorflow" not in loaded and "keras" not in loaded
