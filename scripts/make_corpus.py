@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -36,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
+
+from asr.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             default=DEFAULT_COUNTS[split],
             help=f"{split} utterances (default: {DEFAULT_COUNTS[split]})",
         )
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers (default: all CPUs)")
+    p.add_argument("--jobs", type=int, default=usable_cpus(), help="parallel workers (default: every usable CPU)")
     args = p.parse_args(argv)
     if min(args.n_train, args.n_valid, args.n_test) < 0 or args.seed < 0:
         p.error("counts and seed must be non-negative")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 from scipy.io import wavfile
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ASR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# absl (TensorFlow's logging) writes to the sys.stderr of its import, here pytest's capture file, and closes
+# that stream when an in-process Hydra run reconfigures logging while capsys holds sys.stderr: keep it on
+# the real stderr, which absl never closes.
+absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 # Runs started by the tests keep their feature cache out of the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
@@ -43,35 +49,45 @@ def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """A small model trained for a few epochs on the embedded corpus (in this process; shared by tests)."""
-    from asr.config import compose
-    from asr.training.loop import train
+    """A small model trained for a few epochs on the embedded corpus by `asr-train` (its main(argv), in this
+    process; shared by tests). Op determinism is left as it was before."""
+    from asr.cli.train import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
     overrides = ["trainer.epochs=6", "model.num_layers=1", "model.units=64", "trainer.verbose=0", "augment=none"]
-    train(compose(overrides), run_dir, overrides)
+    before = _determinism()
+    main([*overrides, f"hydra.run.dir={run_dir}"])
+    _set_determinism(before)
     return run_dir
 
 
 @pytest.fixture(autouse=True)
 def _restore_op_determinism():
     """A test that trains turns TensorFlow's op determinism on; the tests after it get the state they had."""
-    import sys
-
-    before = "tensorflow" in sys.modules and _determinism()
+    before = _determinism()
     yield
-    if "tensorflow" in sys.modules and _determinism() != before:
-        from asr import compat
-
-        if before:
-            import tensorflow as tf
-
-            tf.config.experimental.enable_op_determinism()
-        else:
-            compat.disable_op_determinism()
+    if "tensorflow" in sys.modules:
+        _set_determinism(before)
 
 
 def _determinism() -> bool:
+    """Whether op determinism is on (False before TensorFlow is imported)."""
+    if "tensorflow" not in sys.modules:
+        return False
     from asr import compat
 
     return compat.op_determinism_enabled()
+
+
+def _set_determinism(on: bool) -> None:
+    """Switch TensorFlow's op determinism on or off."""
+    from asr import compat
+
+    if on == compat.op_determinism_enabled():
+        return
+    if on:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    else:
+        compat.disable_op_determinism()

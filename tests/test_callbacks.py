@@ -80,3 +80,19 @@ def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
     with pytest.raises(TrainingDiverged, match="epoch 2: the training loss is nan; lower optimizer.lr"):
         run.epoch(1, 0.9, loss=float("nan"))
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_learning_curves_are_redrawn_on_a_cadence_and_at_the_end(tmp_path, monkeypatch):
+    from asr.training import callbacks
+
+    drawn = []
+    monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: drawn.append(len(records)))
+    run = Run(tmp_path, TrainerOptions(), OptimizerOptions())
+    clock = iter([0.0, 0.0, 10.0, 31.0, 31.0, 40.0])  # perf_counter at each epoch end and redraw
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock, 40.0))
+    plot = next(c for c in run.callbacks if isinstance(c, callbacks.PlotCurves))
+    for epoch in range(4):
+        plot.state.records.append({"epoch": epoch + 1})
+        plot.on_epoch_end(epoch)
+    plot.on_train_end()
+    assert drawn == [1, 3, 4]  # the first epoch, then 30 s later, then the last one at the end

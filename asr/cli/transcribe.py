@@ -10,13 +10,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from asr.data.audio import AUDIO_SUFFIXES
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.system import quiet_tensorflow
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Transcribe audio with a trained model. MODEL is a training run directory or its model/ bundle. AUDIO is any
-mix of WAV files, folders (searched recursively for .wav) and .jsonl / .csv manifests (as for training;
-their transcripts are the references of --score). Prints `<audio path>\\t<transcript>` per file, or one JSON
+mix of audio files ({", ".join(AUDIO_SUFFIXES)}), folders (searched recursively for those) and .jsonl / .csv
+manifests (as for training; their transcripts are the references of --score). Any channel count and rate
+is read (channels averaged, resampled to the model's rate). Prints `<audio path>\\t<transcript>` per file, or one JSON
 object per file with --json; a closing line on stderr gives the real-time factor. Exit status: 0, 1 if a
 file could not be read (the others are still transcribed), 2 for a bad model or arguments."""
 
@@ -25,7 +27,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, checked (a bad value exits with status 2 and the reason)."""
     parser = argparse.ArgumentParser(prog="asr-transcribe", description=DESCRIPTION)
     parser.add_argument("model", help="training run directory, or a bundle directory (model/)")
-    parser.add_argument("audio", nargs="+", help="WAV files, folders (searched for .wav), .jsonl / .csv manifests")
+    parser.add_argument("audio", nargs="+", help="audio files, folders (searched recursively), .jsonl / .csv manifests")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: audio, text, duration_s, ...")
     parser.add_argument("--beam-width", type=int, default=0, help="beam search width; 0 or 1: greedy (default)")
     parser.add_argument(

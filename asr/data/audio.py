@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 # Full-scale values of each integer PCM layout as scipy.io.wavfile returns it:
 # 8-bit is unsigned with its zero at 128; 24-bit arrives left-justified in int32, so it shares int32's scale.
@@ -52,6 +51,8 @@ def resample(signal: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     """Resample a 1-D signal from `rate` to `target_rate` with a polyphase filter."""
     if rate == target_rate:
         return signal
+    from scipy.signal import resample_poly  # scipy.signal takes a second to import; --help should not wait
+
     g = math.gcd(rate, target_rate)
     return resample_poly(signal, target_rate // g, rate // g).astype(np.float32)
 

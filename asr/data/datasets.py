@@ -146,25 +146,36 @@ def read_fsdd(root: Path, holdout_speakers: Sequence[str] = ()) -> tuple[list[Ut
     return train, test
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path) -> DataFormat:
     """jsonl / csv by suffix; a directory of FSDD-named .wav files without transcripts is fsdd; else dir."""
     if path.suffix in (".jsonl", ".csv"):
-        return path.suffix[1:]
+        return DataFormat(path.suffix[1:])
     if path.is_dir():
         wavs = list(itertools.islice(path.glob("*.wav"), 50))
         if wavs and all(FSDD_NAME.fullmatch(w.name) for w in wavs) and not any(path.glob("*.txt")):
-            return "fsdd"
-        return "dir"
+            return DataFormat.fsdd
+        return DataFormat.dir
     raise DatasetError(f"{path}: neither a .jsonl / .csv manifest nor a directory")
 
 
 FORMATS = tuple(f.value for f in DataFormat)
 
 
-def read_split(root: Path, spec: str, audio_root: Path | None = None, fmt: str = "auto") -> list[Utterance]:
+def data_format(fmt: DataFormat | str) -> DataFormat:
+    """`fmt` as a DataFormat; DatasetError naming the choices for anything else."""
+    try:
+        return DataFormat(fmt)
+    except ValueError:
+        raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}") from None
+
+
+def read_split(
+    root: Path, spec: str, audio_root: Path | None = None, fmt: DataFormat | str = DataFormat.auto
+) -> list[Utterance]:
     """A split given as a path relative to `root` (or absolute), read as `fmt` (auto: detected)."""
     path = root / spec
-    fmt = detect_format(path) if fmt == "auto" else fmt
+    fmt = data_format(fmt)
+    fmt = detect_format(path) if fmt == DataFormat.auto else fmt
     if fmt == "jsonl":
         return read_jsonl(path, audio_root)
     if fmt == "csv":
@@ -174,7 +185,7 @@ def read_split(root: Path, spec: str, audio_root: Path | None = None, fmt: str =
     if fmt == "fsdd":
         train, test = read_fsdd(path)
         return train + test
-    raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    raise AssertionError(f"unhandled data format {fmt}")
 
 
 def carve(items: list[Utterance], fraction: float) -> tuple[list[Utterance], list[Utterance]]:
@@ -200,7 +211,7 @@ def load_splits(
     test: str,
     valid_fraction: float = 0.0,
     audio_root: Path | None = None,
-    fmt: str = "auto",
+    fmt: DataFormat | str = DataFormat.auto,
     holdout_speakers: Sequence[str] = (),
 ) -> dict[str, list[Utterance]]:
     """Train / valid / test utterance lists from config; an empty `valid` is carved out of train.
@@ -208,10 +219,9 @@ def load_splits(
     A `fmt` other than auto applies to every split; for FSDD (`fmt` fsdd, or detected) train and test come
     from the dataset's own split of `root / train`, and a valid path is detected.
     """
-    if fmt not in FORMATS:
-        raise DatasetError(f"data.format must be one of {FORMATS}, got {fmt!r}")
-    others = "auto" if fmt in ("auto", "fsdd") else fmt  # how the valid and test paths are read
-    fmt = detect_format(root / train) if fmt == "auto" else fmt
+    fmt = data_format(fmt)
+    others = DataFormat.auto if fmt in (DataFormat.auto, DataFormat.fsdd) else fmt  # how valid and test are read
+    fmt = detect_format(root / train) if fmt == DataFormat.auto else fmt
     if fmt == "fsdd":
         splits = dict(zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True))
     else:

@@ -42,6 +42,8 @@ class DataOptions:
     workers: int | None = None  # feature extraction processes; None: one per usable core
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "format", DataFormat(self.format))
+        object.__setattr__(self, "on_error", OnError(self.on_error))
         object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
         if self.workers == 0:  # the value that meant "one per core" before `null` did
             object.__setattr__(self, "workers", None)

@@ -15,7 +15,7 @@ class DecodeOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     beam_width: int = 0  # 0 or 1: greedy (unless n_best asks for a beam)
     # > 0: also list the n best beam-search transcripts with their log probabilities; the transcript is then
-    # the first of them (a beam of max(beam_width, n_best))
+    # the first of them (a beam of n_best when beam_width is 0; an explicit beam_width must be >= n_best)
     n_best: int = 0
     timestamps: bool = False  # word start/end times from the CTC alignment
 
@@ -24,5 +24,5 @@ class DecodeOptions:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.beam_width < 0 or self.n_best < 0:
             raise ValueError("--beam-width and --n-best must be >= 0")
-        if self.n_best > max(self.beam_width, 1) and self.beam_width:
+        if self.beam_width and self.n_best > self.beam_width:
             raise ValueError(f"--n-best {self.n_best} needs --beam-width >= {self.n_best}")

@@ -131,9 +131,10 @@ def start_or_resume(options: RunOptions, run_dir: Path) -> checkpoint.Checkpoint
 
 
 def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = ()) -> float:
-    """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json and
-    learning_curves.png into run_dir, resuming from its last checkpoint if it has one; returns the best
-    validation LER. Leaves nothing behind in the process (a multirun runs many jobs in one)."""
+    """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json,
+    prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one;
+    returns the best validation LER. Drops the graphs and gradient registrations it made, so the jobs of a
+    multirun in one process do not pile up memory (op determinism stays as the job set it)."""
     known = compat.custom_gradient_names()
     try:
         return _train(options, Path(run_dir), overrides)
