@@ -21,15 +21,16 @@ demo: setup
 	$(BIN)/asr-train experiment=demo hydra.run.dir=$(DEMO_RUN)
 	$(BIN)/asr-transcribe $(DEMO_RUN) data/test.jsonl --score
 
-# Everything, training tests included (what CI runs).
+# Everything, training tests included (what CI runs); one pytest-xdist worker per usable core, the tests of
+# the shared demo model on one of them.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # The inner loop: tests not marked slow (no training, no command that trains).
 test-fast: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 lint: setup
 	$(BIN)/ruff check .

@@ -91,3 +91,11 @@ def _set_determinism(on: bool) -> None:
         tf.config.experimental.enable_op_determinism()
     else:
         compat.disable_op_determinism()
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the tests of the demo_run model share one worker, which
+    trains it once."""
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_run"))

@@ -10,13 +10,19 @@ from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
 
 
-@pytest.fixture
-def saved(tmp_path):
-    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000, deltas=1)
-    model = CTCModel(options.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2))
+@pytest.fixture(scope="module")
+def built() -> CTCModel:
+    """A small model with its weights created (shared: the tests only read it)."""
+    options = ModelOptions(num_layers=1, units=8, stride=2)
+    model = CTCModel(FeatureOptions(deltas=1).num_features, Vocabulary().characters, options)
     model.build_for()
-    save_bundle(tmp_path / "run" / "model", model, options, vocab)
-    return model, tmp_path / "run"
+    return model
+
+
+@pytest.fixture
+def saved(tmp_path, built):
+    save_bundle(tmp_path / "run" / "model", built, FeatureOptions(sample_rate=8000, deltas=1), Vocabulary())
+    return built, tmp_path / "run"
 
 
 def test_round_trip_gives_identical_logits(saved):

@@ -1,5 +1,6 @@
 """The training callbacks, epoch by epoch on a tiny model (no data, no fit)."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,13 +14,21 @@ from asr.training.options import OptimizerOptions, TrainerOptions
 from asr.training.state import RunState
 
 
+@functools.cache
+def _tiny_model() -> CTCModel:
+    """One tiny built model for every test (each compiles it with its own optimizer)."""
+    model = CTCModel(4, "ab ", ModelOptions(num_layers=1, units=4))
+    model.build_for()
+    return model
+
+
 class Run:
     """The callbacks of a run over a tiny model, driven by hand."""
 
     def __init__(self, tmp_path: Path, trainer: TrainerOptions, optimizer: OptimizerOptions) -> None:
-        self.model = CTCModel(4, "ab ", ModelOptions(num_layers=1, units=4))
+        self.model = _tiny_model()
         self.model.compile(optimizer=build_optimizer(optimizer, 10, 10))
-        self.model.build_for()
+        self.model.stop_training = False
         self.state = RunState()
         self.callbacks = training_callbacks(self.state, tmp_path, trainer, optimizer, [0.1] * 10, None)
         for callback in self.callbacks:

@@ -19,6 +19,20 @@ def _train_step() -> None:
     model.train_on_batch(features, np.array([[0, 1], [1, -1]], np.int32))
 
 
+def test_a_traced_custom_gradient_is_registered_and_forgetting_drops_it():
+    @tf.custom_gradient
+    def double(x):
+        return 2 * x, lambda dy: 2 * dy
+
+    known = compat.custom_gradient_names()
+    tf.function(double).get_concrete_function(tf.TensorSpec([2]))
+    new = compat.custom_gradient_names() - known
+    assert len(new) == 1, "tf.custom_gradient no longer registers its gradient where asr.compat looks"
+    assert compat.forget_custom_gradients(known) == 1
+    assert compat.custom_gradient_names() == known
+
+
+@pytest.mark.slow  # traces a whole CTC training step (about 5 s)
 def test_a_traced_training_step_registers_custom_gradients_and_forgetting_drops_them():
     known = compat.custom_gradient_names()
     _train_step()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from conftest import ROOT
+from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from asr.cli.transcribe import main
@@ -85,7 +86,7 @@ def test_n_best_without_a_beam_width_transcribes_with_the_same_beam(demo_run, tr
     assert all(r["text"] == r["nbest"][0]["text"] and len(r["nbest"]) == 3 for r in records)
 
 
-def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcribe):
+def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcribe, tmp_path):
     import asr
     from asr.data.audio import load_audio
 
@@ -94,6 +95,8 @@ def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcr
     waveform = load_audio(path, 8000)
     expected = json.loads(transcribe(str(demo_run), str(path), "--json").stdout)["text"]
     assert asr.transcribe(bundle, [waveform]) == [expected]
-    # the same audio at 16 kHz is resampled to the model's 8 kHz first
+    # audio at 16 kHz is resampled to the model's 8 kHz first, as the command resamples a 16 kHz file
     upsampled = resample_poly(waveform, 2, 1).astype(np.float32)
-    assert asr.transcribe(bundle, [upsampled], sample_rate=16000) == [expected]
+    wavfile.write(tmp_path / "16k.wav", 16000, upsampled)
+    expected = json.loads(transcribe(str(demo_run), str(tmp_path / "16k.wav"), "--json").stdout)["text"]
+    assert asr.transcribe(bundle, [load_audio(tmp_path / "16k.wav", 16000)], sample_rate=16000) == [expected]

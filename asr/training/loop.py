@@ -169,9 +169,10 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         shown = examples["valid"][:TB_SAMPLES]
         samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]  # noqa: E731
     state = RunState(config_sha256=config_sha256(options))
+    resumed_from = None
     if resumed is not None:
         checkpoint.restore(model, resumed)
-        state = resumed.state
+        state, resumed_from = resumed.state, resumed.state.epoch  # the callbacks advance state.epoch
     callbacks = training_callbacks(
         state, run_dir, trainer, options.optimizer, [plan.padding_share for plan in plans], samples
     )
@@ -210,7 +211,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         "best_val_ler": best_ler,
         "epochs": len(state.records),
         "train_seconds": round(state.train_seconds, 3),
-        "resumed_from_epoch": resumed.state.epoch if resumed else None,
+        "resumed_from_epoch": resumed_from,
         "test": {k: v for k, v in test.items() if k != "samples"} if test else None,
         "samples": test["samples"] if test else [],
         "rejected": prepared.report["rejected"],
