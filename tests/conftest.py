@@ -23,8 +23,7 @@ absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
 
-@pytest.fixture
-def shared_data() -> Path:
+def require_shared_data() -> Path:
     """../shared/data (or $ASR_SHARED_DATA); a failure in CI when missing, a skip elsewhere."""
     if not (SHARED_DATA / "ldc93s1" / "LDC93S1.wav").is_file():
         message = f"shared data not found at {SHARED_DATA} (set ASR_SHARED_DATA)"
@@ -32,6 +31,12 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data (or $ASR_SHARED_DATA); see require_shared_data."""
+    return require_shared_data()
 
 
 def sine(rate: int, seconds: float = 0.5, hz: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
@@ -95,7 +100,8 @@ def _set_determinism(on: bool) -> None:
 
 def pytest_collection_modifyitems(items) -> None:
     """Under pytest-xdist (`--dist loadgroup`), the tests of the demo_run model share one worker, which
-    trains it once."""
+    trains it once; the slow tests go first, so that the quick ones fill the workers' last minutes."""
     for item in items:
         if "demo_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("demo_run"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order within each

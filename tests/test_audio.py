@@ -2,9 +2,10 @@ import struct
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import sine, write_wav
 
-from asr.data.audio import AudioError, load_audio
+from asr.data.audio import AudioError, audio_files, load_audio, resample
 
 RATE = 16000
 
@@ -72,8 +73,8 @@ def test_cut_in_seconds(tmp_path):
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"", "not a readable WAV file"),
-        (b"hello, this is text and not audio at all", "not a readable WAV file"),
+        (b"", "not a readable audio file"),
+        (b"hello, this is text and not audio at all", "not a readable audio file"),
     ],
 )
 def test_broken_files_name_the_file_and_the_problem(tmp_path, content, reason):
@@ -87,7 +88,7 @@ def test_broken_files_name_the_file_and_the_problem(tmp_path, content, reason):
 def test_truncated_data_is_an_error_not_silence(tmp_path):
     path = write_wav(tmp_path / "t.wav", RATE, (sine(RATE) * 32767).astype(np.int16))
     path.write_bytes(path.read_bytes()[:-1001])
-    with pytest.raises(AudioError, match=r"t\.wav: damaged WAV file"):
+    with pytest.raises(AudioError, match=r"t\.wav: damaged audio file"):
         load_audio(path, RATE)
 
 
@@ -104,3 +105,65 @@ def test_shared_ldc93s1_variants_agree(shared_data):
     assert abs(len(base) - len(stereo)) <= 16
     n = min(len(base), len(stereo))
     assert np.corrcoef(base[:n], stereo[:n])[0, 1] > 0.95
+
+
+# (file name, soundfile format, subtype, lossy): every container and sample type users bring
+FORMATS = [
+    ("a.flac", "FLAC", "PCM_16", False),
+    ("a.ogg", "OGG", "VORBIS", True),
+    ("a.opus", "OGG", "OPUS", True),
+    ("a.mp3", "MP3", "MPEG_LAYER_III", True),
+    ("a.sph", "NIST", "PCM_16", False),
+    ("A.WAV", "NIST", "PCM_16", False),  # TIMIT: SPHERE files named .WAV
+    ("a24.wav", "WAVEX", "PCM_24", False),
+    ("alaw.wav", "WAV", "ALAW", True),
+    ("ulaw.wav", "WAV", "ULAW", True),
+    ("a.aiff", "AIFF", "PCM_16", False),
+    ("a.w64", "W64", "FLOAT", False),
+    ("a.caf", "CAF", "PCM_16", False),
+]
+
+
+@pytest.mark.parametrize(("name", "container", "subtype", "lossy"), FORMATS, ids=[f[0] for f in FORMATS])
+def test_every_container_and_sample_type_reads_to_the_same_signal(tmp_path, name, container, subtype, lossy):
+    x = sine(48000 if subtype == "OPUS" else RATE, seconds=1.0, hz=440, amplitude=0.5)
+    rate = 48000 if subtype == "OPUS" else RATE  # Opus runs at 48 kHz
+    soundfile.write(tmp_path / name, x, rate, format=container, subtype=subtype)
+    y = load_audio(tmp_path / name, RATE)
+    expected = load_audio_reference(x, rate)
+    assert y.dtype == np.float32 and abs(len(y) - len(expected)) <= RATE // 20  # MP3/Opus pad a few ms
+    n = min(len(y), len(expected))
+    if lossy:
+        shift = int(np.argmax(np.correlate(y[: n // 2], expected[: n // 2], "full"))) - (n // 2 - 1)
+        a, b = (y[shift:n], expected[: n - shift]) if shift >= 0 else (y[: n + shift], expected[-shift:n])
+        assert np.corrcoef(a, b)[0, 1] > 0.98
+    else:
+        np.testing.assert_allclose(y[:n], expected[:n], atol=1e-3)
+
+
+def load_audio_reference(x: np.ndarray, rate: int) -> np.ndarray:
+    """What a reader should return for float samples x at `rate`: x at RATE."""
+    return x if rate == RATE else resample(x, rate, RATE)
+
+
+def test_folders_are_searched_for_every_audio_suffix_in_any_case(tmp_path):
+    for name in ("a.wav", "b.FLAC", "sub/c.Mp3", "d.txt", "e.sph", "f.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in audio_files(tmp_path)]
+    assert found == ["a.wav", "b.FLAC", "e.sph", "sub/c.Mp3"]
+
+
+def test_nan_samples_are_refused(tmp_path):
+    x = sine(RATE)
+    x[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", x, RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan\.wav: the samples include NaN or infinite values"):
+        load_audio(tmp_path / "nan.wav", RATE)
+
+
+def test_a_cut_reads_only_its_frames_of_a_flac(tmp_path):
+    x = np.linspace(-0.5, 0.5, RATE * 4, dtype=np.float32)
+    soundfile.write(tmp_path / "long.flac", x, RATE, subtype="PCM_24")
+    y = load_audio(tmp_path / "long.flac", RATE, start=1.0, end=1.5)
+    np.testing.assert_allclose(y, x[RATE : RATE + RATE // 2], atol=1e-6)

@@ -5,7 +5,7 @@ import pytest
 
 from asr.data.features import FeatureOptions, extract
 from asr.data.text import Vocabulary
-from asr.inference.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle
+from asr.inference.bundle import BUNDLE_FILE, DEFAULT_MAX_SECONDS, BundleError, load_bundle, save_bundle
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
 
@@ -32,6 +32,16 @@ def test_round_trip_gives_identical_logits(saved):
     assert bundle.model.stride == 2
     x = {"features": np.random.default_rng(0).normal(size=(2, 9, 26)).astype(np.float32), "lengths": np.array([9, 5])}
     np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
+
+
+def test_the_longest_training_utterance_and_a_unicode_vocabulary_travel_with_the_bundle(tmp_path):
+    vocab = Vocabulary(" abcdefghijklmnopqrstuvwxyzéëï")  # as data.characters=auto found them
+    model = CTCModel(26, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2))
+    model.build_for()
+    save_bundle(tmp_path, model, FeatureOptions(deltas=1), vocab, max_seconds=7.25)
+    assert "éëï" in (tmp_path / BUNDLE_FILE).read_text(encoding="utf-8")  # stored as text, not \u escapes
+    bundle = load_bundle(tmp_path)
+    assert bundle.vocab == vocab and bundle.max_seconds == 7.25 and not bundle.vocab.fold_accents
 
 
 def test_not_a_bundle(tmp_path):
@@ -99,6 +109,7 @@ def test_a_bundle_written_before_options_were_grouped_still_loads(saved):
     flat |= {"time_masks": 2, "time_mask_width": 6, "freq_masks": 0, "freq_mask_width": 0}
     path.write_text(json.dumps({**spec, "model": flat, "features": {**spec["features"], "normalize": "utterance"}}))
     bundle = load_bundle(run_dir)
+    assert bundle.max_seconds == DEFAULT_MAX_SECONDS and bundle.vocab.fold_accents  # as such bundles behaved
     assert bundle.model.options == ModelOptions(num_layers=1, units=8, stride=2)
     assert bundle.model.augment.time_masks == 2
     x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}

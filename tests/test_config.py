@@ -25,7 +25,7 @@ def test_all_presets_are_there():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_to_the_schema(preset):
-    cfg = _compose([f"experiment={preset}"])
+    cfg = _compose([f"experiment={preset}"] + (["data.root=/corpus"] if preset == "speech" else []))
     assert isinstance(cfg, Config)
     assert cfg.name == preset
     assert Path(cfg.data.root).is_absolute()
@@ -107,7 +107,7 @@ def test_search_preset_declares_an_optuna_study_that_survives_failed_trials():
         ("trainer.resume=sometimes", "[auto, never]"),
         ("optimizer.schedule=step", "[constant, cosine, plateau]"),
         ("optimizer.name=adagrad", "[adam, adamw, sgd]"),
-        ("data.format=tsv", "[auto, dir, jsonl, csv, fsdd]"),
+        ("data.format=tsv", "[auto, dir, jsonl, csv, fsdd, librispeech, commonvoice]"),
         ("data.on_error=ignore", "[skip, raise]"),
         ("features.normalize=mean", "[utterance, utterance_scalar, global, both, none]"),
     ],
@@ -166,3 +166,18 @@ def test_augment_group_turns_the_preset_augmentation_off():
     options = to_options(_compose(["augment=none"]))
     assert options.augment == AugmentOptions()
     assert to_options(_compose([])).augment.speeds[1] == 0.8  # the demo's own
+
+
+def test_the_speech_recipe_needs_a_corpus_and_fillets_nl_sets_only_its_data():
+    from omegaconf.errors import MissingMandatoryValue
+
+    with pytest.raises(MissingMandatoryValue, match="data.root"):
+        _compose(["experiment=speech"])
+    speech = OmegaConf.structured(_compose(["experiment=speech", "data.root=/corpus"]))
+    fillets = OmegaConf.structured(_compose(["experiment=fillets_nl"]))
+    assert speech.data.characters == "auto" and not speech.data.fold_accents
+    for cfg in (speech, fillets):
+        cfg.name = ""
+        for key in ("root", "train", "valid", "test"):
+            cfg.data[key] = ""
+    assert OmegaConf.to_container(speech) == OmegaConf.to_container(fillets)

@@ -2,8 +2,10 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import write_wav
 
+from asr.data.audio import load_audio
 from asr.data.datasets import (
     DatasetError,
     Utterance,
@@ -32,7 +34,7 @@ def test_directory_reader(tmp_path):
     items = read_directory(tmp_path)
     assert [(u.audio.name, u.text) for u in items] == [("two.wav", "three"), ("one.wav", "one two")]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no .wav files"):
+    with pytest.raises(DatasetError, match="no audio files"):
         read_directory(tmp_path / "empty")
 
 
@@ -100,3 +102,72 @@ def test_fsdd_official_split_and_speaker_holdout(tmp_path):
     assert [u.audio.name for u in held["train"]] == ["2_ann_5.wav"]
     (tmp_path / "2_ann_5.txt").write_text("two")
     assert detect_format(tmp_path) == "dir"  # transcripts beside the audio: a plain directory dataset
+
+
+def _tone(path, rate: int = 16000, seconds: float = 0.4, **kwargs) -> None:
+    """A short tone written by soundfile in the format its suffix (or kwargs) says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), rate, **kwargs)
+
+
+def _read_end_to_end(items: list[Utterance]) -> list[tuple[str, str | None, int]]:
+    """(file name, transcript, samples at 16 kHz) of each utterance, audio read as training reads it."""
+    return [(u.audio.name, u.text, len(load_audio(u.audio, 16000))) for u in items]
+
+
+def test_librispeech_subset_is_read_with_speakers(tmp_path):
+    chapter = tmp_path / "train-clean-5" / "19" / "198"
+    _tone(chapter / "19-198-0000.flac")
+    _tone(chapter / "19-198-0001.flac", seconds=0.2)
+    (chapter / "19-198.trans.txt").write_text(
+        "19-198-0000 NORTHANGER ABBEY\n19-198-0001 CHAPTER ONE\n19-198-0002 GONE\n"
+    )
+    assert detect_format(tmp_path / "train-clean-5") == "librispeech"
+    splits = load_splits(tmp_path, "train-clean-5", "", "")
+    assert _read_end_to_end(splits["train"]) == [
+        ("19-198-0000.flac", "NORTHANGER ABBEY", 6400),
+        ("19-198-0001.flac", "CHAPTER ONE", 3200),
+    ]  # 0002 has no audio: skipped with a warning
+    assert {u.speaker for u in splits["train"]} == {"19"}
+
+
+def test_common_voice_tsv_splits_with_client_ids_as_speakers(tmp_path):
+    language = tmp_path / "cv-corpus" / "pl"
+    header = "client_id\tpath\tsentence_id\tsentence\tup_votes\tdown_votes\n"
+    for split, rows in {
+        "train": [("a1", "c1.mp3", "Zażółć gęślą jaźń."), ("b2", "c2.mp3", '"Tak", powiedział.')],
+        "dev": [("c3", "c3.mp3", "Dobry wieczór")],
+        "test": [],
+    }.items():
+        lines = [f"{client}\t{clip}\t{i}\t{text}\t2\t0\n" for i, (client, clip, text) in enumerate(rows)]
+        (language / f"{split}.tsv").parent.mkdir(parents=True, exist_ok=True)
+        (language / f"{split}.tsv").write_text(header + "".join(lines), encoding="utf-8")
+        for _, clip, _ in rows:
+            _tone(language / "clips" / clip, rate=48000, format="MP3")
+    assert detect_format(language / "train.tsv") == "commonvoice" and detect_format(language) == "commonvoice"
+    splits = load_splits(language, "train.tsv", "dev.tsv", "test.tsv")
+    assert [(u.text, u.speaker) for u in splits["train"]] == [
+        ("Zażółć gęślą jaźń.", "a1"),
+        ('"Tak", powiedział.', "b2"),
+    ]
+    assert [u.text for u in splits["valid"]] == ["Dobry wieczór"] and splits["test"] == []
+    for name, _, samples in _read_end_to_end(splits["train"] + splits["valid"]):
+        assert name.endswith(".mp3") and abs(samples - 6400) < 1600  # MP3 frames pad the ends
+    folder = load_splits(tmp_path, "cv-corpus/pl", "", "", fmt="commonvoice")["train"]  # a language folder: train.tsv
+    assert [u.audio for u in folder] == [u.audio for u in splits["train"]]
+
+
+def test_timit_layout_sphere_wav_files_with_txt_or_wrd_transcripts(tmp_path):
+    speaker = tmp_path / "TIMIT" / "TRAIN" / "DR1" / "FCJF0"
+    _tone(speaker / "SA1.WAV", format="NIST", subtype="PCM_16")  # TIMIT's SPHERE files are named .WAV
+    (speaker / "SA1.TXT").write_text("0 6400 She had your dark suit in greasy wash water all year.\n")
+    _tone(speaker / "SX9.WAV", format="NIST", subtype="PCM_16", seconds=0.2)
+    (speaker / "SX9.WRD").write_text("0 1600 dark\n1600 3200 suit\n")
+    (speaker / "SX9.PHN").write_text("0 3200 h#\n")
+    assert detect_format(tmp_path / "TIMIT" / "TRAIN") == "dir"
+    items = load_splits(tmp_path / "TIMIT", "TRAIN", "", "")["train"]
+    assert _read_end_to_end(items) == [
+        ("SA1.WAV", "She had your dark suit in greasy wash water all year.", 6400),
+        ("SX9.WAV", "dark suit", 3200),
+    ]

@@ -48,7 +48,7 @@ def test_parallel_extraction_keeps_order_and_values(tmp_path, monkeypatch):
     broken.write_bytes(b"no")
     jobs = [Job(str(p)) for p in paths[:3]] + [Job(str(broken))] + [Job(str(p), speed=1.1) for p in paths[3:]]
     parallel, stats = extract_all(jobs, options, None, workers=2)
-    assert list(stats.errors) == [3] and "not a readable WAV file" in stats.errors[3]
+    assert list(stats.errors) == [3] and "not a readable audio file" in stats.errors[3]
     for job, result in zip(jobs, parallel, strict=True):
         if job.audio != str(broken):
             np.testing.assert_array_equal(result, featurize(job, options))

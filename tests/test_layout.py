@@ -54,9 +54,7 @@ def _stage(module: str) -> str | None:
 
 
 COMMANDS = {f"asr.{name}" for name in SHIMS} | {"asr.cli"}
-LIBRARY = sorted(
-    p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts[:-1] and not _is_shim(p)
-)
+LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts[:-1] and not _is_shim(p))
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile
+from conftest import require_shared_data
 
 from asr.cli.train import main
 
@@ -74,10 +76,10 @@ def test_short_demo_run_trains_saves_and_transcribes(demo_run, tmp_path):
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [Path(r["audio"]).name for r in records] == sorted(p.name for p in folder.iterdir())  # input order
     assert all(set(r) == {"audio", "text", "duration_s", "seconds"} for r in records[:3])
-    assert "not a readable WAV file" in records[3]["error"]
+    assert "not a readable audio file" in records[3]["error"]
     done = run([str(BIN / "asr-transcribe"), str(run_dir), str(folder)])
     assert done.returncode == 1 and len(done.stdout.splitlines()) == 3
-    assert "test_99999.wav: not a readable WAV file" in done.stderr
+    assert "test_99999.wav: not a readable audio file" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -110,21 +112,55 @@ def _values(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in read_metrics(run_dir)]
 
 
-@pytest.mark.slow
-def test_our_ldc93s1_recipe_reaches_ler_0_fast_and_reproducibly(shared_data, tmp_path):
-    runs = [tmp_path / "a", tmp_path / "b"]
+SENTENCE = "she had your dark suit in greasy wash water all year"
+
+
+@pytest.fixture(scope="module")
+def ldc93s1_runs(tmp_path_factory) -> list[Path]:
+    """Two runs of `asr-train experiment=ldc93s1` (same config and seed)."""
+    require_shared_data()
+    runs = [tmp_path_factory.mktemp("ldc93s1") / name for name in ("a", "b")]
     for run_dir in runs:
         done = run([str(BIN / "asr-train"), "experiment=ldc93s1", f"hydra.run.dir={run_dir}", "trainer.verbose=0"])
         assert done.returncode == 0, done.stderr[-3000:]
-    metrics = read_metrics(runs[0])
+    return runs
+
+
+@pytest.mark.slow
+def test_our_ldc93s1_recipe_reaches_ler_0_fast_and_reproducibly(shared_data, ldc93s1_runs):
+    metrics = read_metrics(ldc93s1_runs[0])
     assert len(metrics) <= 100 and metrics[-1]["val_ler"] == 0.0
     assert all(m["val_ler"] > 0 for m in metrics[:-1])  # it stopped at the first epoch with LER 0
-    assert _values(runs[0]) == _values(runs[1])  # same config and seed: the same numbers, bit for bit
+    assert _values(ldc93s1_runs[0]) == _values(ldc93s1_runs[1])  # same config and seed: the same numbers
     stereo = shared_data / "ldc93s1" / "LDC93S1_pcms16le_2_44100.wav"
-    done = run([str(BIN / "asr-transcribe"), str(runs[0]), str(stereo), "--json"])
+    done = run([str(BIN / "asr-transcribe"), str(ldc93s1_runs[0]), str(stereo), "--json"])
     record = json.loads(done.stdout)
-    assert record["text"] == "she had your dark suit in greasy wash water all year"
+    assert record["text"] == SENTENCE
     assert record["duration_s"] == pytest.approx(2.92, abs=0.01)
+
+
+# (suffix, soundfile format, subtype): copies of the LDC93S1 WAV in the formats users bring
+COPIES = [
+    ("flac", "FLAC", "PCM_16"),
+    ("ogg", "OGG", "VORBIS"),
+    ("mp3", "MP3", "MPEG_LAYER_III"),
+    ("sph", "NIST", "PCM_16"),
+    ("wav", "WAVEX", "PCM_24"),
+    ("aiff", "AIFF", "PCM_16"),
+]
+
+
+@pytest.mark.slow
+def test_the_ldc93s1_model_transcribes_every_format_as_files_and_as_a_folder(shared_data, ldc93s1_runs, tmp_path):
+    wave, rate = soundfile.read(shared_data / "ldc93s1" / "LDC93S1.wav", dtype="float32")
+    for suffix, container, subtype in COPIES:
+        soundfile.write(tmp_path / f"ldc93s1.{suffix}", wave, rate, format=container, subtype=subtype)
+    files = [str(tmp_path / f"ldc93s1.{suffix}") for suffix, _, _ in COPIES]
+    for inputs in (files, [str(tmp_path)]):
+        done = run([str(BIN / "asr-transcribe"), str(ldc93s1_runs[0]), *inputs])
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = dict(line.split("\t") for line in done.stdout.splitlines())
+        assert sorted(lines) == sorted(files) and set(lines.values()) == {SENTENCE}, done.stdout
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import soundfile
 from conftest import ROOT
 from scipy.io import wavfile
 from scipy.signal import resample_poly
@@ -100,3 +101,42 @@ def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcr
     wavfile.write(tmp_path / "16k.wav", 16000, upsampled)
     expected = json.loads(transcribe(str(demo_run), str(tmp_path / "16k.wav"), "--json").stdout)["text"]
     assert asr.transcribe(bundle, [load_audio(tmp_path / "16k.wav", 16000)], sample_rate=16000) == [expected]
+
+
+def test_a_recording_of_twenty_utterances_is_cut_at_its_pauses_and_read_in_its_own_timeline(
+    demo_run, tmp_path, transcribe
+):
+    rows = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:20]]
+    rate, pause = 8000, np.zeros(int(0.6 * 8000), np.float32)
+    parts, onsets, t = [], [], 0.0
+    for row in rows:
+        wave = soundfile.read(ROOT / "data" / row["audio"], dtype="float32")[0]
+        parts += [wave, pause]
+        onsets.append(t)
+        t += (len(wave) + len(pause)) / rate
+    soundfile.write(tmp_path / "long.flac", np.concatenate(parts), rate)
+    bundle = json.loads((demo_run / "model" / "bundle.json").read_text())
+    assert 2.0 < bundle["max_seconds"] < t  # the longest training utterance: the recording is longer
+
+    done = transcribe(str(demo_run), str(tmp_path / "long.flac"), "--json", "--timestamps")
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)
+    chunks = record["chunks"]
+    assert len(chunks) == 20 and record["duration_s"] == pytest.approx(t, abs=0.01)
+    ends = [*onsets[1:], t]
+    for chunk, onset, end in zip(chunks, onsets, ends, strict=True):  # one piece per utterance
+        assert onset - 0.05 <= chunk["start"] and chunk["end"] <= end + 0.05
+        assert chunk["end"] - chunk["start"] <= bundle["max_seconds"]
+    assert record["text"] == " ".join(c["text"] for c in chunks if c["text"])
+    words = record["words"]
+    assert [w["word"] for w in words] == record["text"].split()
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words) and words[-1]["end"] <= t
+    # each piece reads as the same span cut by a manifest would
+    manifest = tmp_path / "pieces.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": "long.flac", **c}) + "\n" for c in chunks))
+    pieces = [json.loads(line) for line in transcribe(str(demo_run), str(manifest), "--json").stdout.splitlines()]
+    assert [" ".join(p["text"].split()) for p in pieces] == [c["text"] for c in chunks]
+    # plain output stays one line per file
+    assert (
+        transcribe(str(demo_run), str(tmp_path / "long.flac")).stdout == f"{tmp_path / 'long.flac'}\t{record['text']}\n"
+    )

@@ -1,5 +1,5 @@
-"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...]`: speed and memory against a
-baseline measured in the same run, printed and written as JSON (see asr.benchmark)."""
+"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...] | asr-bench resample`: speed and
+memory against a baseline measured in the same run, printed and written as JSON (see asr.benchmark)."""
 
 from __future__ import annotations
 
@@ -34,13 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = sub.add_parser("jobs", help="memory after each of N training jobs run in one process")
     jobs.add_argument("count", type=int, nargs="?", default=5, help="how many jobs (default 5)")
     jobs.add_argument("overrides", nargs="*", default=SHORT_JOB, help=f"Hydra overrides (default: {SHORT_JOB})")
+    resample = sub.add_parser("resample", help="soxr (used) vs scipy resample_poly: speed and quality")
+    resample.add_argument("--seconds", type=float, default=60.0, help="length of the test signal (default 60 s)")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
     args = parser.parse_args(argv)
     quiet_tensorflow()
-    from asr.benchmark import bench_jobs, bench_transcribe, machine
+    from asr.benchmark import bench_jobs, bench_resample, bench_transcribe, machine
 
     if args.what == "transcribe":
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files)
+    elif args.what == "resample":
+        measured = bench_resample(args.seconds)
     else:
         with tempfile.TemporaryDirectory(prefix="asr-bench-") as work_dir:
             measured = bench_jobs(args.count, args.overrides, Path(work_dir))

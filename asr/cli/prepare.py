@@ -17,11 +17,9 @@ from asr.config import to_options
 def _task(cfg: DictConfig) -> None:
     """Hydra task: prepare every split of the configured data and write the report."""
     from asr.data.preparation import prepare_data, write_report
-    from asr.data.text import Vocabulary
 
     options = to_options(cfg)
-    vocab = Vocabulary(options.data.characters)
-    prepared = prepare_data(options.data, options.features, vocab, options.model.stride, options.augment)
+    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
     write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
 
 

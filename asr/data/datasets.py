@@ -1,4 +1,5 @@
-"""Datasets as lists of utterances: directories of WAV + transcript files, and JSONL manifests."""
+"""Datasets as lists of utterances: folders of audio + transcript files (TIMIT too), JSONL and CSV manifests,
+FSDD, LibriSpeech and Common Voice as they are distributed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.data.audio import audio_files
+from asr.data.audio import AUDIO_SUFFIXES, audio_files
 from asr.data.options import DataFormat
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Utterance:
     text: str | None = None
     start: float | None = None
     end: float | None = None
+    speaker: str | None = None  # where the corpus says (FSDD, LibriSpeech, Common Voice's client_id)
 
     @property
     def key(self) -> str:
@@ -52,19 +54,42 @@ def parse_transcript(text: str) -> str:
     return " ".join(text.split())
 
 
+# Transcript files beside an audio file, by preference: plain text (TIMIT's .TXT holds `<first> <last> <text>`),
+# then TIMIT's word alignment (.WRD: `<first> <last> <word>` per line).
+TEXT_SUFFIXES = (".txt", ".TXT")
+WORD_SUFFIXES = (".wrd", ".WRD")
+
+
+def read_text(path: Path) -> str:
+    """A transcript file's text (UTF-8; bytes that are not are replaced)."""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def transcript_beside(audio: Path) -> str | None:
+    """The transcript in a same-stem file beside `audio` (.txt, or TIMIT's .TXT / .WRD), or None."""
+    for suffix in TEXT_SUFFIXES:
+        if (path := audio.with_suffix(suffix)).is_file():
+            return parse_transcript(read_text(path))
+    for suffix in WORD_SUFFIXES:
+        if (path := audio.with_suffix(suffix)).is_file():
+            return " ".join(line.split()[2] for line in read_text(path).splitlines() if len(line.split()) >= 3)
+    return None
+
+
 def read_directory(root: Path) -> list[Utterance]:
-    """Every `*.wav` below `root` (sorted) with the transcript in the same-stem `.txt` beside it."""
+    """Every audio file below `root` (sorted) with its transcript in a same-stem `.txt` beside it (TIMIT: its
+    SPHERE `.WAV` files with `.TXT`, or `.WRD` word alignments)."""
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory (set data.root / the split path to a dataset folder)")
     items = []
-    for wav in audio_files(root):
-        txt = wav.with_suffix(".txt")
-        if not txt.is_file():
-            log.warning("%s: no transcript %s beside it; skipped", wav, txt.name)
+    for audio in audio_files(root):
+        text = transcript_beside(audio)
+        if text is None:
+            log.warning("%s: no transcript %s beside it; skipped", audio, audio.with_suffix(".txt").name)
             continue
-        items.append(Utterance(wav, parse_transcript(txt.read_text(encoding="utf-8", errors="replace"))))
+        items.append(Utterance(audio, text))
     if not items:
-        raise DatasetError(f"{root}: no .wav files with a same-stem .txt transcript found")
+        raise DatasetError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) with a same-stem .txt transcript")
     return items
 
 
@@ -139,23 +164,93 @@ def read_fsdd(root: Path, holdout_speakers: Sequence[str] = ()) -> tuple[list[Ut
             log.warning("%s: not named <digit>_<speaker>_<take>.wav; skipped", wav)
             continue
         digit, speaker, take = int(match[1]), match[2], int(match[3])
-        item = Utterance(wav, DIGIT_WORDS[digit])
+        item = Utterance(wav, DIGIT_WORDS[digit], speaker=speaker)
         (test if take < FSDD_TEST_TAKES or speaker in holdout_speakers else train).append(item)
     if not train and not test:
         raise DatasetError(f"{root}: no FSDD recordings (<digit>_<speaker>_<take>.wav) found")
     return train, test
 
 
+# LibriSpeech: <speaker>/<chapter>/<speaker>-<chapter>.trans.txt, one "<utterance id> <TEXT>" per line, the
+# audio beside it as <utterance id>.flac.
+LIBRISPEECH_TRANSCRIPTS = "*/*/*.trans.txt"
+
+
+def read_librispeech(root: Path) -> list[Utterance]:
+    """Every utterance of a LibriSpeech subset folder (e.g. train-clean-100), speakers from the folder names."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory (set data.root / the split path to a LibriSpeech subset)")
+    items = []
+    for listing in sorted(root.glob(LIBRISPEECH_TRANSCRIPTS)):
+        speaker = listing.parent.parent.name
+        for number, line in enumerate(read_text(listing).splitlines(), 1):
+            if not line.strip():
+                continue
+            key, _, text = line.partition(" ")
+            audio = _sibling_audio(listing.parent / key)
+            if audio is None:
+                log.warning("%s:%d: no audio file %s.flac beside it; skipped", listing, number, key)
+                continue
+            items.append(Utterance(audio, text.strip(), speaker=speaker))
+    if not items:
+        raise DatasetError(f"{root}: no LibriSpeech transcripts ({LIBRISPEECH_TRANSCRIPTS}) with audio found")
+    return items
+
+
+def _sibling_audio(stem: Path) -> Path | None:
+    """The audio file `stem`.<audio suffix> (FLAC first, any case), if there is one."""
+    for suffix in (".flac", *AUDIO_SUFFIXES):
+        for candidate in (stem.with_name(stem.name + suffix), stem.with_name(stem.name + suffix.upper())):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+# Common Voice: <language>/{train,dev,test,validated}.tsv with client_id, path and sentence columns; the
+# clips in <language>/clips/.
+COMMONVOICE_SPLIT_FILES = ("train.tsv", "validated.tsv")
+COMMONVOICE_COLUMNS = ("client_id", "path", "sentence")
+
+
+def read_commonvoice(path: Path) -> list[Utterance]:
+    """A Common Voice TSV (or a language folder: its train.tsv, else validated.tsv); client_id is the speaker."""
+    if path.is_dir():
+        listing = next((path / name for name in COMMONVOICE_SPLIT_FILES if (path / name).is_file()), None)
+        if listing is None:
+            raise DatasetError(f"{path}: no {' or '.join(COMMONVOICE_SPLIT_FILES)} (a Common Voice language folder)")
+        path = listing
+    if not path.is_file():
+        raise DatasetError(f"{path}: Common Voice TSV not found (check data.root and the split paths)")
+    clips = path.parent / "clips"
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        missing = set(COMMONVOICE_COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(
+                f"{path}: a Common Voice TSV needs the columns {', '.join(COMMONVOICE_COLUMNS)}; "
+                f"missing {sorted(missing)}"
+            )
+        return [Utterance(clips / row["path"], row["sentence"] or "", speaker=row["client_id"]) for row in reader]
+
+
 def detect_format(path: Path) -> DataFormat:
-    """jsonl / csv by suffix; a directory of FSDD-named .wav files without transcripts is fsdd; else dir."""
+    """jsonl / csv / commonvoice (.tsv) by suffix; a folder with LibriSpeech transcripts is librispeech, one with
+    a Common Voice TSV and clips/ is commonvoice, one of FSDD-named .wav files without transcripts is fsdd;
+    other folders are dir."""
     if path.suffix in (".jsonl", ".csv"):
         return DataFormat(path.suffix[1:])
+    if path.suffix == ".tsv":
+        return DataFormat.commonvoice
     if path.is_dir():
+        if next(path.glob(LIBRISPEECH_TRANSCRIPTS), None) is not None:
+            return DataFormat.librispeech
+        if (path / "clips").is_dir() and any((path / name).is_file() for name in COMMONVOICE_SPLIT_FILES):
+            return DataFormat.commonvoice
         wavs = list(itertools.islice(path.glob("*.wav"), 50))
         if wavs and all(FSDD_NAME.fullmatch(w.name) for w in wavs) and not any(path.glob("*.txt")):
             return DataFormat.fsdd
         return DataFormat.dir
-    raise DatasetError(f"{path}: neither a .jsonl / .csv manifest nor a directory")
+    raise DatasetError(f"{path}: neither a .jsonl / .csv / .tsv manifest nor a directory")
 
 
 FORMATS = tuple(f.value for f in DataFormat)
@@ -185,6 +280,10 @@ def read_split(
     if fmt == "fsdd":
         train, test = read_fsdd(path)
         return train + test
+    if fmt == "librispeech":
+        return read_librispeech(path)
+    if fmt == "commonvoice":
+        return read_commonvoice(path)
     raise AssertionError(f"unhandled data format {fmt}")
 
 

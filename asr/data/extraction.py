@@ -29,7 +29,7 @@ from asr.system import usable_cpus
 log = logging.getLogger(__name__)
 
 # Bump when the meaning of a cached array changes (invalidates every entry).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: audio through libsndfile, resampling by soxr
 # Fewer files than this are extracted in this process: starting workers costs about a second.
 PARALLEL_MIN_FILES = 400
 

@@ -16,6 +16,8 @@ class DataFormat(StrEnum):
     jsonl = "jsonl"  # one JSON object per line: audio, text, optional start/end
     csv = "csv"  # DeepSpeech CSV: wav_filename, wav_filesize, transcript
     fsdd = "fsdd"  # Free Spoken Digit Dataset file names, the dataset's own split
+    librispeech = "librispeech"  # <speaker>/<chapter>/<speaker>-<chapter>.trans.txt beside .flac files
+    commonvoice = "commonvoice"  # Common Voice: a split's .tsv (client_id, path, sentence) beside clips/
 
 
 # What a bad utterance does: skip (leave it out and report it) or raise (stop at the first one). Members are
@@ -35,7 +37,9 @@ class DataOptions:
     valid_fraction: float = 0.0
     holdout_speakers: tuple[str, ...] = ()  # fsdd: these speakers go wholly to test
     audio_root: str = ""  # relative audio paths in manifests resolve against this; empty: the manifest's folder
+    # The characters the model emits, in order (space required), or "auto": those of the training transcripts
     characters: str = DEFAULT_CHARACTERS
+    fold_accents: bool = False  # match "café" as "cafe" (the English presets); off keeps every script's letters
     on_error: OnError = OnError.skip
     cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
     cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)

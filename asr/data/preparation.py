@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha
 from asr.data.extraction import FeatureCache, default_cache_dir
 from asr.data.features import FeatureOptions, apply_global_stats, global_stats
 from asr.data.options import AugmentOptions, DataOptions, OnError
-from asr.data.text import Vocabulary
+from asr.data.text import AUTO, Vocabulary, derive_characters
 from asr.data.validation import Example, prepare_all
 from asr.files import atomic_write_text
 
@@ -28,11 +29,13 @@ REPORT_FILE = "prepare_report.json"
 
 @dataclass(frozen=True)
 class Prepared:
-    """Examples per split, the global normalization statistics (if used) and the validation report."""
+    """Examples per split, the global normalization statistics (if used), the validation report and the
+    vocabulary the examples are encoded with."""
 
     examples: dict[str, list[Example]]
     cmvn: tuple[np.ndarray, np.ndarray] | None
     report: dict
+    vocab: Vocabulary
 
 
 def load_data(cfg: DataOptions) -> dict[str, list[Utterance]]:
@@ -60,12 +63,28 @@ def _durations(examples: list[Example], options: FeatureOptions) -> dict:
     }
 
 
-def prepare_data(
-    cfg: DataOptions, options: FeatureOptions, vocab: Vocabulary, stride: int, augment: AugmentOptions
-) -> Prepared:
-    """Load every split, check each utterance once, compute (or reuse) features (the training split at every
-    speed of `augment`); skip or raise on bad items."""
+def vocabulary(cfg: DataOptions, train: Sequence[Utterance]) -> Vocabulary:
+    """The configured vocabulary, or with data.characters=auto the one the training transcripts use."""
+    if cfg.characters != AUTO:
+        return Vocabulary(cfg.characters, cfg.fold_accents)
+    characters = derive_characters((u.text or "" for u in train), cfg.fold_accents)
+    if characters == " ":
+        raise DatasetError(f"data.characters=auto found no characters in the training transcripts under {cfg.root}")
+    log.info("vocabulary of the training transcripts (%d characters): %r", len(characters), characters)
+    return Vocabulary(characters, cfg.fold_accents)
+
+
+def unseen_characters(items: Sequence[Utterance], vocab: Vocabulary) -> dict[str, int]:
+    """Characters outside the vocabulary in a split's normalized transcripts: utterances holding each."""
+    counts = Counter(c for u in items for c in vocab.unknown_characters(u.text or ""))
+    return dict(sorted(counts.items()))
+
+
+def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment: AugmentOptions) -> Prepared:
+    """Load every split, settle the vocabulary, check each utterance once, compute (or reuse) features (the
+    training split at every speed of `augment`); skip or raise on bad items."""
     splits = load_data(cfg)
+    vocab = vocabulary(cfg, splits["train"])
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
     examples, rejected, report_splits = {}, [], {}
     totals = Counter()
@@ -91,6 +110,8 @@ def prepare_data(
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
         examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
     report = {
+        "vocabulary": vocab.characters,
+        "unseen_characters": {name: unseen_characters(items, vocab) for name, items in splits.items()},
         "splits": report_splits,
         "problems": dict(Counter(r["kind"] for r in rejected)),
         "rejected": rejected,
@@ -100,7 +121,7 @@ def prepare_data(
         "cache_hits": totals["cache_hits"],
         "cache_misses": totals["misses"],
     }
-    return Prepared(examples, cmvn, report)
+    return Prepared(examples, cmvn, report, vocab)
 
 
 def with_global_stats(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> Example:

@@ -1,9 +1,10 @@
-"""Vocabulary: text normalization, encoding to label ids and decoding back."""
+"""Text: normalization that keeps the language, the vocabulary (ids and back), and error rates."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,53 @@ import numpy as np
 
 # Space, apostrophe and a-z: enough for English transcripts such as TIMIT's and the digits corpus.
 DEFAULT_CHARACTERS = " 'abcdefghijklmnopqrstuvwxyz"
+# data.characters=auto: the characters of the normalized training transcripts, each kept when it occurs in at
+# least this many utterances (a character seen once is more likely a typo than part of the alphabet).
+AUTO = "auto"
+AUTO_MIN_UTTERANCES = 2
+# Apostrophe look-alikes written for the apostrophe (typographic, modifier letter, grave and acute accents).
+_APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u0060\u00b4"})
 _SPACES = re.compile(r"\s+")
+
+
+def _is_word_character(c: str) -> bool:
+    """Letters and marks of every script, and decimal digits."""
+    category = unicodedata.category(c)
+    return category[0] in "LM" or category == "Nd"
+
+
+def fold_accents(text: str) -> str:
+    """Text without combining marks: "żółć" -> "zołc" (letters without a decomposition, like ł, stay)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if unicodedata.category(c) != "Mn"))
+
+
+def normalize_text(text: str, fold: bool = False, keep: str = "") -> str:
+    """Transcript -> the form the model learns: Unicode NFC, lower case, accents folded if `fold`; letters and
+    marks of every script and digits kept, apostrophes kept inside words, the characters of `keep` kept; any
+    other character (punctuation, symbols) becomes a space; spaces squeezed."""
+    text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).lower()).translate(_APOSTROPHES)
+    if fold:
+        text = fold_accents(text)
+    out = []
+    for i, c in enumerate(text):
+        if c == "'":
+            inside = 0 < i < len(text) - 1 and _is_word_character(text[i - 1]) and _is_word_character(text[i + 1])
+            out.append(c if inside else " ")
+        elif _is_word_character(c) or (c in keep and not c.isspace()):
+            out.append(c)
+        else:
+            out.append(" ")
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def derive_characters(texts: Iterable[str], fold: bool = False, min_utterances: int = AUTO_MIN_UTTERANCES) -> str:
+    """The vocabulary of a training split (data.characters=auto): every character of the normalized
+    transcripts found in at least `min_utterances` of them; space first, then the apostrophe, then by code
+    point."""
+    counts = Counter(c for text in texts for c in set(normalize_text(text, fold)))
+    found = {c for c, n in counts.items() if n >= min_utterances and c != " "}
+    return " " + ("'" if "'" in found else "") + "".join(sorted(found - {"'"}))
 
 
 @dataclass(frozen=True)
@@ -19,6 +66,7 @@ class Vocabulary:
     """Characters the model can emit; label ids are positions in `characters`, the CTC blank comes last."""
 
     characters: str = DEFAULT_CHARACTERS
+    fold_accents: bool = False  # fold accents before matching (English presets: café -> cafe)
 
     def __post_init__(self) -> None:
         if not self.characters:
@@ -44,18 +92,19 @@ class Vocabulary:
         return len(self.characters) + 1
 
     def normalize(self, text: str) -> str:
-        """Lower-case, fold accents, map anything outside the vocabulary to a space, squeeze spaces."""
-        text = text.replace("\u2019", "'")  # typographic apostrophe
-        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-        kept = "".join(c if c in self.characters else " " for c in text)
-        return _SPACES.sub(" ", kept).strip()
+        """normalize_text, keeping also the punctuation this vocabulary holds (such as "-")."""
+        return normalize_text(text, self.fold_accents, self.characters)
 
     def unknown_characters(self, text: str) -> set[str]:
-        """Characters of lower-cased `text` that the vocabulary lacks (punctuation and space excluded)."""
-        return {c for c in text.lower() if c.isalnum() and c not in self.characters}
+        """Characters of the normalized `text` that the vocabulary lacks."""
+        return {c for c in self.normalize(text) if c not in self.characters}
 
     def encode(self, text: str) -> np.ndarray:
-        """Normalized text -> int32 label ids [L]."""
+        """Text -> int32 label ids [L] of its normalized form; ValueError if that holds characters outside the
+        vocabulary (datasets are checked for those first)."""
+        unknown = self.unknown_characters(text)
+        if unknown:
+            raise ValueError(f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {text!r}")
         lookup = {c: i for i, c in enumerate(self.characters)}
         return np.array([lookup[c] for c in self.normalize(text)], dtype=np.int32)
 

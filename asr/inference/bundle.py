@@ -18,6 +18,9 @@ BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.weights.h5"
 FORMAT = "asr-bundle"
 VERSION = 1
+# The longest utterance a bundle written before `max_seconds` was recorded is assumed to have been trained on
+# (the common upper end of ASR training clips); longer recordings are transcribed in pieces.
+DEFAULT_MAX_SECONDS = 20.0
 
 
 class BundleError(Exception):
@@ -32,6 +35,7 @@ class Bundle:
     features: FeatureOptions
     vocab: Vocabulary
     cmvn: tuple[np.ndarray, np.ndarray] | None = None  # global mean and std per feature, when used
+    max_seconds: float = DEFAULT_MAX_SECONDS  # the longest training utterance; longer audio is cut at pauses
 
     def featurize(self, signal: np.ndarray) -> np.ndarray:
         """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
@@ -45,6 +49,7 @@ def save_bundle(
     features: FeatureOptions,
     vocab: Vocabulary,
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
 ) -> Path:
     """Write `bundle.json` and the weights into `directory`; returns the directory.
 
@@ -62,11 +67,13 @@ def save_bundle(
         "sample_rate": features.sample_rate,
         "features": features.to_dict(),
         "vocabulary": vocab.characters,
+        "fold_accents": vocab.fold_accents,
         "blank_index": vocab.blank_index,
         "model": model.get_config(),
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
+        "max_seconds": round(float(max_seconds), 3),
     }
-    (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if directory.exists():
         retired = directory.with_name(f".{directory.name}.{os.getpid()}.old")
         directory.rename(retired)
@@ -110,7 +117,8 @@ def load_bundle(path: Path) -> Bundle:
     spec = _read_spec(directory)
     try:
         features = FeatureOptions(**spec["features"])
-        vocab = Vocabulary(spec["vocabulary"])
+        # bundles written before accent folding became an option always folded accents
+        vocab = Vocabulary(spec["vocabulary"], bool(spec.get("fold_accents", True)))
         model = CTCModel.from_config(spec["model"])
     except (TypeError, ValueError) as e:
         raise BundleError(f"{directory / BUNDLE_FILE}: invalid settings ({e})") from e
@@ -123,7 +131,10 @@ def load_bundle(path: Path) -> Bundle:
         model.load_weights(weights)
     except Exception as e:  # h5py / Keras raise many kinds for a missing, truncated or foreign file
         raise BundleError(f"{weights}: cannot load the weights ({e}); re-export the model") from e
-    return Bundle(model, features, vocab, cmvn)
+    max_seconds = spec.get("max_seconds", DEFAULT_MAX_SECONDS)
+    if not isinstance(max_seconds, int | float) or max_seconds <= 0:
+        raise BundleError(f"{directory / BUNDLE_FILE}: max_seconds must be a positive number, got {max_seconds!r}")
+    return Bundle(model, features, vocab, cmvn, float(max_seconds))
 
 
 def _read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
-from asr.data.audio import AudioError, audio_files, load_audio
+from asr.data.audio import AudioError, audio_files, audio_info, load_audio
 from asr.data.datasets import Utterance, read_csv, read_jsonl
 from asr.inference.bundle import Bundle
+from asr.inference.chunking import pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.model.decoding import decode_batch, log_softmax, nbest, word_timestamps
 
@@ -105,8 +108,9 @@ def transcribe_features(
 def run(
     items: Sequence[Utterance], bundle: Bundle, options: DecodeOptions, infer: Callable | None = None
 ) -> Iterator[dict]:
-    """One record per item, in input order: audio, text, duration_s, seconds (+ nbest, words, ref);
-    or audio, error for a file that could not be read."""
+    """One record per item, in input order: audio, text, duration_s, seconds (+ nbest, words, ref; chunks for a
+    recording longer than the bundle's longest training utterance, which is transcribed piece by piece); or
+    audio, error for a file that could not be read."""
     features = bundle.features
     seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     infer = infer or inference_function(bundle.model)
@@ -117,6 +121,10 @@ def run(
         feats, slots = [], []
         for item in chunk:
             try:
+                if item.start is None and item.end is None and audio_info(item.audio).seconds > bundle.max_seconds:
+                    records.append(transcribe_long(item.audio, bundle, options, infer))
+                    started += records[-1]["seconds"]  # the short files' time per file leaves it out
+                    continue
                 signal = load_audio(item.audio, features.sample_rate, item.start, item.end)
             except AudioError as e:
                 records.append({"audio": str(item.audio), "error": e.reason})
@@ -134,7 +142,7 @@ def run(
             seconds_per_frame,
             infer,
         )
-        per_file = (time.perf_counter() - started) / max(len(chunk), 1)
+        per_file = (time.perf_counter() - started) / max(len(slots), 1)
         for slot, result in zip(slots, decoded, strict=True):
             records[slot].update(result)
             records[slot]["seconds"] = round(per_file, 4)
@@ -142,6 +150,43 @@ def run(
             if item.text is not None:
                 record["ref"] = bundle.vocab.normalize(item.text)
             yield record
+
+
+def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: Callable) -> dict:
+    """The record of a long recording: cut at pauses into pieces no longer than the bundle's longest training
+    utterance, transcribed a batch of pieces at a time (memory stays bounded): text, and with timestamps
+    words and chunks in seconds of the file. The transcript is greedy or, with a beam width, a beam's best."""
+    started = time.perf_counter()
+    features = bundle.features
+    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate
+    spans = pieces(path, bundle.max_seconds)
+    chunks: list[dict] = []
+    words: list[dict] = []
+    progress = tqdm(total=len(spans), desc=path.name, unit="piece", disable=not sys.stderr.isatty(), leave=False)
+    for begin in range(0, len(spans), options.batch_size):
+        group = spans[begin : begin + options.batch_size]
+        feats = [bundle.featurize(load_audio(path, features.sample_rate, p.start, p.end)) for p in group]
+        decoded = decode_features(
+            bundle.model, bundle.vocab, feats, options.batch_size, options.beam_width, 0, seconds_per_frame, infer
+        )
+        for piece, result in zip(group, decoded, strict=True):
+            chunks.append({"start": piece.start, "end": piece.end, "text": " ".join(result["text"].split())})
+            offset = piece.start
+            words += [
+                {**w, "start": round(offset + w["start"], 3), "end": round(offset + w["end"], 3)}
+                for w in result["words"]
+            ]
+        progress.update(len(group))
+    progress.close()
+    record = {
+        "audio": str(path),
+        "duration_s": round(audio_info(path).seconds, 3),
+        "text": " ".join(c["text"] for c in chunks if c["text"]),
+    }
+    if options.timestamps:
+        record |= {"words": words, "chunks": chunks}
+    record["seconds"] = round(time.perf_counter() - started, 4)
+    return record
 
 
 def transcribe(

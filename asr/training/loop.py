@@ -149,12 +149,11 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     trainer = options.trainer
     set_determinism(options.seed, trainer.deterministic, trainer.threads)
-    vocab = Vocabulary(options.data.characters)
-    model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
     resumed = start_or_resume(options, run_dir)
-
-    prepared = prepare_data(options.data, options.features, vocab, model.stride, options.augment)
+    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
     write_report(prepared.report, run_dir)
+    vocab = prepared.vocab
+    model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
     origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
     provenance.start(run_dir, origin)
     examples = prepared.examples
@@ -204,7 +203,8 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
 
     test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer) if examples["test"] else None
-    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn)
+    longest = max(len(e.features) for e in examples["train"]) * options.features.winstep  # seconds at speed 1
+    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest)
     best, best_ler = state.best_epoch()
     result = {
         "best_epoch": best,
