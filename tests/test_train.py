@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Test LER of the demo_run fixture's model: it is near 0.2 after its 6 epochs; a model that emits nothing scores 1.
 DEMO_RUN_MAX_LER = 0.6
+SENTENCE = "she had your dark suit in greasy wash water all year"  # LDC93S1
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -47,12 +48,15 @@ def test_seed_article_preset_reaches_ler_0_and_decodes_both_strings(shared_data,
         "she had your dark suit in greasy wash water all year",
         "dark suit in greasy",
     ]
-    # the bundle alone transcribes the 44.1 kHz stereo copy of the utterance
+    # the bundle alone transcribes the utterance and its 44.1 kHz stereo copy (neither is longer than the
+    # longest training utterance, so neither is cut into pieces)
+    assert json.loads((run_dir / "model" / "bundle.json").read_text())["max_seconds"] == 2.925
+    original = shared_data / "ldc93s1" / "LDC93S1.wav"
     stereo = shared_data / "ldc93s1" / "LDC93S1_pcms16le_2_44100.wav"
-    done = run([str(BIN / "asr-transcribe"), str(run_dir / "model"), str(stereo)])
+    done = run([str(BIN / "asr-transcribe"), str(run_dir / "model"), str(original), str(stereo)])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout == f"{stereo}\tshe had your dark suit in greasy wash water all year\n"
-    assert "transcribed 1 files" in done.stderr
+    assert done.stdout == f"{original}\t{SENTENCE}\n{stereo}\t{SENTENCE}\n"
+    assert "transcribed 2 files" in done.stderr
 
 
 @pytest.mark.slow
@@ -110,9 +114,6 @@ def test_missing_data_root_names_the_fix(tmp_path, capsys, hydra_restore_singlet
 def _values(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock field."""
     return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in read_metrics(run_dir)]
-
-
-SENTENCE = "she had your dark suit in greasy wash water all year"
 
 
 @pytest.fixture(scope="module")

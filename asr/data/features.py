@@ -70,6 +70,10 @@ class FeatureOptions:
         """Samples between the starts of consecutive windows."""
         return int(math.floor(self.winstep * self.sample_rate + 0.5))
 
+    def seconds(self, frames: int) -> float:
+        """The longest audio that makes `frames` frames (python_speech_features pads the last window)."""
+        return ((frames - 1) * self.frame_step + self.frame_length) / self.sample_rate
+
     @property
     def fft_size(self) -> int:
         """FFT size actually used: `nfft`, or the smallest power of two holding a frame."""

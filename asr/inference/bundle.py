@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def save_bundle(
         "blank_index": vocab.blank_index,
         "model": model.get_config(),
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
-        "max_seconds": round(float(max_seconds), 3),
+        "max_seconds": math.ceil(float(max_seconds) * 1000) / 1000,  # rounded up: that utterance is not "longer"
     }
     (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if directory.exists():

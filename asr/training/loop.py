@@ -203,7 +203,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
 
     test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer) if examples["test"] else None
-    longest = max(len(e.features) for e in examples["train"]) * options.features.winstep  # seconds at speed 1
+    longest = options.features.seconds(max(len(e.features) for e in examples["train"]))  # at speed 1
     save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest)
     best, best_ler = state.best_epoch()
     result = {
