@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.inference.options import DEFAULT_BATCH_SIZE
+from asr.cli.transcribe import add_batch_size
 from asr.system import quiet_tensorflow
 
 # The short training job of `asr-bench jobs` (kept here so that --help needs nothing heavy).
@@ -24,12 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     transcribe = sub.add_parser("transcribe", help="RTF of asr-transcribe vs one-file-at-a-time eager decoding")
     transcribe.add_argument("model", help="training run directory or bundle")
     transcribe.add_argument("audio", nargs="+", help="audio files, directories or manifests (as asr-transcribe)")
-    transcribe.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"files decoded together by the asr-transcribe path (default {DEFAULT_BATCH_SIZE})",
-    )
+    add_batch_size(transcribe)
     transcribe.add_argument("--baseline-files", type=int, default=0, help="baseline on the first N files (0: all)")
     jobs = sub.add_parser("jobs", help="memory after each of N training jobs run in one process")
     jobs.add_argument("count", type=int, nargs="?", default=5, help="how many jobs (default 5)")

@@ -23,6 +23,16 @@ object per file with --json; a closing line on stderr gives the real-time factor
 file could not be read (the others are still transcribed), 2 for a bad model or arguments."""
 
 
+def add_batch_size(parser: argparse.ArgumentParser) -> None:
+    """The --batch-size option of the commands that decode (asr-transcribe, asr-bench transcribe)."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"files decoded together, grouped by length (default {DEFAULT_BATCH_SIZE}); lower it if memory is short",
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, checked (a bad value exits with status 2 and the reason)."""
     parser = argparse.ArgumentParser(prog="asr-transcribe", description=DESCRIPTION)
@@ -34,12 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--n-best", type=int, default=0, help="JSON: also the K best beam transcripts with their log probabilities"
     )
     parser.add_argument("--timestamps", action="store_true", help="JSON: words with start and end times (s)")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"files decoded together, grouped by length (default {DEFAULT_BATCH_SIZE}); lower it if memory is short",
-    )
+    add_batch_size(parser)
     parser.add_argument(
         "--score",
         action="store_true",
