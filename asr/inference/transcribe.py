@@ -158,7 +158,7 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
     words and chunks in seconds of the file. The transcript is greedy or, with a beam width, a beam's best."""
     started = time.perf_counter()
     features = bundle.features
-    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate
+    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     spans = pieces(path, bundle.max_seconds)
     chunks: list[dict] = []
     words: list[dict] = []
@@ -174,7 +174,7 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
             offset = piece.start
             words += [
                 {**w, "start": round(offset + w["start"], 3), "end": round(offset + w["end"], 3)}
-                for w in result["words"]
+                for w in result.get("words", ())
             ]
         progress.update(len(group))
     progress.close()
