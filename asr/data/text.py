@@ -102,11 +102,12 @@ class Vocabulary:
     def encode(self, text: str) -> np.ndarray:
         """Text -> int32 label ids [L] of its normalized form; ValueError if that holds characters outside the
         vocabulary (datasets are checked for those first)."""
-        unknown = self.unknown_characters(text)
+        normalized = self.normalize(text)
+        unknown = {c for c in normalized if c not in self.characters}
         if unknown:
             raise ValueError(f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {text!r}")
         lookup = {c: i for i, c in enumerate(self.characters)}
-        return np.array([lookup[c] for c in self.normalize(text)], dtype=np.int32)
+        return np.array([lookup[c] for c in normalized], dtype=np.int32)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Label ids -> text; blanks and out-of-range ids are dropped."""
