@@ -19,7 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # that stream when an in-process Hydra run reconfigures logging while capsys holds sys.stderr: keep it on
 # the real stderr, which absl never closes.
 absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
-# Runs started by the tests keep their feature cache out of the user's ~/.cache.
+# Runs started by the tests keep their feature cache out of the user's ~/.cache; matplotlib keeps its font
+# list where it was (rebuilding it costs a second per test process).
+_user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
 

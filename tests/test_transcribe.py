@@ -10,7 +10,6 @@ import pytest
 import soundfile
 from conftest import ROOT
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from asr.cli.transcribe import main
 
@@ -88,6 +87,8 @@ def test_n_best_without_a_beam_width_transcribes_with_the_same_beam(demo_run, tr
 
 
 def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcribe, tmp_path):
+    from scipy.signal import resample_poly  # imported here: scipy.signal costs a second at collection
+
     import asr
     from asr.data.audio import load_audio
 
