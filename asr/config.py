@@ -23,6 +23,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from asr.data.features import FeatureOptions
 from asr.data.options import MASK_FIELDS, AugmentOptions, DataOptions
+from asr.errors import UserError
 from asr.model.options import ModelOptions
 from asr.system import SOURCE_ROOT
 from asr.training.options import OptimizerOptions, RunOptions, TrainerOptions
@@ -111,6 +112,18 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
         warnings.warn(message, DeprecationWarning, stacklevel=2)
         log.warning(message)
         groups[new_group][new] = value
+    try:
+        return _options(cfg, groups)
+    except ValueError as e:  # raised by the options' own checks, each naming its key
+        raise ConfigError(str(e)) from None
+
+
+class ConfigError(UserError, ValueError):
+    """A config value the schema lets through but the options refuse (a negative rate, batch size 0...)."""
+
+
+def _options(cfg: Config, groups: dict[str, dict]) -> RunOptions:
+    """RunOptions of a composed config's name, seed and groups."""
     return RunOptions(
         name=cfg.name,
         seed=cfg.seed,

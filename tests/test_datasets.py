@@ -30,9 +30,21 @@ def test_directory_reader(tmp_path):
     for name, text in [("b/one", "0 100 one two"), ("a/two", "three")]:
         write_wav(tmp_path / f"{name}.wav", 8000, np.zeros(800, np.int16))
         (tmp_path / f"{name}.txt").write_text(text)
-    write_wav(tmp_path / "orphan.wav", 8000, np.zeros(800, np.int16))  # no transcript: skipped
+    write_wav(tmp_path / "orphan.wav", 8000, np.zeros(800, np.int16))  # no transcript: listed with the problem
+    write_wav(tmp_path / "latin1.wav", 8000, np.zeros(800, np.int16))
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))
     items = read_directory(tmp_path)
-    assert [(u.audio.name, u.text) for u in items] == [("two.wav", "three"), ("one.wav", "one two")]
+    assert [(u.audio.name, u.text) for u in items if not u.problem] == [("two.wav", "three"), ("one.wav", "one two")]
+    problems = {u.audio.name: u.problem for u in items if u.problem}
+    assert problems["orphan.wav"] == (
+        "missing_transcript",
+        "no transcript orphan.txt beside it; add one or remove the audio file",
+    )
+    kind, reason = problems["latin1.wav"]
+    assert (
+        kind == "transcript_not_utf8"
+        and "latin1.txt: not UTF-8 text (byte 3, line 1: 0xe9); save it as UTF-8" in reason
+    )
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no audio files"):
         read_directory(tmp_path / "empty")
@@ -125,10 +137,14 @@ def test_librispeech_subset_is_read_with_speakers(tmp_path):
     )
     assert detect_format(tmp_path / "train-clean-5") == "librispeech"
     splits = load_splits(tmp_path, "train-clean-5", "", "")
-    assert _read_end_to_end(splits["train"]) == [
+    assert _read_end_to_end([u for u in splits["train"] if not u.problem]) == [
         ("19-198-0000.flac", "NORTHANGER ABBEY", 6400),
         ("19-198-0001.flac", "CHAPTER ONE", 3200),
-    ]  # 0002 has no audio: skipped with a warning
+    ]
+    (gone,) = [u for u in splits["train"] if u.problem]  # 0002 has no audio: listed with the problem
+    assert (
+        gone.problem[0] == "missing_audio" and "19-198.trans.txt:3: no audio file 19-198-0002.flac" in gone.problem[1]
+    )
     assert {u.speaker for u in splits["train"]} == {"19"}
 
 

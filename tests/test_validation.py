@@ -25,7 +25,8 @@ def test_ctc_infeasible_and_bad_files_are_rejected_not_raised(tmp_path):
     broken.write_bytes(b"junk")
     items = [Utterance(good, "hi"), Utterance(short, "aaa"), Utterance(broken, "x"), Utterance(good, "?!")]
     items.append(Utterance(good, "route 66"))
-    examples, rejected, _ = prepare_all(items, options, vocab)
+    checked = prepare_all(items, options, vocab)
+    examples, rejected = checked.examples, checked.rejected
     assert [e.text for e in examples] == ["hi"]
     kinds = {r.key: r.kind for r in rejected}
     reasons = {r.key: r.reason for r in rejected}
@@ -34,15 +35,15 @@ def test_ctc_infeasible_and_bad_files_are_rejected_not_raised(tmp_path):
     assert [r.kind for r in rejected if r.key == str(good)] == ["empty_transcript", "unknown_characters"]
     assert "characters outside the vocabulary: '6' in 'route 66'" in rejected[1].reason
     # frame stacking shrinks the output steps: 1 s = 99 frames -> 33 steps at stride 3
-    _, rejected, _ = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3)
+    rejected = prepare_all([Utterance(good, "a" * 20)], options, vocab, stride=3).rejected
     assert "33 output steps" in rejected[0].reason
 
 
 def test_speed_variants_are_drawn_per_epoch(tmp_path):
     wav = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0))
-    examples, _, _ = prepare_all(
+    examples = prepare_all(
         [Utterance(wav, "a")], FeatureOptions(sample_rate=8000), Vocabulary(), speeds=[1.0, 0.8, 1.25]
-    )
+    ).examples
     (example,) = examples
     assert [len(f) for f in (example.features, *example.variants)] == [99, 124, 79]  # slower -> longer
 

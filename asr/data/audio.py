@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import soxr
+
+from asr.errors import UserError
 
 # File name endings read as audio when a folder is searched (any case): the containers libsndfile reads
 # that speech corpora come in (TIMIT's NIST SPHERE files are often named .WAV).
@@ -37,12 +40,13 @@ _RIFF_FORMATS = ("WAV", "WAVEX")
 CONVERT_FIX = "convert it to WAV or FLAC, e.g. `ffmpeg -i in out.flac`, or remove it from the dataset"
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """An audio file could not be read; the message names the file, the problem and what to do."""
 
-    def __init__(self, path: str | Path, reason: str, fix: str = "") -> None:
+    def __init__(self, path: str | Path, reason: str, fix: str = "", kind: str = "unreadable_audio") -> None:
         self.path = str(path)
         self.reason = reason
+        self.kind = kind  # how a dataset report files it: unreadable_audio, silent_audio
         message = f"{path}: {reason}"
         if fix:
             message += f" ({fix})"
@@ -114,13 +118,49 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioError(path, "file not found", "check the path in the manifest or directory")
     try:
         info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        missing = _riff_shortfall(path) if info.format in _RIFF_FORMATS else 0
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as e:
         raise AudioError(path, f"not a readable audio file ({_reason(e)})", CONVERT_FIX) from e
-    if info.format in _RIFF_FORMATS and (missing := _riff_shortfall(path)):
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(path, f"the header states {info.samplerate} Hz and {info.channels} channels", CONVERT_FIX)
+    if missing:
         raise AudioError(path, f"damaged audio file: the last {missing} bytes of its samples are missing", CONVERT_FIX)
     if info.frames == 0:
         raise AudioError(path, "the file holds no audio samples", "remove it from the dataset")
     return AudioInfo(info.samplerate, info.channels, info.frames)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A waveform as read: float32 mono in [-1, 1] at the file's own rate, and what it was converted from."""
+
+    samples: np.ndarray  # [N] float32
+    samplerate: int
+    channels: int
+    subtype: str  # libsndfile's sample format: PCM_16, PCM_24, FLOAT, VORBIS, ...
+
+
+def read_audio(path: str | Path, start: float | None = None, end: float | None = None) -> Recording:
+    """Read an audio file as float32 mono in [-1, 1] at its own rate, optionally cut to [start, end) seconds
+    (only those frames are read); AudioError naming the file on any failure, never NaN or inf."""
+    path = Path(path)
+    info = audio_info(path)
+    first, last = (0, info.frames) if start is None and end is None else _frame_range(
+        path, info.samplerate, info.frames, start, end
+    )
+    try:
+        with soundfile.SoundFile(str(path)) as f:
+            subtype = f.subtype
+            f.seek(first)
+            samples = f.read(last - first, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError, OSError, MemoryError) as e:
+        raise AudioError(path, f"damaged audio file ({_reason(e)})", CONVERT_FIX) from e
+    if samples.size == 0:
+        raise AudioError(path, "the file holds no audio samples", "remove it from the dataset")
+    signal = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    if not np.isfinite(signal).all():
+        raise AudioError(path, "the samples include NaN or infinite values", "re-export the file")
+    return Recording(np.clip(signal, -1.0, 1.0), info.samplerate, info.channels, subtype)
 
 
 def load_audio(path: str | Path, sample_rate: int, start: float | None = None, end: float | None = None) -> np.ndarray:
@@ -131,21 +171,55 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
     FLAC, OGG Vorbis, Opus, MP3, NIST SPHERE, AIFF, ...), any number of channels (averaged), any rate.
     Raises AudioError naming the file on any failure.
     """
-    path = Path(path)
-    info = audio_info(path)
-    first, last = (0, info.frames) if start is None and end is None else _frame_range(
-        path, info.samplerate, info.frames, start, end
-    )
-    try:
-        samples = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)[0]
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as e:
-        raise AudioError(path, f"damaged audio file ({_reason(e)})", CONVERT_FIX) from e
-    if samples.size == 0:
-        raise AudioError(path, "the file holds no audio samples", "remove it from the dataset")
-    signal = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.isfinite(signal).all():
-        raise AudioError(path, "the samples include NaN or infinite values", "re-export the file")
-    return resample(np.clip(signal, -1.0, 1.0), info.samplerate, sample_rate)
+    recording = read_audio(path, start, end)
+    return resample(recording.samples, recording.samplerate, sample_rate)
+
+
+# Levels below which a training file counts as silent (rejected): 10 dB under the quietest peak and 16 dB under
+# the quietest RMS level of the recordings in ../shared/data (FSDD: peak -39.6 dBFS, RMS -53.4 dBFS).
+SILENCE_PEAK_DBFS = -50.0
+SILENCE_RMS_DBFS = -70.0
+# A sample at or above this magnitude (0.999 of full scale) counts as clipped; more than CLIP_SHARE of them is
+# reported as a warning (the file is still used). No file in ../shared/data has more than 0.06 %.
+CLIP_LEVEL = 0.999
+CLIP_SHARE = 0.001
+
+
+def _dbfs(value: float) -> float:
+    """An amplitude as dB relative to full scale (-inf for 0)."""
+    return 20.0 * math.log10(value) if value > 0 else -math.inf
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Peak and RMS level (dBFS) and the share of clipped samples of a waveform."""
+
+    peak_dbfs: float
+    rms_dbfs: float
+    clipped_share: float
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> Levels:
+        magnitude = np.abs(samples)
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+        return cls(_dbfs(float(magnitude.max())), _dbfs(rms), float(np.mean(magnitude >= CLIP_LEVEL)))
+
+    def silence(self) -> str | None:
+        """Why the waveform counts as silent, or None."""
+        if self.peak_dbfs == -math.inf:
+            return "digital silence (every sample is 0)"
+        if self.peak_dbfs < SILENCE_PEAK_DBFS or self.rms_dbfs < SILENCE_RMS_DBFS:
+            return (
+                f"near-silence (peak {self.peak_dbfs:.1f} dBFS, RMS {self.rms_dbfs:.1f} dBFS; a training file needs "
+                f"a peak of at least {SILENCE_PEAK_DBFS:g} dBFS and an RMS of at least {SILENCE_RMS_DBFS:g} dBFS)"
+            )
+        return None
+
+    def clipping(self) -> str | None:
+        """A warning when more than CLIP_SHARE of the samples are clipped, or None."""
+        if self.clipped_share <= CLIP_SHARE:
+            return None
+        return f"{self.clipped_share:.2%} of the samples are clipped (at full scale; more than {CLIP_SHARE:.1%})"
 
 
 def _reason(error: Exception) -> str:

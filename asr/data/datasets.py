@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -16,12 +17,19 @@ from pathlib import Path
 
 from asr.data.audio import AUDIO_SUFFIXES, audio_files
 from asr.data.options import DataFormat
+from asr.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset description could not be read; the message names the file and the fix."""
+
+
+# What a reader found wrong with one item (kind, reason); the item is then reported, never trained on.
+MISSING_TRANSCRIPT = "missing_transcript"
+TRANSCRIPT_NOT_UTF8 = "transcript_not_utf8"
+MISSING_AUDIO = "missing_audio"
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Utterance:
     start: float | None = None
     end: float | None = None
     speaker: str | None = None  # where the corpus says (FSDD, LibriSpeech, Common Voice's client_id)
+    problem: tuple[str, str] | None = None  # (kind, reason) when the reader found the item unusable
 
     @property
     def key(self) -> str:
@@ -60,9 +69,22 @@ TEXT_SUFFIXES = (".txt", ".TXT")
 WORD_SUFFIXES = (".wrd", ".WRD")
 
 
+def decode_utf8(data: bytes, where: str | Path) -> str:
+    """UTF-8 bytes as text (a leading byte-order mark dropped); DatasetError naming `where`, the byte offset
+    and the fix when they are not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(
+            f"{where}: not UTF-8 text (byte {e.start}, line {line}: 0x{data[e.start]:02x}); "
+            f"save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
 def read_text(path: Path) -> str:
-    """A transcript file's text (UTF-8; bytes that are not are replaced)."""
-    return path.read_text(encoding="utf-8", errors="replace")
+    """A text file's content, strictly UTF-8 (DatasetError naming the byte offset otherwise)."""
+    return decode_utf8(path.read_bytes(), path)
 
 
 def transcript_beside(audio: Path) -> str | None:
@@ -83,12 +105,17 @@ def read_directory(root: Path) -> list[Utterance]:
         raise DatasetError(f"{root}: not a directory (set data.root / the split path to a dataset folder)")
     items = []
     for audio in audio_files(root):
-        text = transcript_beside(audio)
+        try:
+            text = transcript_beside(audio)
+        except DatasetError as e:
+            items.append(Utterance(audio, problem=(TRANSCRIPT_NOT_UTF8, str(e))))
+            continue
         if text is None:
-            log.warning("%s: no transcript %s beside it; skipped", audio, audio.with_suffix(".txt").name)
+            reason = f"no transcript {audio.with_suffix('.txt').name} beside it; add one or remove the audio file"
+            items.append(Utterance(audio, problem=(MISSING_TRANSCRIPT, reason)))
             continue
         items.append(Utterance(audio, text))
-    if not items:
+    if all(item.problem and item.problem[0] == MISSING_TRANSCRIPT for item in items):
         raise DatasetError(f"{root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) with a same-stem .txt transcript")
     return items
 
@@ -110,7 +137,7 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
     items = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(manifest).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{manifest}:{number}"
@@ -138,7 +165,7 @@ def read_csv(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
     base = audio_root or manifest.parent
-    with manifest.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(manifest), newline="") as f:
         reader = csv.DictReader(f)
         missing = {"wav_filename", "transcript"} - set(reader.fieldnames or [])
         if missing:
@@ -161,12 +188,13 @@ def read_fsdd(root: Path, holdout_speakers: Sequence[str] = ()) -> tuple[list[Ut
     for wav in sorted(root.glob("*.wav")):
         match = FSDD_NAME.fullmatch(wav.name)
         if not match:
-            log.warning("%s: not named <digit>_<speaker>_<take>.wav; skipped", wav)
+            reason = "not named <digit>_<speaker>_<take>.wav, so its digit is unknown; rename or remove it"
+            train.append(Utterance(wav, problem=(MISSING_TRANSCRIPT, reason)))
             continue
         digit, speaker, take = int(match[1]), match[2], int(match[3])
         item = Utterance(wav, DIGIT_WORDS[digit], speaker=speaker)
         (test if take < FSDD_TEST_TAKES or speaker in holdout_speakers else train).append(item)
-    if not train and not test:
+    if not any(u.problem is None for u in train + test):
         raise DatasetError(f"{root}: no FSDD recordings (<digit>_<speaker>_<take>.wav) found")
     return train, test
 
@@ -189,10 +217,12 @@ def read_librispeech(root: Path) -> list[Utterance]:
             key, _, text = line.partition(" ")
             audio = _sibling_audio(listing.parent / key)
             if audio is None:
-                log.warning("%s:%d: no audio file %s.flac beside it; skipped", listing, number, key)
+                reason = f"{listing}:{number}: no audio file {key}.flac beside it; add it or remove the line"
+                flac = listing.parent / f"{key}.flac"
+                items.append(Utterance(flac, text.strip(), speaker=speaker, problem=(MISSING_AUDIO, reason)))
                 continue
             items.append(Utterance(audio, text.strip(), speaker=speaker))
-    if not items:
+    if not any(u.problem is None for u in items):
         raise DatasetError(f"{root}: no LibriSpeech transcripts ({LIBRISPEECH_TRANSCRIPTS}) with audio found")
     return items
 
@@ -222,7 +252,7 @@ def read_commonvoice(path: Path) -> list[Utterance]:
     if not path.is_file():
         raise DatasetError(f"{path}: Common Voice TSV not found (check data.root and the split paths)")
     clips = path.parent / "clips"
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = set(COMMONVOICE_COLUMNS) - set(reader.fieldnames or [])
         if missing:

@@ -14,14 +14,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from asr.data.audio import AudioError, load_audio, resample
+from asr.data.audio import AudioError, Levels, read_audio, resample
 from asr.data.features import FeatureOptions, extract
 from asr.files import atomic_write, atomic_write_text
 from asr.system import usable_cpus
@@ -29,7 +29,7 @@ from asr.system import usable_cpus
 log = logging.getLogger(__name__)
 
 # Bump when the meaning of a cached array changes (invalidates every entry).
-CACHE_VERSION = 2  # 2: audio through libsndfile, resampling by soxr
+CACHE_VERSION = 3  # 2: audio through libsndfile, resampling by soxr; 3: audio facts beside the features
 # Fewer files than this are extracted in this process: starting workers costs about a second.
 PARALLEL_MIN_FILES = 400
 
@@ -51,7 +51,30 @@ class Stats:
     cache_hits: int = 0
     cache_misses: int = 0
     feature_seconds: float = 0.0
-    errors: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)  # job index -> why its audio was refused
+    error_kinds: dict[int, str] = field(default_factory=dict)  # job index -> the kind of that refusal
+    facts: dict[int, AudioFacts] = field(default_factory=dict)  # job index -> what the audio was like
+
+
+@dataclass(frozen=True)
+class AudioFacts:
+    """What a file's audio was before it became features: its format and its levels."""
+
+    channels: int
+    samplerate: int
+    subtype: str
+    peak_dbfs: float
+    rms_dbfs: float
+    clipped_share: float
+
+    def levels(self) -> Levels:
+        return Levels(self.peak_dbfs, self.rms_dbfs, self.clipped_share)
+
+    def conversions(self, sample_rate: int) -> list[str]:
+        """What was converted to make float32 mono at `sample_rate`: channels, sample_rate, sample_format."""
+        done = ["channels"] if self.channels > 1 else []
+        done += ["sample_rate"] if self.samplerate != sample_rate else []
+        return done + (["sample_format"] if self.subtype != "PCM_16" else [])
 
 
 def default_cache_dir() -> Path:
@@ -61,25 +84,36 @@ def default_cache_dir() -> Path:
 
 def featurize(job: Job, options: FeatureOptions) -> np.ndarray:
     """Load (cut, speed-perturbed) audio and compute its features; raises AudioError."""
-    signal = load_audio(job.audio, options.sample_rate, job.start, job.end)
+    return featurize_checked(job, options)[0]
+
+
+def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, AudioFacts]:
+    """Features of a training, validation or test item, and the facts of its audio; AudioError (kind
+    silent_audio) for a silent recording as well as for an unreadable one."""
+    recording = read_audio(job.audio, job.start, job.end)
+    levels = Levels.of(recording.samples)
+    if silence := levels.silence():
+        raise AudioError(job.audio, silence, "check the recording or remove it from the dataset", kind="silent_audio")
+    facts = AudioFacts(recording.channels, recording.samplerate, recording.subtype, *astuple(levels))
+    signal = resample(recording.samples, recording.samplerate, options.sample_rate)
     if job.speed != 1.0:
         signal = resample(signal, int(round(options.sample_rate * job.speed)), options.sample_rate)
-    return extract(signal, options)
+    return extract(signal, options), facts
 
 
-def _featurize_or_error(args: tuple[Job, FeatureOptions]) -> np.ndarray | str:
-    """Worker entry: the features, or the reason they could not be made."""
+def _featurize_or_error(args: tuple[Job, FeatureOptions]) -> tuple[np.ndarray, AudioFacts] | tuple[str, str]:
+    """Worker entry: the features and audio facts, or the kind and reason of the refusal."""
     try:
-        return featurize(*args)
+        return featurize_checked(*args)
     except AudioError as e:
-        return e.reason
+        return e.kind, e.reason
 
 
 class FeatureCache:
     """Feature matrices on disk, keyed by the audio bytes, the cut, the speed and every feature setting.
 
-    Entries are .npy files written atomically (write, then rename) with the SHA-256 of their data in the
-    name of a sidecar; an entry whose data does not match is treated as missing and rebuilt.
+    Entries are .npy files written atomically (write, then rename) with a JSON sidecar holding the SHA-256 of
+    their data and the facts of the audio; an entry whose data does not match is treated as missing and rebuilt.
     """
 
     def __init__(self, directory: Path, options: FeatureOptions) -> None:
@@ -97,32 +131,35 @@ class FeatureCache:
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         folder = self.directory / key[:2]
-        return folder / f"{key}.npy", folder / f"{key}.sha256"
+        return folder / f"{key}.npy", folder / f"{key}.json"
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached array, or None when absent or damaged (a damaged entry is removed)."""
-        data_path, sum_path = self._paths(key)
+    def get(self, key: str) -> tuple[np.ndarray, AudioFacts] | None:
+        """The cached array and audio facts, or None when absent or damaged (a damaged entry is removed)."""
+        data_path, side_path = self._paths(key)
         if not data_path.is_file():
             return None
         try:
             raw = data_path.read_bytes()
-            if hashlib.sha256(raw).hexdigest() != sum_path.read_text().strip():
+            side = json.loads(side_path.read_text())
+            if hashlib.sha256(raw).hexdigest() != side["sha256"]:
                 raise ValueError("checksum mismatch")
-            return np.load(io.BytesIO(raw), allow_pickle=False)  # the bytes just checked, not a second read
-        except (OSError, ValueError) as e:
+            facts = AudioFacts(**side["facts"])
+            return np.load(io.BytesIO(raw), allow_pickle=False), facts  # the bytes just checked, not a second read
+        except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("feature cache entry %s is damaged (%s); rebuilding it", data_path, e)
             data_path.unlink(missing_ok=True)
             return None
 
-    def put(self, key: str, array: np.ndarray) -> None:
-        """Store an array (atomically: a crash never leaves a half entry that looks valid)."""
-        data_path, sum_path = self._paths(key)
+    def put(self, key: str, array: np.ndarray, facts: AudioFacts) -> None:
+        """Store an array and its audio facts (atomically: a crash never leaves a half entry that looks valid)."""
+        data_path, side_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         raw = buffer.getvalue()
+        side = {"sha256": hashlib.sha256(raw).hexdigest(), "facts": asdict(facts)}
         # no fsync: a cache entry lost in a power cut is only recomputed (and its checksum catches a torn one)
-        atomic_write_text(sum_path, hashlib.sha256(raw).hexdigest() + "\n", sync=False)
+        atomic_write_text(side_path, json.dumps(side) + "\n", sync=False)
         atomic_write(data_path, lambda f: f.write(raw), sync=False)
 
 
@@ -146,7 +183,7 @@ def extract_all(
     for i, key in enumerate(keys):
         cached = cache.get(key) if cache and key else None
         if cached is not None:
-            results[i] = cached
+            results[i], stats.facts[i] = cached
             stats.cache_hits += 1
         else:
             todo.append(i)
@@ -165,11 +202,11 @@ def extract_all(
     computed += [(bar.update(), _featurize_or_error(a))[1] for a in args[len(computed) :]]
     bar.close()
     for i, out in zip(todo, computed, strict=True):
-        if isinstance(out, str):
-            stats.errors[i] = out
+        if isinstance(out[0], str):
+            stats.error_kinds[i], stats.errors[i] = out
             continue
-        results[i] = out
+        results[i], stats.facts[i] = out
         if cache and keys[i]:
-            cache.put(keys[i], out)
+            cache.put(keys[i], *out)
     stats.feature_seconds = time.perf_counter() - started
     return results, stats

@@ -23,6 +23,9 @@ class DataFormat(StrEnum):
 # What a bad utterance does: skip (leave it out and report it) or raise (stop at the first one). Members are
 # named by their values, as OmegaConf matches names ("raise" is a keyword, hence the functional form).
 OnError = StrEnum("OnError", ["skip", "raise"], module=__name__)
+# What a transcript with characters outside the vocabulary does: skip the utterance (reported), drop those
+# characters (reported as a warning) or raise (stop, naming the utterance and the characters).
+UnknownCharacters = StrEnum("UnknownCharacters", ["skip", "drop", "raise"], module=__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class DataOptions:
     characters: str = DEFAULT_CHARACTERS
     fold_accents: bool = False  # match "café" as "cafe" (the English presets); off keeps every script's letters
     on_error: OnError = OnError.skip
+    unknown_characters: UnknownCharacters = UnknownCharacters.skip
     cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
     cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)
     workers: int | None = None  # feature extraction processes; None: one per usable core
@@ -48,6 +52,7 @@ class DataOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", DataFormat(self.format))
         object.__setattr__(self, "on_error", OnError(self.on_error))
+        object.__setattr__(self, "unknown_characters", UnknownCharacters(self.unknown_characters))
         object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
         if self.workers == 0:  # the value that meant "one per core" before `null` did
             object.__setattr__(self, "workers", None)

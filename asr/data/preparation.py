@@ -14,17 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.data.audio import CLIP_LEVEL, CLIP_SHARE, SILENCE_PEAK_DBFS, SILENCE_RMS_DBFS
 from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha256
 from asr.data.extraction import FeatureCache, default_cache_dir
 from asr.data.features import FeatureOptions, apply_global_stats, global_stats
 from asr.data.options import AugmentOptions, DataOptions, OnError
 from asr.data.text import AUTO, Vocabulary, derive_characters
-from asr.data.validation import Example, prepare_all
+from asr.data.validation import SPEAKING_RATE, Example, prepare_all
 from asr.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "prepare_report.json"
+# What turning a file into float32 mono at the model's rate can involve; counted per split in the report.
+CONVERSIONS = ("channels", "sample_rate", "sample_format")
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,21 @@ def load_data(cfg: DataOptions) -> dict[str, list[Utterance]]:
     )
 
 
+def _spread(values: Sequence[float], digits: int) -> dict:
+    """min, mean and max of a split's values, rounded (zeros for an empty split)."""
+    array = np.array(values) if len(values) else np.zeros(1)
+    return {name: round(float(getattr(array, name)()), digits) for name in ("min", "mean", "max")}
+
+
 def _durations(examples: list[Example], options: FeatureOptions) -> dict:
     """Duration statistics (seconds, from frame counts) of a split."""
-    seconds = np.array([len(e.features) * options.winstep for e in examples]) if examples else np.zeros(1)
-    return {
-        "total": round(float(seconds.sum()), 2),
-        "min": round(float(seconds.min()), 3),
-        "mean": round(float(seconds.mean()), 3),
-        "max": round(float(seconds.max()), 3),
-    }
+    seconds = [len(e.features) * options.winstep for e in examples]
+    return {"total": round(float(sum(seconds)), 2), **_spread(seconds, 3)}
+
+
+def _speaking_rates(examples: list[Example], options: FeatureOptions) -> dict:
+    """Characters per second of audio over a split's examples: min, mean, max."""
+    return _spread([len(e.text) / options.seconds(len(e.features)) for e in examples], 2)
 
 
 def vocabulary(cfg: DataOptions, train: Sequence[Utterance]) -> Vocabulary:
@@ -86,25 +95,34 @@ def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment
     splits = load_data(cfg)
     vocab = vocabulary(cfg, splits["train"])
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
-    examples, rejected, report_splits = {}, [], {}
+    examples, rejected, warnings, report_splits = {}, [], [], {}
     totals = Counter()
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
-        ok, bad, stats = prepare_all(items, options, vocab, stride, name, speeds, cache, cfg.workers)
-        if bad and cfg.on_error == OnError["raise"]:
-            first = bad[0]
+        checked = prepare_all(items, options, vocab, stride, name, speeds, cache, cfg.workers, cfg.unknown_characters)
+        if checked.rejected and cfg.on_error == OnError["raise"]:
+            first = checked.rejected[0]
             raise DatasetError(f"{first.key}: {first.reason} (data.on_error=raise; use skip to leave it out)")
-        examples[name] = ok
-        rejected += [{"split": name, "item": r.key, "kind": r.kind, "reason": r.reason} for r in bad]
+        examples[name] = checked.examples
+        rejected += [{"split": name, "item": r.key, "kind": r.kind, "reason": r.reason} for r in checked.rejected]
+        warnings += [{"split": name, "item": w.key, "kind": w.kind, "reason": w.reason} for w in checked.warnings]
+        stats = checked.stats
         totals.update(feature_seconds=stats.feature_seconds, cache_hits=stats.cache_hits, misses=stats.cache_misses)
         report_splits[name] = {
             "utterances": len(items),
-            "usable": len(ok),
-            "rejected": len(bad),
-            "duration_s": _durations(ok, options),
+            "usable": len(checked.examples),
+            "rejected": len(checked.rejected),
+            "warnings": len(checked.warnings),
+            "converted": {kind: checked.converted[kind] for kind in CONVERSIONS},
+            "duration_s": _durations(checked.examples, options),
+            "speaking_rate": _speaking_rates(checked.examples, options),
         }
     if not examples["train"]:
-        raise DatasetError(f"no usable training utterances under {cfg.root} ({len(rejected)} rejected)")
+        kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(r["kind"] for r in rejected).items()) or "none"
+        raise DatasetError(
+            f"no usable training utterances in {Path(cfg.root) / cfg.train} ({len(rejected)} rejected: {kinds}); "
+            f"the reasons are listed in the log above"
+        )
     cmvn = None
     if options.normalize in ("global", "both"):
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
@@ -115,6 +133,12 @@ def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment
         "splits": report_splits,
         "problems": dict(Counter(r["kind"] for r in rejected)),
         "rejected": rejected,
+        "warnings": warnings,
+        "checks": {
+            "silence_below_dbfs": {"peak": SILENCE_PEAK_DBFS, "rms": SILENCE_RMS_DBFS},
+            "clipping": {"level": CLIP_LEVEL, "warn_above_share": CLIP_SHARE},
+            "speaking_rate_chars_per_second": list(SPEAKING_RATE),
+        },
         "dataset_sha256": manifest_sha256(splits),
         "vocabulary_found": "".join(sorted({c for e in examples["train"] for c in e.text})),
         "feature_seconds": round(totals["feature_seconds"], 3),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from asr.data.datasets import Utterance
-from asr.data.extraction import FeatureCache, Job, Stats, extract_all
+from asr.data.datasets import DatasetError, Utterance
+from asr.data.extraction import AudioFacts, FeatureCache, Job, Stats, extract_all
 from asr.data.features import FeatureOptions, stacked_frames
+from asr.data.options import UnknownCharacters
 from asr.data.text import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -29,12 +31,40 @@ class Example:
 
 
 @dataclass(frozen=True)
-class Rejected:
-    """An utterance left out, and why."""
+class Problem:
+    """An utterance left out (rejected) or used with a warning, and why."""
 
     key: str
-    kind: str  # unreadable_audio | empty_transcript | unknown_characters | ctc_infeasible
+    # rejected: missing_transcript | transcript_not_utf8 | missing_audio | unreadable_audio | silent_audio |
+    # empty_transcript | unknown_characters | ctc_infeasible; warnings: clipping | speaking_rate |
+    # unknown_characters (dropped)
+    kind: str
     reason: str
+
+
+Rejected = Problem  # the name before warnings were reported too
+
+
+# Characters per second of audio (transcript length / duration) outside this range draw a warning: speech runs
+# at 8-18 here (every file in ../shared/data lies within 1.0-27.5); far outside, the transcript or the audio is
+# probably not the right one, or the recording is mostly silence.
+SPEAKING_RATE = (1.0, 30.0)
+
+
+@dataclass
+class Checked:
+    """What checking a split found: the usable examples, the rejected items, the warnings, how many files were
+    converted (channels, sample_rate, sample_format: counts), and what extraction did."""
+
+    examples: list[Example]
+    rejected: list[Problem]
+    warnings: list[Problem]
+    converted: Counter
+    stats: Stats
+
+
+class UnknownCharactersError(DatasetError):
+    """data.unknown_characters=raise met a transcript with characters outside the vocabulary."""
 
 
 def ctc_min_frames(labels: np.ndarray) -> int:
@@ -53,14 +83,53 @@ def ctc_problem(frames: int, labels: np.ndarray, stride: int) -> str | None:
     )
 
 
-def text_problem(text: str, vocab: Vocabulary) -> tuple[str, str] | None:
-    """(kind, reason) when a transcript cannot be trained on, else None."""
-    unknown = vocab.unknown_characters(text)
-    if unknown:
-        return "unknown_characters", f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {text!r}"
-    if not vocab.normalize(text):
-        return "empty_transcript", "empty transcript (after normalization)"
-    return None
+def text_problem(
+    utterance: Utterance, vocab: Vocabulary, unknown: UnknownCharacters = UnknownCharacters.skip
+) -> tuple[str | None, Problem | None]:
+    """(normalized text or None, a problem or None) for an utterance's transcript: None text when it cannot be
+    trained on (the problem says why); with unknown=drop the characters outside the vocabulary are removed and
+    the problem is a warning; with unknown=raise they raise UnknownCharactersError."""
+    key = utterance.key
+    if utterance.problem is not None:
+        return None, Problem(key, *utterance.problem)
+    if utterance.text is None:
+        return None, Problem(key, "missing_transcript", "no transcript")
+    text = vocab.normalize(utterance.text)
+    if outside := "".join(sorted({c for c in text if c not in vocab.characters})):
+        reason = f"characters outside the vocabulary: {outside!r} in {utterance.text!r}"
+        if unknown == UnknownCharacters["raise"]:
+            raise UnknownCharactersError(
+                f"{key}: {reason} (data.unknown_characters=raise; skip leaves the utterance out, drop removes "
+                f"the characters, or add them to data.characters)"
+            )
+        if unknown == UnknownCharacters.skip:
+            return None, Problem(key, "unknown_characters", reason)
+        text = " ".join("".join(c for c in text if c in vocab.characters).split())
+        if text:
+            return text, Problem(key, "unknown_characters", f"{reason}: dropped, trained on {text!r}")
+    if not text:
+        return None, Problem(key, "empty_transcript", "empty transcript (after normalization)")
+    return text, None
+
+
+def audio_warnings(key: str, text: str, frames: int, facts: AudioFacts, options: FeatureOptions) -> list[Problem]:
+    """Warnings about a usable utterance: clipped audio, a speaking rate outside SPEAKING_RATE."""
+    found = []
+    if clipping := facts.levels().clipping():
+        found.append(Problem(key, "clipping", clipping))
+    seconds = options.seconds(frames)
+    rate = len(text) / seconds
+    low, high = SPEAKING_RATE
+    if not low <= rate <= high:
+        found.append(
+            Problem(
+                key,
+                "speaking_rate",
+                f"{len(text)} characters in {seconds:.2f} s ({rate:.1f} per second, outside {low:g}-{high:g}): "
+                f"check that the transcript belongs to this audio",
+            )
+        )
+    return found
 
 
 def prepare_all(
@@ -72,8 +141,10 @@ def prepare_all(
     speeds: Sequence[float] = (1.0,),
     cache: FeatureCache | None = None,
     workers: int = 1,
-) -> tuple[list[Example], list[Rejected], Stats]:
-    """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised.
+    unknown: UnknownCharacters = UnknownCharacters.skip,
+) -> Checked:
+    """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
+    (except under unknown=raise), doubtful ones as warnings.
 
     With several `speeds`, an example holds the features at each speed (the first as `features`, the rest as
     `variants`); a speed at which CTC becomes infeasible is left out for that utterance. `stride` is the
@@ -81,27 +152,31 @@ def prepare_all(
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
-    rejected, usable = [], []
+    rejected, warnings, usable = [], [], []
     for utterance in utterances:
-        problem = text_problem(utterance.text, vocab)
+        text, problem = text_problem(utterance, vocab, unknown)
+        if text is None:
+            rejected.append(problem)
+            continue
         if problem:
-            rejected.append(Rejected(utterance.key, *problem))
-        else:
-            usable.append(utterance)
-    jobs = [Job(str(u.audio), u.start, u.end, speed) for u in usable for speed in speeds]
+            warnings.append(problem)
+        usable.append((utterance, text))
+    jobs = [Job(str(u.audio), u.start, u.end, speed) for u, _ in usable for speed in speeds]
     features, stats = extract_all(jobs, options, cache, workers, desc)
-    examples = []
-    for n, utterance in enumerate(usable):
+    examples, converted = [], Counter()
+    for n, (utterance, text) in enumerate(usable):
         first = n * len(speeds)
-        text = vocab.normalize(utterance.text)
         labels = vocab.encode(text)
         if first in stats.errors:
-            rejected.append(Rejected(utterance.key, "unreadable_audio", stats.errors[first]))
+            rejected.append(Problem(utterance.key, stats.error_kinds[first], stats.errors[first]))
             continue
         problem = ctc_problem(len(features[first]), labels, stride)
         if problem:
-            rejected.append(Rejected(utterance.key, "ctc_infeasible", problem))
+            rejected.append(Problem(utterance.key, "ctc_infeasible", problem))
             continue
+        facts = stats.facts[first]
+        converted.update(facts.conversions(options.sample_rate))
+        warnings += audio_warnings(utterance.key, text, len(features[first]), facts, options)
         variants = tuple(
             f
             for f in features[first + 1 : first + len(speeds)]
@@ -110,4 +185,6 @@ def prepare_all(
         examples.append(Example(utterance.key, text, features[first], labels, variants))
     for r in rejected:
         log.warning("skipping %s: %s", r.key, r.reason)
-    return examples, rejected, stats
+    for w in warnings:
+        log.warning("warning for %s: %s", w.key, w.reason)
+    return Checked(examples, rejected, warnings, converted, stats)

@@ -13,6 +13,7 @@ import numpy as np
 
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.data.text import Vocabulary
+from asr.errors import UserError
 from asr.model.ctc import CTCModel
 
 BUNDLE_FILE = "bundle.json"
@@ -24,7 +25,7 @@ VERSION = 1
 DEFAULT_MAX_SECONDS = 20.0
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A directory is not a loadable bundle; the message says which file and what is wrong."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from asr.errors import UserError
 from asr.files import atomic_write
 from asr.training.state import RunState
 
@@ -29,7 +30,7 @@ KEEP_CHECKPOINTS = 2  # the newest and the one before it (a spare, should the ne
 _NAME = re.compile(r"^epoch-(\d{4,})\.npz$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used to resume this run."""
 
 
