@@ -3,13 +3,17 @@ help page, and running the Hydra app on an explicit argument list (for tests) as
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import string
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any
 
 from asr.config import register
+from asr.errors import user_message
 from asr.system import quiet_tensorflow
 
 HELP_FLAGS = ("--help", "-h")
@@ -54,3 +58,26 @@ def run_hydra_app(
         app()
     finally:
         sys.argv = saved
+
+
+@contextlib.contextmanager
+def one_line_errors(prog: str) -> Iterator[None]:
+    """Inside a Hydra task: a user's mistake (asr.errors.UserError, an unwritable disk) ends the command with
+    one line on stderr and exit status 2, an interruption with its message and 128 + the signal number. In a
+    multirun, or with HYDRA_FULL_ERROR=1, the error goes on to Hydra (recorded per job, or with its
+    traceback)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or asr.training.callbacks.Interrupted
+        print(f"{prog}: {interrupt or 'interrupted'}", file=sys.stderr)
+        sys.exit(128 + getattr(interrupt, "signum", signal.SIGINT))
+    except Exception as error:
+        message = user_message(error)
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if message is None or multirun or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)

@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asr.cli.app import run_hydra_app
+from asr.cli.app import one_line_errors, run_hydra_app
 from asr.config import to_options
 
 
@@ -18,9 +18,10 @@ def _task(cfg: DictConfig) -> None:
     """Hydra task: prepare every split of the configured data and write the report."""
     from asr.data.preparation import prepare_data, write_report
 
-    options = to_options(cfg)
-    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
-    write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
+    with one_line_errors("asr-prepare"):
+        options = to_options(cfg)
+        prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
+        write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from asr.cli.app import run_hydra_app
+from asr.cli.app import one_line_errors, run_hydra_app
 from asr.config import to_options
 from asr.training.sweep import threads_per_job
 
@@ -18,6 +18,12 @@ from asr.training.sweep import threads_per_job
 @hydra.main(version_base="1.3", config_path="pkg://asr.conf", config_name="config")
 def _task(cfg: DictConfig) -> float:
     """Hydra task: typed options in, best validation LER out (what a sweeper minimizes)."""
+    with one_line_errors("asr-train"):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> float:
+    """The work of the task: options, threads and workers for the launcher, then training."""
     from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
 
     options = to_options(cfg)

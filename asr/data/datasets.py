@@ -350,14 +350,25 @@ def load_splits(
     """
     fmt = data_format(fmt)
     others = DataFormat.auto if fmt in (DataFormat.auto, DataFormat.fsdd) else fmt  # how valid and test are read
-    fmt = detect_format(root / train) if fmt == DataFormat.auto else fmt
+
+    def split(name: str, spec: str, how: DataFormat) -> list[Utterance]:
+        try:
+            return read_split(root, spec, audio_root, how)
+        except DatasetError as e:  # name the key the user sets
+            raise DatasetError(f"data.{name}={spec} (data.format={how.value}): {e}") from None
+
+    if fmt == DataFormat.auto:
+        try:
+            fmt = detect_format(root / train)
+        except DatasetError as e:
+            raise DatasetError(f"data.train={train}: {e}") from None
     if fmt == "fsdd":
         splits = dict(zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True))
     else:
-        splits = {"train": read_split(root, train, audio_root, fmt)}
-        splits["test"] = read_split(root, test, audio_root, others) if test else []
+        splits = {"train": split("train", train, fmt)}
+        splits["test"] = split("test", test, others) if test else []
     if valid:
-        splits["valid"] = read_split(root, valid, audio_root, others)
+        splits["valid"] = split("valid", valid, others)
     elif valid_fraction > 0:
         splits["train"], splits["valid"] = carve(splits["train"], valid_fraction)
     else:

@@ -69,6 +69,7 @@ class CTCModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ler = ErrorRate(name="ler")
         self.wer = ErrorRate(name="wer")
+        self.skipped = keras.metrics.Sum(name="skipped_batches")  # training batches with a non-finite loss or gradient
         self._words_table = text_table(characters)
 
     def get_config(self) -> dict:
@@ -167,21 +168,35 @@ class CTCModel(keras.Model):
             # Mean over the global batch; under a tf.distribute strategy the replicas' gradients are summed.
             loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
         gradients = tape.gradient(loss, self.trainable_variables)
+        # A batch whose loss or gradients are not finite is skipped (counted, never applied): NaN or inf never
+        # reaches the weights or the optimizer's moments.
+        finite = tf.reduce_all([tf.math.is_finite(loss)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        if not self.optimizer.built:  # build outside the condition (variables cannot be created inside it)
+            self.optimizer.build(self.trainable_variables)
+        tf.cond(finite, lambda: self._apply(gradients), tf.no_op)
+        self.skipped.update_state(1.0 - tf.cast(finite, tf.float32))
+        tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
+        return {m.name: m.result() for m in self.metrics}
+
+    def _apply(self, gradients: list) -> tf.Operation:
+        """Apply one step's gradients (the finite branch of train_step)."""
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._update_metrics(loss, labels, logits, x["lengths"])
+        return tf.no_op()
 
     def test_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False)
         loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
-        return self._update_metrics(loss, labels, logits, x["lengths"])
+        self._update_metrics(loss, labels, logits, x["lengths"])
+        return {m.name: m.result() for m in self.metrics if m is not self.skipped}
 
-    def _update_metrics(self, loss, labels, logits, lengths) -> dict:
+    def _update_metrics(self, loss, labels, logits, lengths) -> tf.Operation:
+        """Add a batch's loss and error rates to the epoch's metrics."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         self.loss_tracker.update_state(loss * replicas)  # back to the per-replica mean
         self.update_error_rates(labels, logits, lengths)
-        return {m.name: m.result() for m in self.metrics}
+        return tf.no_op()
 
     @property
     def metrics(self) -> list:
-        return [self.loss_tracker, self.ler, self.wer]
+        return [self.loss_tracker, self.ler, self.wer, self.skipped]

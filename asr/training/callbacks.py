@@ -3,16 +3,20 @@ the order they must run at the end of an epoch: record, keep best, plateau, earl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from asr.errors import UserError
 from asr.training import checkpoint
 from asr.training.options import OptimizerOptions, Schedule, TrainerOptions
 from asr.training.plots import learning_curves
@@ -24,14 +28,112 @@ METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "learning_curves.png"
 TB_DIR = "tb"
 # The metrics Keras reports per epoch that go into metrics.jsonl (validation ones only with a valid split).
-LOGGED_METRICS = ("loss", "ler", "wer", "val_loss", "val_ler", "val_wer")
+LOGGED_METRICS = ("loss", "ler", "wer", "val_loss", "val_ler", "val_wer", "skipped_batches")
 # learning_curves.png is redrawn at most this often (and at the end): a redraw costs ~0.5 s on a 2-core CPU,
 # which is more than a whole epoch of the small presets.
 PLOT_EVERY_SECONDS = 30.0
 
 
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite."""
+class TrainingDiverged(UserError, FloatingPointError):
+    """The training loss became NaN or infinite, or too many batches in a row were skipped for it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped at a signal (SIGINT, SIGTERM); the message says what was kept and how to resume. A
+    KeyboardInterrupt, so a multirun stops as well instead of going on with its next job."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals(caught: list[int]) -> Iterator[list[int]]:
+    """While inside: SIGINT and SIGTERM are appended to `caught` instead of stopping the process (a second one
+    stops it at once); the handlers before are restored on the way out."""
+
+    def note(signum: int, frame) -> None:
+        if caught:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+        caught.append(signum)
+        log.warning("%s received: stopping after this batch", signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield caught
+        return
+    before = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """End training after the batch during which SIGINT or SIGTERM arrived, keeping the last epoch's checkpoint:
+    raises Interrupted (no partial epoch is recorded, no validation is run)."""
+
+    def __init__(self, state: RunState, run_dir: Path, caught: list[int]) -> None:
+        super().__init__()
+        self.state = state
+        self.run_dir = run_dir
+        self.caught = caught
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if not self.caught:
+            return
+        name = signal.Signals(self.caught[0]).name
+        kept = (
+            f"the checkpoint of epoch {self.state.epoch} in {self.run_dir / checkpoint.CHECKPOINT_DIR} is kept"
+            if self.state.epoch
+            else "no epoch had finished, so there is no checkpoint yet"
+        )
+        raise Interrupted(
+            f"{name}: training stopped in epoch {self._epoch + 1} after batch {batch + 1}; {kept}. Run the same "
+            f"command again to resume (the resumed run ends with the numbers of an uninterrupted one)",
+            self.caught[0],
+        )
+
+
+class SkippedBatches(keras.callbacks.Callback):
+    """Name the utterances of each training batch that was skipped for a non-finite loss or gradient; stop the
+    run when more than `limit` batches in a row were skipped."""
+
+    def __init__(self, batch_keys: Callable[[int, int], list[str]] | None, limit: int | None) -> None:
+        super().__init__()
+        self.batch_keys = batch_keys
+        self.limit = limit
+        self._epoch = 0
+        self._seen = 0.0  # skipped batches so far this epoch
+        self.in_a_row = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch, self._seen = epoch, 0.0
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        skipped = float((logs or {}).get("skipped_batches", self._seen))
+        if skipped <= self._seen:
+            self.in_a_row = 0
+            return
+        self._seen = skipped
+        self.in_a_row += 1
+        keys = self.batch_keys(self._epoch, batch) if self.batch_keys else []
+        log.warning(
+            "epoch %d, batch %d skipped: its loss or gradients are not finite (utterances: %s)",
+            self._epoch + 1,
+            batch + 1,
+            ", ".join(keys) or "unknown",
+        )
+        if self.limit is not None and self.in_a_row > self.limit:
+            raise TrainingDiverged(
+                f"epoch {self._epoch + 1}: {self.in_a_row} batches in a row had a non-finite loss or gradients "
+                f"(more than trainer.max_skipped_in_a_row={self.limit}); lower optimizer.lr, keep "
+                f"optimizer.clipnorm set, and check the utterances named in the log"
+            )
 
 
 class RecordEpoch(keras.callbacks.Callback):
@@ -213,9 +315,15 @@ def training_callbacks(
     optimizer: OptimizerOptions,
     padding_shares: Sequence[float],
     samples: Callable[[], list[dict]] | None,
+    batch_keys: Callable[[int, int], list[str]] | None = None,
+    caught: list[int] | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks of a run, in the order they must run: the first records the epoch that the others read."""
+    """The callbacks of a run, in the order they must run: the first records the epoch that the others read.
+    `batch_keys(epoch, batch)` names a training batch's utterances; `caught` is stop_signals' list."""
     callbacks: list[keras.callbacks.Callback] = [RecordEpoch(state, run_dir, padding_shares)]
+    callbacks.append(SkippedBatches(batch_keys, trainer.max_skipped_in_a_row))
+    if caught is not None:
+        callbacks.append(StopOnSignal(state, run_dir, caught))
     if trainer.keep_best:
         callbacks.append(KeepBest(state))
     if optimizer.schedule == Schedule.plateau:

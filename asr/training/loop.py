@@ -30,7 +30,14 @@ from asr.inference.transcribe import inference_function, transcribe_features
 from asr.model.ctc import CTCModel
 from asr.system import SOURCE_ROOT
 from asr.training import checkpoint, provenance
-from asr.training.callbacks import CURVES_FILE, METRICS_FILE, TB_DIR, TrainingDiverged, training_callbacks
+from asr.training.callbacks import (
+    CURVES_FILE,
+    METRICS_FILE,
+    TB_DIR,
+    TrainingDiverged,
+    stop_signals,
+    training_callbacks,
+)
 from asr.training.optimizers import build_optimizer
 from asr.training.options import Resume, RunOptions
 from asr.training.state import RunState
@@ -172,8 +179,14 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
     if resumed is not None:
         checkpoint.restore(model, resumed)
         state, resumed_from = resumed.state, resumed.state.epoch  # the callbacks advance state.epoch
+    train_keys = [e.key for e in examples["train"]]
+
+    def batch_keys(epoch: int, batch: int) -> list[str]:
+        return [train_keys[i] for i in plans[epoch].batches[batch]]
+
+    caught: list[int] = []
     callbacks = training_callbacks(
-        state, run_dir, trainer, options.optimizer, [plan.padding_share for plan in plans], samples
+        state, run_dir, trainer, options.optimizer, [plan.padding_share for plan in plans], samples, batch_keys, caught
     )
     # metrics.jsonl holds exactly the epochs of the checkpoint (a line written after it is dropped)
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state.records))
@@ -183,16 +196,17 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         if examples["valid"]:
             valid_data = make_dataset(examples["valid"], epoch_plans(examples["valid"], batch_size, None))
         seconds_before, started = state.train_seconds, time.perf_counter()
-        model.fit(
-            make_dataset(examples["train"], plans[state.epoch :]),
-            validation_data=valid_data,
-            initial_epoch=state.epoch,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset reshuffles itself from the run's seed
-            verbose=trainer.verbose,
-        )
+        with stop_signals(caught):  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
+            model.fit(
+                make_dataset(examples["train"], plans[state.epoch :]),
+                validation_data=valid_data,
+                initial_epoch=state.epoch,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # the dataset reshuffles itself from the run's seed
+                verbose=trainer.verbose,
+            )
         finished = time.perf_counter()
         stall = finished - callbacks[0].train_ended
         if stall > 1.0:  # seen with a Python-generator dataset; kept as a guard

@@ -42,7 +42,9 @@ class OptimizerOptions:
     lr: float = 1e-3
     momentum: float = 0.0  # sgd only
     weight_decay: float = 0.0  # adamw only
-    clipnorm: float | None = None  # clip each gradient tensor's norm to this; None: no clipping
+    # Clip each gradient tensor's norm to this (None: no clipping). CTC losses are sums over the characters of
+    # an utterance, so their gradients spike; 1.0 is what the presets train with.
+    clipnorm: float | None = 1.0
     schedule: Schedule = Schedule.constant
     warmup_ratio: float = 0.0  # cosine: share of all optimizer steps spent warming up, in [0, 1)
     plateau_factor: float = 0.5
@@ -83,6 +85,8 @@ class TrainerOptions:
     resume: Resume = Resume.auto
     samples: int = 10  # test transcripts listed in result.json
     verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
+    # Batches with a non-finite loss or gradients are skipped; more than this many in a row stop the run.
+    max_skipped_in_a_row: int | None = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
@@ -96,7 +100,7 @@ class TrainerOptions:
             raise ValueError(
                 f"trainer.epochs and trainer.batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
-        for name in ("threads", "patience"):
+        for name in ("threads", "patience", "max_skipped_in_a_row"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")
 
