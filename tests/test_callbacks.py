@@ -105,3 +105,39 @@ def test_the_learning_curves_are_redrawn_on_a_cadence_and_at_the_end(tmp_path, m
         plot.on_epoch_end(epoch)
     plot.on_train_end()
     assert drawn == [1, 3, 4]  # the first epoch, then 30 s later, then the last one at the end
+
+
+def test_skipped_batches_are_named_and_too_many_in_a_row_stop_the_run(caplog):
+    from asr.training.callbacks import SkippedBatches
+
+    callback = SkippedBatches(lambda epoch, batch: [f"e{epoch}b{batch}.wav"], limit=2)
+    callback.on_epoch_begin(0)
+    for batch, skipped in enumerate([0.0, 1.0, 1.0, 2.0, 3.0]):  # the epoch's running count, as Keras logs it
+        callback.on_train_batch_end(batch, {"skipped_batches": skipped})
+    assert "epoch 1, batch 2 skipped" in caplog.text and "utterances: e0b1.wav" in caplog.text
+    assert callback.in_a_row == 2  # batch 3 trained, batches 4 and 5 skipped
+    with pytest.raises(TrainingDiverged, match="3 batches in a row had a non-finite loss or gradients"):
+        callback.on_train_batch_end(5, {"skipped_batches": 4.0})
+
+
+def test_a_signal_ends_training_after_the_batch_with_the_way_to_resume(tmp_path):
+    import os
+    import signal
+
+    from asr.training.callbacks import Interrupted, StopOnSignal, stop_signals
+
+    state = RunState(epoch=3)
+    caught: list[int] = []
+    callback = StopOnSignal(state, tmp_path, caught)
+    callback.on_epoch_begin(3)
+    with stop_signals(caught):
+        callback.on_train_batch_end(0)  # nothing caught: goes on
+        os.kill(os.getpid(), signal.SIGTERM)  # noted by the handler, the process lives on
+        with pytest.raises(
+            Interrupted,
+            match="SIGTERM: training stopped in epoch 4 after batch 2; the checkpoint "
+            "of epoch 3 in .* is kept. Run the same command again to resume",
+        ) as stopped:
+            callback.on_train_batch_end(1)
+    assert stopped.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler before is back

@@ -72,7 +72,7 @@ def test_train_step_reduces_ctc_loss_and_reports_metrics():
     first = model.train_on_batch(x, y, return_dict=True)
     for _ in range(30):
         last = model.train_on_batch(x, y, return_dict=True)
-    assert set(first) == {"loss", "ler", "wer"}
+    assert set(first) == {"loss", "ler", "wer", "skipped_batches"}
     assert last["loss"] < first["loss"] / 2
     expected = tf.nn.ctc_loss(
         labels_to_sparse(tf.constant(y)),
@@ -84,3 +84,24 @@ def test_train_step_reduces_ctc_loss_and_reports_metrics():
     )
     evaluated = model.test_on_batch(x, y, return_dict=True)
     assert evaluated["loss"] == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
+
+
+@pytest.mark.slow  # training steps
+def test_a_batch_with_a_non_finite_loss_is_skipped_counted_and_never_reaches_the_weights():
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    rng = np.random.default_rng(0)
+    x = {"features": rng.normal(size=(2, 20, 4)).astype(np.float32), "lengths": np.array([20, 12], np.int32)}
+    y = np.array([[1, 2, 3], [4, 5, -1]], np.int32)
+    assert model.train_on_batch(x, y, return_dict=True)["skipped_batches"] == 0.0
+    weights = [v.numpy().copy() for v in model.trainable_variables]
+    moments = [v.numpy().copy() for v in model.optimizer.variables]
+    bad = {**x, "features": x["features"].copy()}
+    bad["features"][1, 3, 2] = np.inf
+    logs = model.train_on_batch(bad, y, return_dict=True)
+    assert logs["skipped_batches"] == 1.0 and logs["loss"] == 0.0  # the skipped batch adds nothing to the loss
+    for before, variable in zip(weights + moments, model.trainable_variables + model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(before, variable.numpy())  # weights, moments and step count untouched
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["skipped_batches"] == 0.0 and np.isfinite(logs["loss"])
+    assert not np.array_equal(weights[0], model.trainable_variables[0].numpy())  # a good batch trains again

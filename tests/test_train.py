@@ -226,6 +226,30 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path
     provenance = json.loads((killed / "provenance.json").read_text())
     assert len(provenance["previous"]) == 1 and provenance["previous"][0]["ended"] is None
 
+    # SIGTERM (what SLURM sends before a kill) during epoch 2: stops after the batch, keeps epoch 1, says how to resume
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [str(BIN / "asr-train"), f"hydra.run.dir={stopped}", *SHORT],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = stopped / "checkpoints" / "epoch-0001.npz"
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    stderr = process.communicate(timeout=60)[1]
+    assert time.monotonic() - sent < 10 and process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "SIGTERM: training stopped in epoch 2 after batch" in stderr and "Traceback" not in stderr
+    assert "the checkpoint of epoch 1" in stderr and "Run the same command again to resume" in stderr
+    assert [m["epoch"] for m in read_metrics(stopped)] == [1]  # no partial epoch recorded
+    done = _train(stopped)
+    assert "resuming from" in done.stdout + done.stderr
+    assert _values(stopped) == _values(reference)
+
     # a different seed gives different numbers
     other = tmp_path / "other_seed"
     _train(other, "seed=1")

@@ -52,3 +52,92 @@ def test_speed_variants_are_drawn_per_epoch(tmp_path):
 
     assert first_lengths(epoch_plans(examples, 1, seed=0, epochs=30)) == {99, 124, 79}
     assert first_lengths(epoch_plans(examples, 1, seed=None)) == {99}
+
+
+def _levels(tmp_path, name: str, samples: np.ndarray, rate: int = 8000):
+    """A WAV of float samples, as 16-bit PCM."""
+    return write_wav(tmp_path / f"{name}.wav", rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16))
+
+
+def test_silence_is_rejected_and_quiet_speech_is_kept(tmp_path):
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000)
+    quiet = _levels(tmp_path, "quiet", sine(8000, 1.0, amplitude=10 ** (-40 / 20)))  # peak -40 dBFS: like FSDD's
+    zeros = _levels(tmp_path, "zeros", np.zeros(8000))
+    hiss = _levels(tmp_path, "hiss", sine(8000, 1.0, amplitude=10 ** (-55 / 20)))  # peak -55 dBFS
+    checked = prepare_all([Utterance(p, "one") for p in (quiet, zeros, hiss)], options, vocab)
+    assert [e.key for e in checked.examples] == [str(quiet)]
+    reasons = {r.key: (r.kind, r.reason) for r in checked.rejected}
+    assert reasons[str(zeros)] == ("silent_audio", "digital silence (every sample is 0)")
+    kind, reason = reasons[str(hiss)]
+    assert kind == "silent_audio" and reason.startswith("near-silence (peak -55.0 dBFS") and "-50 dBFS" in reason
+
+
+def test_clipping_and_an_odd_speaking_rate_are_warnings_and_the_files_are_used(tmp_path):
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000)
+    clipped = _levels(tmp_path, "clipped", np.clip(3 * sine(8000, 1.0), -1, 1))  # a third of the samples at full scale
+    clean = _levels(tmp_path, "clean", sine(8000, 1.0))
+    long = _levels(tmp_path, "long", sine(8000, 3.0))
+    items = [Utterance(clipped, "one"), Utterance(long, "a"), Utterance(clean, "one two three four five six seven")]
+    checked = prepare_all(items, options, vocab)
+    assert len(checked.examples) == 3 and not checked.rejected
+    found = [(w.key, w.kind) for w in checked.warnings]
+    assert found == [(str(clipped), "clipping"), (str(long), "speaking_rate"), (str(clean), "speaking_rate")]
+    assert "of the samples are clipped" in checked.warnings[0].reason
+    assert "1 characters in 3.00 s (0.3 per second, outside 1-30)" in checked.warnings[1].reason
+    assert "33 characters in 1.00 s (32.8 per second, outside 1-30)" in checked.warnings[2].reason
+
+
+def test_conversions_are_counted_not_named(tmp_path):
+    import soundfile
+
+    vocab, options = Vocabulary(), FeatureOptions(sample_rate=8000)
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(stereo, np.stack([sine(16000, 1.0)] * 2, axis=1), 16000, subtype="FLOAT")
+    plain = _levels(tmp_path, "plain", sine(8000, 1.0))
+    checked = prepare_all([Utterance(stereo, "one"), Utterance(plain, "one")], options, vocab)
+    assert len(checked.examples) == 2 and not checked.warnings
+    assert checked.converted == {"channels": 1, "sample_rate": 1, "sample_format": 1}
+
+
+@pytest.mark.parametrize(
+    ("mode", "texts", "rejected", "warned"),
+    [
+        ("skip", ["one", "one 2"], ["unknown_characters"], []),
+        ("drop", ["one", "one 2"], [], ["unknown_characters"]),
+        ("drop", ["9"], ["empty_transcript"], []),  # nothing left after dropping
+    ],
+)
+def test_unknown_characters_are_skipped_or_dropped_as_configured(tmp_path, mode, texts, rejected, warned):
+    from asr.data.options import UnknownCharacters
+
+    wav = _levels(tmp_path, "a", sine(8000, 1.0))
+    checked = prepare_all(
+        [Utterance(wav, t) for t in texts],
+        FeatureOptions(sample_rate=8000),
+        Vocabulary(),
+        unknown=UnknownCharacters(mode),
+    )
+    assert [r.kind for r in checked.rejected] == rejected and [w.kind for w in checked.warnings] == warned
+    if mode == "drop" and warned:
+        assert [e.text for e in checked.examples] == ["one", "one"]
+        assert (
+            "characters outside the vocabulary: '2' in 'one 2': dropped, trained on 'one'" in checked.warnings[0].reason
+        )
+
+
+def test_unknown_characters_raise_names_the_utterance_and_the_characters(tmp_path):
+    from asr.data.options import UnknownCharacters
+    from asr.data.validation import UnknownCharactersError
+
+    wav = _levels(tmp_path, "a", sine(8000, 1.0))
+    with pytest.raises(
+        UnknownCharactersError,
+        match=r"a\.wav: characters outside the vocabulary: '2' in 'one 2' "
+        r"\(data\.unknown_characters=raise",
+    ):
+        prepare_all(
+            [Utterance(wav, "one 2")],
+            FeatureOptions(sample_rate=8000),
+            Vocabulary(),
+            unknown=UnknownCharacters["raise"],
+        )

@@ -10,15 +10,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.cli.transcribe import add_batch_size
+from asr.cli._errors import add_debug, run_command
+from asr.cli.transcribe import add_batch_size, check_inputs
 from asr.system import quiet_tensorflow
 
 # The short training job of `asr-bench jobs` (kept here so that --help needs nothing heavy).
 SHORT_JOB = ["trainer.epochs=2", "model.num_layers=1", "model.units=64", "augment.speeds=[1.0]", "trainer.verbose=0"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point `asr-bench`."""
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: one of the subcommands with its arguments (a bad one exits with status 2 and the reason)."""
     parser = argparse.ArgumentParser(prog="asr-bench", description=__doc__.replace("\n", " "))
     sub = parser.add_subparsers(dest="what", required=True)
     transcribe = sub.add_parser("transcribe", help="RTF of asr-transcribe vs one-file-at-a-time eager decoding")
@@ -32,7 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     resample = sub.add_parser("resample", help="soxr (used) vs scipy resample_poly: speed and quality")
     resample.add_argument("--seconds", type=float, default=60.0, help="length of the test signal (default 60 s)")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
-    args = parser.parse_args(argv)
+    add_debug(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point `asr-bench`; exit status 2 (one line on stderr) for a user's mistake, such as a MODEL or
+    AUDIO path that does not exist."""
+    args = parse_args(argv)
+    return run_command("asr-bench", lambda: bench(args), args.debug)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the chosen benchmark, print its result and write it to --out."""
+    if args.what == "transcribe":
+        check_inputs(args.model, args.audio)
     quiet_tensorflow()
     from asr.benchmark import bench_jobs, bench_resample, bench_transcribe, machine
 
@@ -44,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="asr-bench-") as work_dir:
             measured = bench_jobs(args.count, args.overrides, Path(work_dir))
     result = {"machine": machine(), **measured}
+    print(json.dumps(result, indent=2))  # first: an unwritable --out loses no measurement
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.system import quiet_tensorflow
@@ -20,7 +21,12 @@ mix of audio files ({", ".join(AUDIO_SUFFIXES)}), folders (searched recursively 
 manifests (as for training; their transcripts are the references of --score). Any channel count and rate
 is read (channels averaged, resampled to the model's rate). Prints `<audio path>\\t<transcript>` per file, or one JSON
 object per file with --json; a closing line on stderr gives the real-time factor. Exit status: 0, 1 if a
-file could not be read (the others are still transcribed), 2 for a bad model or arguments."""
+file could not be read (the others are still transcribed), 2 for a bad model or arguments (one line on stderr; a
+MODEL or AUDIO path that does not exist is one)."""
+
+
+# The fix named by the one-line error for an AUDIO path that does not exist (also asr-bench transcribe).
+AUDIO_FIX = "pass existing audio files, folders or .jsonl / .csv manifests as AUDIO"
 
 
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="for manifest entries with a transcript: show the reference beside each result and LER/WER",
     )
+    add_debug(parser)
     args = parser.parse_args(argv)
     try:
         args.decode = DecodeOptions(args.batch_size, args.beam_width, args.n_best, args.timestamps)
@@ -58,26 +65,50 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_inputs(model: str, audio: Sequence[str]) -> None:
+    """A UserError naming the first MODEL or AUDIO path that does not exist (checked before TensorFlow loads;
+    an audio file missing from a manifest is a per-file failure instead)."""
+    existing(Path(model), MODEL_FIX)
+    for name in audio:
+        existing(Path(name), AUDIO_FIX)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `asr-transcribe`; exit status 1 if any file failed, 2 on a bad model or arguments."""
     args = parse_args(argv)
+    return run_command("asr-transcribe", lambda: transcribe(args), args.debug)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    """Load the model, print every file's result and the closing line; 1 if any file failed."""
+    check_inputs(args.model, args.audio)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_tensorflow()
-    from asr.data.datasets import DatasetError
-    from asr.data.text import error_rates
-    from asr.inference.bundle import BundleError, load_bundle
+    from asr.inference.bundle import load_bundle
     from asr.inference.transcribe import expand_inputs, ready_inference, run
 
-    try:
-        bundle = load_bundle(Path(args.model))
-        items = expand_inputs(args.audio)
-        infer = ready_inference(bundle, args.decode)
-    except (BundleError, DatasetError) as e:
-        print(f"asr-transcribe: {e}", file=sys.stderr)
-        return 2
+    bundle = load_bundle(Path(args.model))
+    items = expand_inputs(args.audio)
+    infer = ready_inference(bundle, args.decode)
     started = time.perf_counter()
+    failed, audio_seconds, refs, hyps = print_records(run(items, bundle, args.decode, infer), args)
+    elapsed = time.perf_counter() - started
+    if args.score and refs:
+        print_scores(refs, hyps)
+    rtf = elapsed / audio_seconds if audio_seconds else float("nan")
+    print(
+        f"transcribed {len(items) - failed} files, {audio_seconds:.1f} s of audio in {elapsed:.2f} s "
+        f"(RTF {rtf:.4f})" + (f"; {failed} failed" if failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+def print_records(records: Iterable[dict], args: argparse.Namespace) -> tuple[int, float, list[str], list[str]]:
+    """Print each record as it comes (a failed file on stderr, unless --json); the count of failed files, the
+    seconds of audio transcribed, and the references with their transcripts (for --score)."""
     failed, audio_seconds, refs, hyps = 0, 0.0, [], []
-    for record in run(items, bundle, args.decode, infer):
+    for record in records:
         if "error" in record:
             failed += 1
             if not args.json:
@@ -94,20 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.score and "ref" in record:
                 line += f"\t{'==' if record['ref'] == record['text'] else '!='}\t{record['ref']}"
             print(line, flush=True)
-    elapsed = time.perf_counter() - started
-    if args.score and refs:
-        rates = error_rates(refs, hyps)
-        print(
-            f"scored {rates['n']} files: LER {rates['ler']:.4f}  WER {rates['wer']:.4f}  "
-            f"utterance accuracy {rates['utt_acc']:.4f}"
-        )
-    rtf = elapsed / audio_seconds if audio_seconds else float("nan")
+    return failed, audio_seconds, refs, hyps
+
+
+def print_scores(refs: list[str], hyps: list[str]) -> None:
+    """The --score line: letter and word error rates, utterance accuracy."""
+    from asr.data.text import error_rates
+
+    rates = error_rates(refs, hyps)
     print(
-        f"transcribed {len(items) - failed} files, {audio_seconds:.1f} s of audio in {elapsed:.2f} s "
-        f"(RTF {rtf:.4f})" + (f"; {failed} failed" if failed else ""),
-        file=sys.stderr,
+        f"scored {rates['n']} files: LER {rates['ler']:.4f}  WER {rates['wer']:.4f}  "
+        f"utterance accuracy {rates['utt_acc']:.4f}"
     )
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -190,7 +191,8 @@ def extract_all(
     stats.cache_misses = len(todo) if cache else 0
     workers = workers or usable_cpus()
     args = [(jobs[i], options) for i in todo]
-    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200, leave=False)
+    # a bar only on a terminal: in a log file its redraws would be thousands of lines
+    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200 or not sys.stderr.isatty(), leave=False)
     computed: list = []
     if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
         try:
