@@ -19,6 +19,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], sync: bool = Tru
             if sync:
                 os.fsync(f.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import logging as absl_logging
+from hypothesis import HealthCheck, settings
 from scipy.io import wavfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,19 @@ absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 _user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
+
+# Property-based tests (hypothesis): the same examples on every run and machine (derandomized, so no example
+# database: nothing written to .hypothesis/), no per-example deadline (a loaded CI machine is slow), 100 examples
+# unless a test asks for fewer. HYPOTHESIS_PROFILE=<name> picks another profile registered here or by a plugin.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_shared_data() -> Path:

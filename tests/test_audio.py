@@ -1,11 +1,17 @@
 import struct
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from conftest import sine, write_wav
+from hypothesis import example, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.io import wavfile
 
-from asr.data.audio import AudioError, audio_files, load_audio, resample
+from asr.data.audio import AudioError, audio_files, load_audio, read_audio, resample
 
 RATE = 16000
 
@@ -167,3 +173,148 @@ def test_a_cut_reads_only_its_frames_of_a_flac(tmp_path):
     soundfile.write(tmp_path / "long.flac", x, RATE, subtype="PCM_24")
     y = load_audio(tmp_path / "long.flac", RATE, start=1.0, end=1.5)
     np.testing.assert_allclose(y, x[RATE : RATE + RATE // 2], atol=1e-6)
+
+
+# Property-based tests (hypothesis; profile in conftest.py): whatever a file holds, the readers return float32 mono
+# in [-1, 1] without NaN or inf, or raise AudioError naming the file; never another exception.
+
+FUZZ_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+# Starts of real files, so that random bytes after them get past each container's first check.
+MAGIC = (
+    b"",
+    b"RIFF\xff\x00\x00\x00WAVEfmt ",
+    b"fLaC\x00\x00\x00\x22",
+    b"OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00",
+    b"ID3\x04\x00\x00\x00\x00\x00\x00",
+    b"\xff\xfb\x90\x64",
+)
+# WAVE_FORMAT_EXTENSIBLE sub-formats: PCM and IEEE float (the GUID's tail is the same for both).
+_GUID_TAIL = b"\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+def assert_valid_waveform_or_audio_error(path: Path, sample_rate: int = RATE, start=None, end=None) -> bool:
+    """read_audio and load_audio of `path` give float32 mono in [-1, 1] without NaN or inf, or AudioError naming
+    the file (the test fails on any other exception); True when they read it. load_audio fails just when
+    read_audio does (resampling never fails)."""
+    try:
+        recording = read_audio(path, start, end)
+    except AudioError as e:
+        assert str(path) in str(e)
+        with pytest.raises(AudioError):
+            load_audio(path, sample_rate, start, end)
+        return False
+    assert recording.samplerate > 0 and recording.channels > 0 and recording.samples.size > 0
+    for y in (recording.samples, load_audio(path, sample_rate, start, end)):
+        assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.ndim == 1
+        assert np.isfinite(y).all() and (np.abs(y) <= 1.0).all(), f"{y.min()} .. {y.max()}"
+    return True
+
+
+def _scratch(name: str, content: bytes = b""):
+    """A fresh folder with the file `name` (holding `content`) for one example: (folder context, path)."""
+    folder = tempfile.TemporaryDirectory(prefix="asr-fuzz-")
+    path = Path(folder.name) / name
+    path.write_bytes(content)
+    return folder, path
+
+
+@given(magic=st.sampled_from(MAGIC), content=st.binary(max_size=4096), suffix=st.sampled_from(FUZZ_SUFFIXES))
+@example(magic=b"", content=b"", suffix=".wav")
+def test_random_bytes_read_to_a_valid_waveform_or_raise_audio_error(magic, content, suffix):
+    folder, path = _scratch(f"fuzz{suffix}", magic + content)
+    with folder:
+        assert_valid_waveform_or_audio_error(path)
+
+
+@st.composite
+def wav_headers(draw) -> bytes:
+    """A RIFF/WAVE file with random fmt chunk fields (format tag, channels 0-8, rate 0-200000, bits, block
+    align), maybe a chunk before the data, and a data chunk whose stated size is right, smaller or larger."""
+    tag = draw(st.sampled_from([1, 3, 6, 7, 0xFFFE]) | st.integers(0, 0xFFFF))  # PCM, float, A-law, u-law, ext.
+    channels = draw(st.integers(0, 8))
+    rate = draw(st.sampled_from([8000, 16000, 44100]) | st.integers(0, 200_000))
+    bits = draw(st.sampled_from([8, 16, 24, 32, 64]) | st.integers(0, 64))
+    align = draw(st.just(channels * bits // 8) | st.integers(0, 64))
+    byte_rate = draw(st.just(rate * align) | st.integers(0, 2**32 - 1))
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, byte_rate, align, bits)
+    if tag == 0xFFFE:
+        sub_format = draw(st.sampled_from([1, 3]) | st.integers(0, 0xFFFF))
+        valid_bits, mask = draw(st.integers(0, 64)), draw(st.integers(0, 2**32 - 1))
+        fmt += struct.pack("<HHI", 22, valid_bits, mask) + struct.pack("<I", sub_format) + _GUID_TAIL
+    fmt += draw(st.sampled_from([b"", b"\x00\x00"]))  # cbSize of an 18-byte fmt chunk
+    fmt_size = draw(st.just(len(fmt)) | st.integers(0, 64))
+    chunks = b"fmt " + struct.pack("<I", fmt_size) + fmt
+    if draw(st.booleans()):  # e.g. LIST or fact before the data; odd sizes are padded
+        payload = draw(st.binary(max_size=64))
+        chunks += draw(st.sampled_from([b"LIST", b"fact", b"junk"])) + struct.pack("<I", len(payload)) + payload
+        chunks += b"\x00" * (len(payload) & 1)
+    data = draw(st.binary(max_size=2048))
+    stated = draw(
+        st.just(len(data))
+        | st.integers(0, len(data))
+        | st.integers(len(data), len(data) + 4096)
+        | st.just(0xFFFFFFFF)  # streaming writers leave the size open
+    )
+    body = b"WAVE" + chunks + b"data" + struct.pack("<I", stated) + data
+    riff_size = draw(st.just(len(body)) | st.integers(0, 2**32 - 1))
+    return b"RIFF" + struct.pack("<I", riff_size) + body
+
+
+@given(content=wav_headers(), sample_rate=st.sampled_from([8000, RATE]))
+def test_random_wav_headers_read_to_a_valid_waveform_or_raise_audio_error(content, sample_rate):
+    folder, path = _scratch("header.wav", content)
+    with folder:
+        assert_valid_waveform_or_audio_error(path, sample_rate)
+
+
+# How samples are written: scipy (the array's dtype decides the WAV format) or soundfile (subtype given).
+WRITERS = ("scipy", "WAV-FLOAT", "WAV-DOUBLE", "WAV-PCM_16", "FLAC-PCM_16", "FLAC-PCM_24")
+FLOAT_WRITERS = ("WAV-FLOAT", "WAV-DOUBLE")
+
+
+@st.composite
+def sample_arrays(draw) -> np.ndarray:
+    """[frames, channels] samples of any WAV sample type; floats include NaN, inf and values beyond +-1."""
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.uint8]))
+    shape = (draw(st.integers(1, 400)), draw(st.integers(1, 8)))
+    # Full-scale extremes often: a full-scale square wave overshoots +-1 when resampled.
+    extremes = [np.nan, np.inf, -np.inf, 1.0, -1.0, 1e30] if np.dtype(dtype).kind == "f" else []
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    extremes += [info.min, info.max] if info else []
+    elements = hnp.from_dtype(np.dtype(dtype)) | st.sampled_from(extremes).map(dtype)
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+@given(
+    samples=sample_arrays(),
+    writer=st.sampled_from(WRITERS),
+    rate=st.sampled_from([8000, RATE, 22050, 44100]),
+    sample_rate=st.sampled_from([8000, RATE]),
+    cut=st.none() | st.tuples(st.none() | st.floats(), st.none() | st.floats()),
+)
+@example(  # a full-scale square wave at 44.1 kHz, resampled to 16 kHz
+    samples=np.tile(np.array([[1.0], [-1.0]] * 8 + [[1.0]] * 16, np.float32), (20, 1)),
+    writer="WAV-FLOAT",
+    rate=44100,
+    sample_rate=RATE,
+    cut=None,
+)
+def test_written_samples_read_back_in_range_and_nan_or_inf_is_refused(samples, writer, rate, sample_rate, cut):
+    folder, path = _scratch("samples.flac" if writer.startswith("FLAC") else "samples.wav")
+    with folder:
+        if writer == "scipy":
+            wavfile.write(path, rate, samples)
+        else:
+            container, subtype = writer.split("-", 1)
+            soundfile.write(path, samples, rate, format=container, subtype=subtype)
+        start, end = cut or (None, None)
+        read = assert_valid_waveform_or_audio_error(path, sample_rate, start, end)
+        floats = writer in FLOAT_WRITERS or (writer == "scipy" and samples.dtype.kind == "f")
+        if floats and not np.isfinite(samples).all() and cut is None:
+            assert not read, "NaN or inf samples must be refused"
+        if cut is None and np.isfinite(samples).all() and (np.abs(samples) <= 1).all():
+            assert read, "finite samples in [-1, 1] must be read"
+            y = read_audio(path).samples
+            assert len(y) == len(samples)
+            if writer in FLOAT_WRITERS:
+                np.testing.assert_allclose(y, samples.astype(np.float32).mean(axis=1), atol=1e-6)

@@ -96,3 +96,38 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         files.atomic_write(path, fail)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
+
+
+def test_a_full_disk_fails_clearly_and_leaves_the_earlier_checkpoints_readable(tmp_path, monkeypatch):
+    import errno
+
+    from asr.errors import user_message
+
+    model = _model()
+    for epoch in (1, 2):
+        checkpoint.save(tmp_path, model, RunState("abc", epoch, [{"epoch": e} for e in range(1, epoch + 1)]))
+
+    def full(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.np, "savez", full)
+    with pytest.raises(OSError) as failed:
+        checkpoint.save(tmp_path, model, RunState("abc", 3, [{"epoch": e} for e in (1, 2, 3)]))
+    message = user_message(failed.value)
+    assert message.startswith(
+        f"cannot write {tmp_path / 'checkpoints' / 'epoch-0003.npz'}: no space left on the device"
+    )
+    assert "files written before are intact" in message
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0001.npz", "epoch-0002.npz"]
+    assert checkpoint.latest(tmp_path).state.epoch == 2  # the resume point is still there and readable
+
+
+def test_a_checkpoint_holding_pickled_objects_is_never_unpickled(tmp_path):
+    model = _model()
+    path = checkpoint.save(tmp_path, model, RunState("abc", 1, [{"epoch": 1}]))
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["model_0"] = np.array([{"payload": "would run code when unpickled"}], dtype=object)
+    np.savez(path, **arrays)  # needs pickle to load
+    assert checkpoint.latest(tmp_path) is None  # refused as unreadable, not loaded

@@ -34,3 +34,63 @@ def test_auto_characters_come_from_training_and_unseen_ones_are_reported_per_spl
         "valid": {"ü": 1},
         "test": {"ω": 1},
     }
+
+
+def _tree(root):
+    """Every file below root, with its size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_manifest_paths_are_only_read_and_a_run_writes_only_into_its_own_and_the_cache_folder(tmp_path):
+    from asr.data.preparation import write_report
+
+    outside = write_wav(tmp_path / "elsewhere" / "x.wav", 8000, sine(8000, seconds=1.0))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [
+        {"audio": "../elsewhere/x.wav", "text": "one"},  # relative, leaving the corpus
+        {"audio": str(outside), "text": "two"},  # absolute
+        {"audio": "../../../../../../../../tmp/../etc/passwd", "text": "three"},  # not audio: rejected, untouched
+    ]
+    (corpus / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = _tree(tmp_path)
+    cache = tmp_path / "cache"
+    cfg = DataOptions(root=str(corpus), valid="", test="", cache_dir=str(cache))
+    prepared = prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions())
+    write_report(prepared.report, tmp_path / "run")
+    assert [e.text for e in prepared.examples["train"]] == ["one", "two"]
+    assert [r["kind"] for r in prepared.report["rejected"]] == ["unreadable_audio"]
+    after = _tree(tmp_path)
+    assert {p: v for p, v in after.items() if p in before} == before  # nothing that was there changed
+    new = [p for p in after if p not in before]
+    assert new and all(p.is_relative_to(tmp_path / "run") or p.is_relative_to(cache) for p in new)
+
+
+def test_the_report_names_every_rejected_or_doubtful_file_and_counts_conversions(tmp_path):
+    import numpy as np
+    import soundfile
+
+    folder = tmp_path / "train"
+    write_wav(folder / "good.wav", 8000, sine(8000, seconds=1.0))
+    (folder / "good.txt").write_text("one")
+    write_wav(folder / "orphan.wav", 8000, sine(8000, seconds=1.0))  # no transcript
+    write_wav(folder / "quiet.wav", 8000, np.zeros(8000, np.int16))
+    (folder / "quiet.txt").write_text("two")
+    soundfile.write(folder / "wide.wav", sine(16000, seconds=1.0), 16000, subtype="PCM_24")
+    (folder / "wide.txt").write_bytes("thr\xe9e".encode("latin-1"))
+    soundfile.write(folder / "loud.flac", np.clip(4 * sine(8000, seconds=1.0), -1, 1), 8000)
+    (folder / "loud.txt").write_text("four")
+    cfg = DataOptions(root=str(tmp_path), format="dir", train="train", valid="", test="", cache=False)
+    report = prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions()).report
+    rejected = {r["item"].rsplit("/", 1)[1]: r["kind"] for r in report["rejected"]}
+    assert rejected == {
+        "orphan.wav": "missing_transcript",
+        "wide.wav": "transcript_not_utf8",
+        "quiet.wav": "silent_audio",
+    }
+    assert [(w["item"].rsplit("/", 1)[1], w["kind"]) for w in report["warnings"]] == [("loud.flac", "clipping")]
+    assert report["splits"]["train"]["converted"] == {"channels": 0, "sample_rate": 0, "sample_format": 1}
+    assert report["splits"]["train"]["usable"] == 2 and report["checks"]["speaking_rate_chars_per_second"] == [
+        1.0,
+        30.0,
+    ]

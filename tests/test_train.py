@@ -2,6 +2,7 @@
 tested: reproducibility across processes, a kill and a resume), and its errors in-process through main(argv)."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -292,3 +293,91 @@ def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
                     tags.setdefault(split, set()).add(value.tag)
     assert {"loss", "ler", "wer", "lr"} <= tags["train"]
     assert {"loss", "ler", "wer", "samples"} <= tags["validation"]
+
+
+def _dirty_corpus(folder: Path) -> tuple[set[str], dict[str, str]]:
+    """Good digits files (the embedded corpus) with unusual-but-valid copies and one file of each bad kind, as a
+    `dir` dataset; returns the names that must be used and the names that must be rejected, with their kind."""
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rows = [json.loads(line) for line in (ROOT / "data" / "train.jsonl").read_text().splitlines()[:40]]
+    for i, row in enumerate(rows):
+        (folder / f"good{i:02d}.wav").write_bytes((ROOT / "data" / row["audio"]).read_bytes())
+        (folder / f"good{i:02d}.txt").write_text(row["text"])
+    speech, rate = soundfile.read(ROOT / "data" / rows[0]["audio"], dtype="float32")
+    text = rows[0]["text"]
+    unusual = {
+        "pcm24.wav": (speech, rate, "PCM_24"),
+        "float.wav": (speech, rate, "FLOAT"),
+        "stereo.wav": (np.stack([speech, speech], axis=1), rate, "PCM_16"),
+        "wideband.flac": (np.repeat(speech, 2), 2 * rate, "PCM_16"),
+        "ulaw.wav": (speech, rate, "ULAW"),
+    }
+    for name, (samples, samplerate, subtype) in unusual.items():
+        soundfile.write(folder / name, samples, samplerate, subtype=subtype)
+        (folder / name).with_suffix(".txt").write_text(text)
+    nan = speech.copy()
+    nan[100] = np.nan
+    soundfile.write(folder / "nan.wav", nan, rate, subtype="FLOAT")
+    soundfile.write(folder / "silent.wav", np.zeros_like(speech), rate, subtype="PCM_16")
+    middle = len(speech) // 2
+    soundfile.write(folder / "short.wav", speech[middle : middle + rate // 20], rate, subtype="PCM_16")  # 50 ms
+    good = (folder / "good00.wav").read_bytes()
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_bytes(b"this is not audio at all")
+    (folder / "header.wav").write_bytes(good[:30])
+    (folder / "cut.wav").write_bytes(good[: len(good) // 2])
+    for name in ("notxt.wav", "blank.wav", "latin1.wav", "oov.wav"):
+        (folder / name).write_bytes(good)
+    for name in ("nan", "silent", "short", "empty", "text", "header", "cut"):
+        (folder / f"{name}.txt").write_text(text)
+    (folder / "blank.txt").write_text(" .,!\n")
+    (folder / "latin1.txt").write_bytes("z\xe9ro".encode("latin-1"))
+    (folder / "oov.txt").write_text("zero 42")
+    bad = {
+        "nan.wav": "unreadable_audio",
+        "silent.wav": "silent_audio",
+        "short.wav": "ctc_infeasible",
+        "empty.wav": "unreadable_audio",
+        "text.wav": "unreadable_audio",
+        "header.wav": "unreadable_audio",
+        "cut.wav": "unreadable_audio",
+        "notxt.wav": "missing_transcript",
+        "blank.wav": "empty_transcript",
+        "latin1.wav": "transcript_not_utf8",
+        "oov.wav": "unknown_characters",
+    }
+    return {f"good{i:02d}.wav" for i in range(len(rows))} | set(unusual), bad
+
+
+@pytest.mark.slow  # trains one short epoch
+def test_a_folder_with_one_bad_file_of_each_kind_trains_on_the_rest_and_reports_them(
+    tmp_path, hydra_restore_singletons
+):
+    used, bad = _dirty_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    overrides = [
+        "data.format=dir",
+        f"data.root={tmp_path}",
+        "data.train=corpus",
+        "data.valid=",
+        "data.test=",
+        "trainer.epochs=1",
+        "model.num_layers=1",
+        "model.units=16",
+        "trainer.verbose=0",
+        "data.cache=false",
+    ]
+    main([*overrides, f"hydra.run.dir={run_dir}"])
+    report = json.loads((run_dir / "prepare_report.json").read_text())
+    assert {Path(r["item"]).name: r["kind"] for r in report["rejected"]} == bad
+    reasons = {Path(r["item"]).name: r["reason"] for r in report["rejected"]}
+    assert "NaN or infinite" in reasons["nan.wav"] and "digital silence" in reasons["silent.wav"]
+    assert "not UTF-8 text (byte 1" in reasons["latin1.wav"] and "'24' in 'zero 42'" in reasons["oov.wav"]
+    assert report["splits"]["train"]["usable"] == len(used)
+    assert report["splits"]["train"]["converted"] == {"channels": 1, "sample_rate": 1, "sample_format": 3}
+    (record,) = read_metrics(run_dir)
+    assert all(math.isfinite(v) for v in record.values()) and record["skipped_batches"] == 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert math.isfinite(result["best_val_ler"]) or result["best_val_ler"] is None

@@ -59,10 +59,12 @@ def audio_files(folder: Path) -> list[Path]:
 
 
 def resample(signal: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Resample a 1-D float signal from `rate` to `target_rate` (soxr)."""
+    """Resample a 1-D float waveform in [-1, 1] from `rate` to `target_rate` (soxr), clipped to [-1, 1] again:
+    the filter rings past full scale near clipped samples (a full-scale square wave comes out at +-1.12)."""
     if rate == target_rate:
         return signal
-    return soxr.resample(signal, rate, target_rate, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+    out = soxr.resample(signal, rate, target_rate, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+    return np.clip(out, -1.0, 1.0, out=out)
 
 
 def _riff_shortfall(path: Path) -> int:

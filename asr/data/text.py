@@ -38,8 +38,8 @@ def normalize_text(text: str, fold: bool = False, keep: str = "") -> str:
     marks of every script and digits kept, apostrophes kept inside words, the characters of `keep` kept; any
     other character (punctuation, symbols) becomes a space; spaces squeezed."""
     text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", text).lower()).translate(_APOSTROPHES)
-    if fold:
-        text = fold_accents(text)
+    if fold:  # compatibility forms fold to upper case (ᴬ -> A) and apostrophe look-alikes (ŉ -> ʼn): again
+        text = fold_accents(text).lower().translate(_APOSTROPHES)
     out = []
     for i, c in enumerate(text):
         if c == "'":

@@ -70,7 +70,7 @@ def _complete(directory: Path) -> list[tuple[int, Path]]:
 
 def _read(path: Path) -> Checkpoint:
     """Load one checkpoint file."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:  # arrays only: a checkpoint never runs code
 
         def series(prefix: str) -> list[np.ndarray]:
             count = sum(1 for k in data.files if k.startswith(prefix))
