@@ -126,18 +126,57 @@ def test_a_signal_ends_training_after_the_batch_with_the_way_to_resume(tmp_path)
 
     from asr.training.callbacks import Interrupted, StopOnSignal, stop_signals
 
-    state = RunState(epoch=3)
+    state = RunState(epoch=4)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch-0003.npz").write_bytes(b"")  # the newest on disk (a cadence skipped 4)
     caught: list[int] = []
     callback = StopOnSignal(state, tmp_path, caught)
-    callback.on_epoch_begin(3)
+    callback.on_epoch_begin(4)
     with stop_signals(caught):
         callback.on_train_batch_end(0)  # nothing caught: goes on
         os.kill(os.getpid(), signal.SIGTERM)  # noted by the handler, the process lives on
         with pytest.raises(
             Interrupted,
-            match="SIGTERM: training stopped in epoch 4 after batch 2; the checkpoint "
+            match="SIGTERM: training stopped in epoch 5 after batch 2; the checkpoint "
             "of epoch 3 in .* is kept. Run the same command again to resume",
         ) as stopped:
             callback.on_train_batch_end(1)
     assert stopped.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler before is back
+
+
+def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_gets_one(tmp_path, monkeypatch):
+    from asr.training import callbacks
+
+    saved = []
+    monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state: saved.append(state.epoch))
+    run = Run(
+        tmp_path, TrainerOptions(epochs=7, checkpoint_every_epochs=3, checkpoint_every_seconds=0), OptimizerOptions()
+    )
+    for epoch in range(7):
+        run.epoch(epoch, 0.5)
+    assert saved == [3, 6, 7]
+    saved.clear()
+    run = Run(tmp_path / "b", TrainerOptions(epochs=7, checkpoint_every_seconds=3600), OptimizerOptions())
+    for epoch in range(7):
+        run.epoch(epoch, 0.5)
+    assert saved == [7]  # within the hour only the last epoch is saved
+
+
+def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_train_seconds(tmp_path, monkeypatch):
+    from asr.training import callbacks
+
+    clock = iter([100.0, 103.5, 110.0, 114.25])  # fit starts; epoch 1 ends; epoch 2 ends; (spare)
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: None)
+    monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state: None)
+    state = RunState()
+    record, write = callbacks.RecordEpoch(state, tmp_path, [0.1] * 2), callbacks.WriteMetrics(state, tmp_path)
+    for callback in (record, write):
+        callback.set_model(_tiny_model())
+    write.on_train_begin()
+    for epoch in range(2):
+        record.on_epoch_end(epoch, {"loss": 1.0, "ler": 0.5})
+        write.on_epoch_end(epoch)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch_seconds"] for line in lines] == [3.5, 6.5] and state.train_seconds == 10.0

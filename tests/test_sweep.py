@@ -93,7 +93,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path):
     assert report.returncode == 0, report.stderr
     rows = [line for line in report.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [r.split(" | ")[1] for r in rows] == sorted(["16", "24"], key=lambda u: _val_ler(sweep, u)) + ["0"]
-    assert rows[-1].endswith("failed (ValueError: model.num_layers and model.units must be >= 1, got 1, 0) |")
+    assert rows[-1].endswith("failed (ConfigError: model.num_layers and model.units must be >= 1, got 1, 0) |")
     assert len(list(csv.reader((sweep / "sweep_report.csv").open()))) == 4
 
 

@@ -184,6 +184,7 @@ def test_asr_prepare_on_fsdd_lists_no_bad_files(shared_data, tmp_path):
 
 SHORT = [
     "trainer.epochs=3",
+    "trainer.checkpoint_every_seconds=0",  # a checkpoint after every epoch: the kill below waits for epoch 1's
     "trainer.batch_size=8",
     "model.num_layers=1",
     "model.units=48",
@@ -281,6 +282,11 @@ def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
     assert provenance["dataset_sha256"] == json.loads((demo_run / "prepare_report.json").read_text())["dataset_sha256"]
     assert provenance["started"] <= provenance["ended"]
     assert (demo_run / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # epoch_seconds are wall-clock, end-of-epoch work included: they add up to train_seconds
+    result = json.loads((demo_run / "result.json").read_text())
+    total = sum(m["epoch_seconds"] for m in read_metrics(demo_run))
+    assert abs(total - result["train_seconds"]) <= 0.02 * result["train_seconds"]
+    assert result["wall_seconds"] > result["train_seconds"]
     assert json.loads((demo_run / "status.json").read_text())["status"] == "completed"
 
     import tensorflow as tf

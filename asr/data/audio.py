@@ -159,9 +159,10 @@ def read_audio(path: str | Path, start: float | None = None, end: float | None =
         raise AudioError(path, f"damaged audio file ({_reason(e)})", CONVERT_FIX) from e
     if samples.size == 0:
         raise AudioError(path, "the file holds no audio samples", "remove it from the dataset")
-    signal = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
-    if not np.isfinite(signal).all():
+    if not np.isfinite(samples).all():  # checked before averaging: inf - inf is NaN, with a RuntimeWarning
         raise AudioError(path, "the samples include NaN or infinite values", "re-export the file")
+    # Channels averaged in float64: finite float32 samples far beyond full scale cannot overflow to inf or NaN.
+    signal = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if samples.shape[1] > 1 else samples[:, 0]
     return Recording(np.clip(signal, -1.0, 1.0), info.samplerate, info.channels, subtype)
 
 

@@ -87,10 +87,11 @@ class StopOnSignal(keras.callbacks.Callback):
         if not self.caught:
             return
         name = signal.Signals(self.caught[0]).name
+        saved = checkpoint.latest_epoch(self.run_dir)
         kept = (
-            f"the checkpoint of epoch {self.state.epoch} in {self.run_dir / checkpoint.CHECKPOINT_DIR} is kept"
-            if self.state.epoch
-            else "no epoch had finished, so there is no checkpoint yet"
+            f"the checkpoint of epoch {saved} in {self.run_dir / checkpoint.CHECKPOINT_DIR} is kept"
+            if saved
+            else "no checkpoint had been written yet"
         )
         raise Interrupted(
             f"{name}: training stopped in epoch {self._epoch + 1} after batch {batch + 1}; {kept}. Run the same "
@@ -137,31 +138,21 @@ class SkippedBatches(keras.callbacks.Callback):
 
 
 class RecordEpoch(keras.callbacks.Callback):
-    """Append each epoch's metrics, time, learning rate and padding share to the state and to metrics.jsonl;
-    stop the run on a NaN or infinite loss."""
+    """Append each epoch's metrics, learning rate and padding share to the state; stop the run on a NaN or
+    infinite loss. WriteMetrics, the last callback of the epoch, adds the epoch's time and writes the line."""
 
     def __init__(self, state: RunState, run_dir: Path, padding_shares: Sequence[float]) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
         self.padding_shares = padding_shares
-        self._epoch_started = 0.0
-        self._fit_started = 0.0
-        self._seconds_before = 0.0
-        self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
-
-    def on_train_begin(self, logs=None) -> None:
-        self._fit_started = time.perf_counter()
-        self._seconds_before = self.state.train_seconds  # a resumed run's earlier training time
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._epoch_started = time.perf_counter()
         log.info("epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, self.padding_shares[epoch])
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         record = {"epoch": epoch + 1, **{k: float(logs[k]) for k in LOGGED_METRICS if k in logs}}
-        record["epoch_seconds"] = round(time.perf_counter() - self._epoch_started, 4)
         record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         record["padding_share"] = round(self.padding_shares[epoch], 4)
         if not math.isfinite(record["loss"]):
@@ -171,12 +162,34 @@ class RecordEpoch(keras.callbacks.Callback):
             )
         self.state.records.append(record)
         self.state.epoch = epoch + 1
-        self.state.train_seconds = self._seconds_before + time.perf_counter() - self._fit_started
+
+
+class WriteMetrics(keras.callbacks.Callback):
+    """The last callback of an epoch: its wall time (from the end of the previous epoch's callbacks, or the start
+    of fit, to the end of its own, so the epochs sum to train_seconds) into the record and the training time
+    into the state; then the record as a line of metrics.jsonl."""
+
+    def __init__(self, state: RunState, run_dir: Path) -> None:
+        super().__init__()
+        self.state = state
+        self.run_dir = run_dir
+        self._mark = 0.0  # perf_counter at the end of the previous epoch (or the start of fit)
+        self._fit_started = 0.0
+        self._seconds_before = 0.0
+        self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
+
+    def on_train_begin(self, logs=None) -> None:
+        self._mark = self._fit_started = time.perf_counter()
+        self._seconds_before = self.state.train_seconds  # a resumed run's earlier training time
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        now = time.perf_counter()
+        record = self.state.records[-1]
+        record["epoch_seconds"] = round(now - self._mark, 4)
+        self.state.train_seconds = self._seconds_before + now - self._fit_started
+        self._mark = self.train_ended = now
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-
-    def on_train_end(self, logs=None) -> None:
-        self.train_ended = time.perf_counter()
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -297,15 +310,29 @@ class PlotCurves(keras.callbacks.Callback):
 
 
 class SaveCheckpoint(keras.callbacks.Callback):
-    """Save the checkpoint that a resumed run continues from (model, optimizer, state)."""
+    """Save the checkpoint that a resumed run continues from (model, optimizer, state): at the end of an epoch
+    once `every_epochs` epochs and `every_seconds` seconds have passed since the last one, and at the last epoch
+    (the last of `epochs`, or an early stop). A killed run goes back at most that far."""
 
-    def __init__(self, state: RunState, run_dir: Path) -> None:
+    def __init__(self, state: RunState, run_dir: Path, epochs: int, every_epochs: int, every_seconds: float) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
+        self.epochs = epochs
+        self.every_epochs = every_epochs
+        self.every_seconds = every_seconds
+        self._saved_epoch = 0
+        self._saved_at = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._saved_epoch, self._saved_at = self.state.epoch, time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        checkpoint.save(self.run_dir, self.model, self.state)
+        due = epoch + 1 - self._saved_epoch >= self.every_epochs
+        due = due and time.perf_counter() - self._saved_at >= self.every_seconds
+        if due or epoch + 1 >= self.epochs or self.model.stop_training:
+            checkpoint.save(self.run_dir, self.model, self.state)
+            self._saved_epoch, self._saved_at = epoch + 1, time.perf_counter()
 
 
 def training_callbacks(
@@ -332,6 +359,9 @@ def training_callbacks(
         EarlyStop(state, trainer.stop_at_val_ler, trainer.patience),
         TensorBoardLog(state, run_dir, samples),
         PlotCurves(state, run_dir),
-        SaveCheckpoint(state, run_dir),
+        SaveCheckpoint(
+            state, run_dir, trainer.epochs, trainer.checkpoint_every_epochs, trainer.checkpoint_every_seconds
+        ),
+        WriteMetrics(state, run_dir),
     ]
     return callbacks

@@ -68,6 +68,12 @@ def _complete(directory: Path) -> list[tuple[int, Path]]:
     return sorted((int(m.group(1)), p) for m, p in found if m)
 
 
+def latest_epoch(run_dir: Path) -> int | None:
+    """The epoch of the newest checkpoint file of a run (not read), or None."""
+    found = _complete(run_dir / CHECKPOINT_DIR)
+    return found[-1][0] if found else None
+
+
 def _read(path: Path) -> Checkpoint:
     """Load one checkpoint file."""
     with np.load(path, allow_pickle=False) as data:  # arrays only: a checkpoint never runs code

@@ -28,7 +28,7 @@ from asr.files import atomic_write_text
 from asr.inference.bundle import save_bundle
 from asr.inference.transcribe import inference_function, transcribe_features
 from asr.model.ctc import CTCModel
-from asr.system import SOURCE_ROOT
+from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, provenance
 from asr.training.callbacks import (
     CURVES_FILE,
@@ -46,6 +46,7 @@ from asr.training.sweep import STATUS_FILE
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+_last_job_ended = 0.0  # time.time() at the end of this process's previous train() (the jobs of a multirun)
 BUNDLE_DIR = "model"
 TB_SAMPLES = 3  # validation utterances decoded into TensorBoard each epoch
 # What a run writes into its directory; an earlier run's copies are moved aside when starting over.
@@ -113,7 +114,7 @@ def config_sha256(options: RunOptions) -> str:
     """Hash of the settings that decide a run's numbers (not: resume, progress display, samples listed,
     threads, feature extraction processes and cache)."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
-    for key in ("resume", "verbose", "samples", "threads"):
+    for key in ("resume", "verbose", "samples", "threads", "checkpoint_every_epochs", "checkpoint_every_seconds"):
         settings["trainer"].pop(key)
     for key in ("workers", "cache", "cache_dir"):
         settings["data"].pop(key)
@@ -142,17 +143,20 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
     prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one;
     returns the best validation LER. Drops the graphs and gradient registrations it made, so the jobs of a
     multirun in one process do not pile up memory (op determinism stays as the job set it)."""
+    global _last_job_ended
     known = compat.custom_gradient_names()
+    started = max(process_started(), _last_job_ended)  # the process's start, or the end of its previous job
     try:
-        return _train(options, Path(run_dir), overrides)
+        return _train(options, Path(run_dir), overrides, started)
     finally:
+        _last_job_ended = time.time()
         compat.forget_custom_gradients(known)
         keras.backend.clear_session()
         gc.collect()
 
 
-def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> float:
-    """The body of `train`."""
+def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_started: float) -> float:
+    """The body of `train`; `job_started` is the wall-clock time (time.time()) the job's wall_seconds count from."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     trainer = options.trainer
     set_determinism(options.seed, trainer.deterministic, trainer.threads)
@@ -195,7 +199,6 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         valid_data = None
         if examples["valid"]:
             valid_data = make_dataset(examples["valid"], epoch_plans(examples["valid"], batch_size, None))
-        seconds_before, started = state.train_seconds, time.perf_counter()
         with stop_signals(caught):  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
             model.fit(
                 make_dataset(examples["train"], plans[state.epoch :]),
@@ -207,11 +210,9 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
                 shuffle=False,  # the dataset reshuffles itself from the run's seed
                 verbose=trainer.verbose,
             )
-        finished = time.perf_counter()
-        stall = finished - callbacks[0].train_ended
+        stall = time.perf_counter() - callbacks[-1].train_ended  # WriteMetrics, the last: sets train_seconds
         if stall > 1.0:  # seen with a Python-generator dataset; kept as a guard
             log.warning("fit returned %.1f s after training ended", stall)
-        state.train_seconds = seconds_before + finished - started
     if trainer.keep_best and state.best_weights is not None:
         model.set_weights(state.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
@@ -225,6 +226,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str]) -> floa
         "best_val_ler": best_ler,
         "epochs": len(state.records),
         "train_seconds": round(state.train_seconds, 3),
+        "wall_seconds": round(time.time() - job_started, 3),
         "resumed_from_epoch": resumed_from,
         "test": {k: v for k, v in test.items() if k != "samples"} if test else None,
         "samples": test["samples"] if test else [],

@@ -87,6 +87,10 @@ class TrainerOptions:
     verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 one line per epoch
     # Batches with a non-finite loss or gradients are skipped; more than this many in a row stop the run.
     max_skipped_in_a_row: int | None = 10
+    # A checkpoint is written once both have passed since the last one (and after the last epoch): writing one
+    # costs tens of milliseconds, more than a whole epoch of the smallest presets.
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
@@ -99,6 +103,11 @@ class TrainerOptions:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"trainer.epochs and trainer.batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        if self.checkpoint_every_epochs < 1 or self.checkpoint_every_seconds < 0:
+            raise ValueError(
+                f"trainer.checkpoint_every_epochs must be >= 1 and trainer.checkpoint_every_seconds >= 0, got "
+                f"{self.checkpoint_every_epochs}, {self.checkpoint_every_seconds}"
             )
         for name in ("threads", "patience", "max_skipped_in_a_row"):
             if (getattr(self, name) or 0) < 0:
