@@ -30,7 +30,7 @@ test: setup
 # The inner loop: tests not marked slow (no training, no command that trains).
 test-fast: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow" -n auto
+	HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -q -m "not slow" -n auto
 
 lint: setup
 	$(BIN)/ruff check .

@@ -11,19 +11,37 @@ memory grows per job.
 resample: the resampler of asr.data.audio (soxr) against scipy's polyphase `resample_poly` on the same
 signals: audio seconds per wall second, and the quality of each as the signal-to-error ratio of a resampled
 sine against the same sine computed at the target rate.
+
+train: seconds per epoch of the seed article's naive way (13 MFCC computed once, every utterance padded to the
+longest with a Masking sentinel, in-memory arrays into `fit(batch_size=..., shuffle=True)`, no validation)
+against asr-train's pipeline with the preset's settings, on the same training utterances, LSTM stack, batch
+size and optimizer, each in its own process; feature extraction speed; and the machine's float32 matmul rate
+measured in the same run, against the training's FLOP rate. Every figure is wall-clock.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from asr.system import usable_cpus
+
+if TYPE_CHECKING:
+    from asr.data.features import FeatureOptions
+    from asr.data.preparation import Prepared
+    from asr.model.options import ModelOptions
+    from asr.training.options import RunOptions
 
 
 def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, baseline_files: int) -> dict:
@@ -165,3 +183,532 @@ def bench_resample(seconds: float = 60.0, repeats: int = 3) -> dict:
         row["speedup"] = round(row["soxr_audio_s_per_s"] / row["resample_poly_audio_s_per_s"], 2)
         cases.append(row)
     return {"what": "resample", "seconds_of_audio": seconds, "repeats": repeats, "cases": cases}
+
+
+# --- asr-bench train ---------------------------------------------------------------------------------------------
+
+WARMUP_EPOCHS = 1  # the first epoch of each pipeline traces its graphs: timed, but left out of the figures
+# The seed article's features: python_speech_features.mfcc's default 13 cepstra, no deltas, computed once.
+NAIVE_NUMCEP = 13
+# Padding value of the naive arrays, masked by keras.layers.Masking: far outside scalar-normalized MFCC values
+# (|x| < ~20), so no real frame equals it.
+NAIVE_PAD_VALUE = -100.0
+MATMUL_SIZE = 2048  # the issue's "practical peak" shape: [2048, 2048] x [2048, 2048], float32
+MATMUL_REPEATS = 3  # timed runs of each matmul loop after one warm-up run; the fastest is reported
+# Each timed loop at an LSTM step shape multiplies about this many FLOPs: a step's matmul is a few MFLOP, too
+# short to time alone, so the loop repeats it inside one graph (no Python between the products).
+MATMUL_LOOP_FLOP = 1e9
+FLOP_PER_MULTIPLY_ADD = 2
+LSTM_GATES = 4  # input, forget, cell and output gate: one [input + units, units] product each
+# Backward pass ~ 2x the forward FLOPs (gradients with respect to the activations and to the weights): a
+# training step is ~ 3x a forward pass.
+TRAINING_FLOP_FACTOR = 3
+COLD_MAX_FILES = 3000  # the uncached extraction is timed over at most this many files (it is the slow one)
+
+
+def epoch_figures(seconds: Sequence[float]) -> dict:
+    """median, min and max of the measured epochs' seconds (after the warm-up)."""
+    measured = list(seconds[WARMUP_EPOCHS:])
+    return {
+        "median": round(statistics.median(measured), 3),
+        "min": round(min(measured), 3),
+        "max": round(max(measured), 3),
+    }
+
+
+def stack_forward_flop_per_frame(
+    input_width: int, units: int, layers: int, bidirectional: bool, classes: int
+) -> tuple[float, list[int]]:
+    """Forward FLOPs per LSTM step of the (Bi)LSTM stack plus the output layer (the gate products only:
+    elementwise gate arithmetic is < 1 % of them), and each layer's input width."""
+    directions = 2 if bidirectional else 1
+    flop, width, widths = 0.0, input_width, []
+    for _ in range(layers):
+        widths.append(width)
+        flop += directions * FLOP_PER_MULTIPLY_ADD * LSTM_GATES * units * (width + units)
+        width = units * directions
+    return flop + FLOP_PER_MULTIPLY_ADD * width * classes, widths
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int = MATMUL_REPEATS) -> float:
+    """GFLOP/s of TensorFlow's float32 matmul [m, k] x [k, n]: the fastest of `repeats` timed graph loops."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
+    flop = FLOP_PER_MULTIPLY_ADD * m * k * n
+    inner = max(1, math.ceil(MATMUL_LOOP_FLOP / flop))
+
+    @tf.function
+    def loop() -> tf.Tensor:
+        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = a + tf.cast(i, tf.float32)  # depends on i: every product is computed, none hoisted or merged
+            return i + 1, total + tf.reduce_sum(tf.matmul(x, b))
+
+        return tf.while_loop(lambda i, _: i < inner, body, (tf.constant(0), tf.constant(0.0)), parallel_iterations=1)[1]
+
+    loop().numpy()  # warm-up: tracing and the first run
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        loop().numpy()
+        times.append(time.perf_counter() - started)
+    return flop * inner / min(times) / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (getrusage ru_maxrss: KB on Linux), in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_child(function: Callable, *args: object) -> dict:
+    """function(*args) in a fresh spawned process (its own TensorFlow state, its own peak memory)."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _epoch_timer() -> object:
+    """A Keras callback recording each epoch's wall time (from the end of the previous one; the first from the
+    start of training) and the validation time inside it."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall seconds per epoch and of each epoch's validation."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.epochs: list[float] = []
+            self.validation: list[float] = []
+            self._mark = self._test_started = 0.0
+            self._test_seconds = 0.0
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self._mark = time.perf_counter()
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            self._test_started = time.perf_counter()
+
+        def on_test_end(self, logs: dict | None = None) -> None:
+            self._test_seconds += time.perf_counter() - self._test_started
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            now = time.perf_counter()
+            self.epochs.append(now - self._mark)
+            self.validation.append(self._test_seconds)
+            self._mark, self._test_seconds = now, 0.0
+
+    return EpochTimer()
+
+
+def _prepare_limited(options: RunOptions, limit: int | None) -> tuple[Prepared, list]:
+    """The prepared data of asr-train (prepare_data) and the training split's utterances; with `limit`, the same
+    steps on the first `limit` utterances of the training and validation splits (no test split)."""
+    from asr.data.extraction import FeatureCache, default_cache_dir
+    from asr.data.features import global_stats
+    from asr.data.preparation import Prepared, load_data, prepare_data, vocabulary, with_global_stats
+    from asr.data.validation import prepare_all
+
+    cfg = options.data
+    splits = load_data(cfg)
+    if limit is None:
+        return prepare_data(cfg, options.features, options.model.stride, options.augment), splits["train"]
+    splits = {"train": splits["train"][:limit], "valid": splits["valid"][:limit]}
+    vocab = vocabulary(cfg, splits["train"])
+    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options.features)
+    examples = {}
+    for name, items in splits.items():
+        speeds = options.augment.speeds if name == "train" else (1.0,)
+        examples[name] = prepare_all(
+            items,
+            options.features,
+            vocab,
+            options.model.stride,
+            name,
+            speeds,
+            cache if cfg.cache else None,
+            cfg.workers,
+            cfg.unknown_characters,
+        ).examples
+    cmvn = None
+    if options.features.normalize in ("global", "both"):
+        cmvn = global_stats([e.features for e in examples["train"]])
+        examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
+    return Prepared(examples, cmvn, {}, vocab), splits["train"]
+
+
+def train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
+    """asr-train's pipeline with the preset's settings: prepared (cached) features, length-bucketed ragged
+    batches, CTCModel, the preset's optimizer, fit with validation each epoch; wall seconds per epoch and what
+    the other measurements need (the training utterances, the model's shape). Op determinism, which the preset
+    may switch on, is left as it was before."""
+    import keras
+
+    from asr import compat
+
+    determinism = compat.op_determinism_enabled()
+    try:
+        return _train_ours(options, epochs, limit)
+    finally:
+        keras.backend.clear_session()
+        if determinism != compat.op_determinism_enabled():
+            if determinism:
+                import tensorflow as tf
+
+                tf.config.experimental.enable_op_determinism()
+            else:
+                compat.disable_op_determinism()
+
+
+def _train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
+    """The body of `train_ours`."""
+    import keras
+
+    from asr.data.batching import epoch_plans, make_dataset
+    from asr.data.features import stacked_frames
+    from asr.model.ctc import CTCModel
+    from asr.training.loop import set_determinism
+    from asr.training.optimizers import build_optimizer
+
+    trainer = options.trainer
+    keras.backend.clear_session()
+    set_determinism(options.seed, trainer.deterministic, trainer.threads)
+    prepared, utterances = _prepare_limited(options, limit)
+    train, valid = prepared.examples["train"], prepared.examples.get("valid", [])
+    vocab = prepared.vocab
+    model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
+    plans = epoch_plans(train, trainer.batch_size, options.seed, trainer.bucketing, epochs)
+    steps = len(plans[0].batches)
+    model.compile(optimizer=build_optimizer(options.optimizer, steps, trainer.epochs))
+    valid_data = make_dataset(valid, epoch_plans(valid, trainer.batch_size, None)) if valid else None
+    timer = _epoch_timer()
+    model.fit(
+        make_dataset(train, plans),
+        validation_data=valid_data,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=[timer],
+        shuffle=False,
+        verbose=0,
+    )
+    stride = options.model.stride
+    frames = [  # LSTM steps of the real frames of each epoch's drawn speed variants
+        int(
+            sum(
+                stacked_frames(len((e.features, *e.variants)[k]), stride)
+                for e, k in zip(train, plan.variant, strict=True)
+            )
+        )
+        for plan in plans
+    ]
+    by_key = {u.key: u for u in utterances}
+    items = [(str(by_key[e.key].audio), by_key[e.key].start, by_key[e.key].end, e.labels.tolist()) for e in train]
+    return {
+        "epoch_seconds": timer.epochs,
+        "validation_seconds": timer.validation,
+        "padding_shares": [plan.padding_share for plan in plans],
+        "lstm_steps_per_epoch": frames,
+        "valid_lstm_steps": int(sum(stacked_frames(len(e.features), stride) for e in valid)),
+        "valid_utterances": len(valid),
+        "steps_per_epoch": steps,
+        "input_width": options.features.num_features * stride,
+        "classes": len(vocab.characters) + 1,
+        "items": items,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def naive_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
+    """The seed article's features: 13 MFCC (python_speech_features), one scalar mean and std per utterance."""
+    from python_speech_features import mfcc
+
+    feats = mfcc(signal, samplerate=options.sample_rate, numcep=NAIVE_NUMCEP, nfft=options.fft_size)
+    return ((feats - feats.mean()) / max(float(feats.std()), 1e-8)).astype(np.float32)
+
+
+def naive_arrays(features: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """x [N, T, 13]: every utterance padded with NAIVE_PAD_VALUE to the longest; y [N, 1 + L]: the frame count,
+    then the labels padded with -1 (the count rides in y so that Keras's loss gets it with the batch)."""
+    longest, most = max(len(f) for f in features), max(len(t) for t in labels)
+    x = np.full((len(features), longest, features[0].shape[1]), NAIVE_PAD_VALUE, np.float32)
+    y = np.full((len(features), 1 + most), -1, np.int32)
+    for i, (f, t) in enumerate(zip(features, labels, strict=True)):
+        x[i, : len(f)] = f
+        y[i, 0] = len(f)
+        y[i, 1 : 1 + len(t)] = t
+    return x, y
+
+
+def naive_model(options: ModelOptions, classes: int) -> object:
+    """keras.Sequential-style functional model: Masking on the pad value, the preset's (Bi)LSTM stack with its
+    dropout, Dense logits (the blank last), ended by an identity that drops the mask: the loss is per
+    utterance, Keras would otherwise weigh it per frame."""
+    import keras
+    import tensorflow as tf
+
+    class EndMask(keras.layers.Layer):
+        """Identity whose output carries no Keras mask."""
+
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs: tf.Tensor) -> tf.Tensor:
+            return tf.identity(inputs)  # a new tensor: the input's mask attribute stays behind
+
+        def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
+            return None
+
+    inputs = keras.Input(shape=(None, NAIVE_NUMCEP))
+    x = keras.layers.Masking(mask_value=NAIVE_PAD_VALUE)(inputs)
+    for _ in range(options.num_layers):
+        lstm = keras.layers.LSTM(options.units, return_sequences=True)
+        x = keras.layers.Bidirectional(lstm)(x) if options.bidirectional else lstm(x)
+        x = keras.layers.Dropout(options.dropout)(x)
+    return keras.Model(inputs, EndMask()(keras.layers.Dense(classes)(x)))
+
+
+def packed_ctc_loss(blank: int) -> Callable:
+    """CTC loss per utterance of y = [frame count, labels padded with -1] (see naive_arrays) and the logits."""
+    import keras
+
+    def loss(y_true: object, y_pred: object) -> object:
+        y_true = keras.ops.cast(y_true, "int32")  # Keras hands y over as float32
+        labels = y_true[:, 1:]
+        label_lengths = keras.ops.sum(keras.ops.cast(labels >= 0, "int32"), axis=1)
+        return keras.ops.ctc_loss(keras.ops.maximum(labels, 0), y_pred, label_lengths, y_true[:, 0], mask_index=blank)
+
+    return loss
+
+
+def train_naive(options: RunOptions, items: Sequence[tuple], classes: int, epochs: int) -> dict:
+    """The seed article's way (run in a spawned process of its own): 13 MFCC computed once per utterance, every
+    utterance padded to the longest with a Masking sentinel, in-memory arrays into fit(batch_size, shuffle=True),
+    no validation; the preset's LSTM stack and optimizer. Wall seconds per epoch, padding share, peak memory."""
+    import keras
+
+    from asr.data.audio import load_audio
+    from asr.training.optimizers import build_optimizer
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(options.seed)
+    started = time.perf_counter()
+    features = [naive_mfcc(load_audio(a, options.features.sample_rate, s, e), options.features) for a, s, e, _ in items]
+    feature_seconds = time.perf_counter() - started
+    x, y = naive_arrays(features, [labels for *_, labels in items])
+    real = int(y[:, 0].sum())
+    batch_size = options.trainer.batch_size
+    model = naive_model(options.model, classes)
+    steps = math.ceil(len(x) / batch_size)
+    model.compile(
+        optimizer=build_optimizer(options.optimizer, steps, options.trainer.epochs), loss=packed_ctc_loss(classes - 1)
+    )
+    timer = _epoch_timer()
+    model.fit(x, y, batch_size=batch_size, shuffle=True, epochs=epochs, callbacks=[timer], verbose=0)
+    return {
+        "epoch_seconds": timer.epochs,
+        "feature_seconds": feature_seconds,
+        "padding_share": float((x.shape[0] * x.shape[1] - real) / real),
+        "frames": real,
+        "padded_shape": list(x.shape),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def audio_seconds(items: Sequence[tuple]) -> float:
+    """Seconds of audio of (audio, start, end, labels) items, from the files' headers and the cuts."""
+    from asr.data.audio import audio_info
+
+    total = 0.0
+    for audio, start, end, _ in items:
+        seconds = audio_info(audio).seconds
+        total += min(seconds if end is None else end, seconds) - (start or 0.0)
+    return total
+
+
+def bench_features(options: RunOptions, items: Sequence[tuple]) -> dict:
+    """Feature extraction of the training split (speed 1) as asr-train does it (extract_all, data.workers
+    processes, all cores by default), in audio seconds per wall second: from the feature cache (every file a
+    hit), and computed without it over the first COLD_MAX_FILES files."""
+    from asr.data.extraction import FeatureCache, Job, default_cache_dir, extract_all
+
+    jobs = [Job(audio, start, end) for audio, start, end, _ in items]
+    workers = options.data.workers or 0
+    cache_dir = Path(options.data.cache_dir) if options.data.cache_dir else default_cache_dir()
+    cache = FeatureCache(cache_dir, options.features)
+    _, stats = extract_all(jobs, options.features, cache, workers)
+    if stats.cache_misses:  # data.cache=false: the run above filled the cache, time the hits now
+        _, stats = extract_all(jobs, options.features, cache, workers)
+    cold_items = items[:COLD_MAX_FILES]
+    _, cold = extract_all(jobs[: len(cold_items)], options.features, None, workers)
+    return {
+        "audio_seconds_per_second_cached": round(audio_seconds(items) / stats.feature_seconds, 1),
+        "cached_files": len(jobs),
+        "cache_hits": stats.cache_hits,
+        "audio_seconds_per_second_cold": round(audio_seconds(cold_items) / cold.feature_seconds, 1),
+        "cold_files": len(cold_items),
+        "workers": workers or usable_cpus(),
+    }
+
+
+def bench_machine(batch_size: int, widths: Sequence[int], units: int, bidirectional: bool) -> dict:
+    """The machine's matmul rate measured now: at 2048^3 (the practical peak) and at each LSTM layer's step
+    shape [batch, input + units] x [input + units, 4 units], combined weighted by the layers' FLOPs."""
+    directions = 2 if bidirectional else 1
+    shapes, flop, seconds = [], 0.0, 0.0
+    for width in dict.fromkeys(widths):  # distinct input widths, in layer order
+        m, k, n = batch_size, width + units, LSTM_GATES * units
+        rate = matmul_gflops(m, k, n)
+        layer_flop = widths.count(width) * directions * FLOP_PER_MULTIPLY_ADD * m * k * n
+        flop, seconds = flop + layer_flop, seconds + layer_flop / rate
+        shapes.append({"shape": [m, k, n], "layers": widths.count(width), "gflops": round(rate, 2)})
+    return {
+        **machine(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "matmul_gflops_2048": round(matmul_gflops(MATMUL_SIZE, MATMUL_SIZE, MATMUL_SIZE), 2),
+        "matmul_gflops_lstm_step": round(flop / seconds, 2),
+        "lstm_step_shapes": shapes,
+        "matmul_timing": f"fastest of {MATMUL_REPEATS} graph loops after a warm-up, float32, TensorFlow's threads",
+    }
+
+
+def bench_train(overrides: Sequence[str], epochs: int, naive_epochs: int, limit: int | None = None) -> dict:
+    """Seconds per epoch of the naive padded Keras pipeline and of asr-train's, each in its own spawned process
+    on the same training utterances, model shape and optimizer; feature extraction speed; the machine's matmul
+    rate and the share of it the training reaches (flops_utilization)."""
+    from asr.config import compose
+
+    options = compose(overrides)
+    ours = train_ours(options, epochs, limit)  # the first phase here: this process's peak memory is its peak
+    items = ours.pop("items")
+    naive = in_child(train_naive, options, items, ours["classes"], naive_epochs)
+    seconds = audio_seconds(items)
+    features = bench_features(options, items)
+    shape = options.model
+    forward, widths = stack_forward_flop_per_frame(
+        ours["input_width"], shape.units, shape.num_layers, shape.bidirectional, ours["classes"]
+    )
+    naive_forward, _ = stack_forward_flop_per_frame(
+        NAIVE_NUMCEP, shape.units, shape.num_layers, shape.bidirectional, ours["classes"]
+    )
+    hardware = bench_machine(options.trainer.batch_size, widths, shape.units, shape.bidirectional)
+
+    ours_epochs = epoch_figures(ours["epoch_seconds"])
+    train_only = [e - v for e, v in zip(ours["epoch_seconds"], ours["validation_seconds"], strict=True)]
+    ours_train = epoch_figures(train_only)
+    naive_epochs_fig = epoch_figures(naive["epoch_seconds"])
+    steps = statistics.mean(ours["lstm_steps_per_epoch"][WARMUP_EPOCHS:])
+    training_flop = TRAINING_FLOP_FACTOR * forward * steps
+    naive_flop = TRAINING_FLOP_FACTOR * naive_forward * naive["frames"]
+    training_gflops = training_flop / ours_train["median"] / 1e9
+    return {
+        "benchmark": "train",
+        "preset": options.name,
+        "overrides": list(overrides),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpus": usable_cpus(),
+        "epochs": {"ours": epochs, "naive": naive_epochs, "warmup": WARMUP_EPOCHS},
+        "data": {
+            "train_utterances": len(items),
+            "train_audio_seconds": round(seconds, 2),
+            "valid_utterances": ours["valid_utterances"],
+            "limit": limit,
+        },
+        "naive": {
+            "what": (
+                f"{NAIVE_NUMCEP} MFCC computed once, every utterance padded to the longest (Masking), in-memory "
+                "arrays into fit(batch_size, shuffle=True), dense-label CTC, no validation"
+            ),
+            "epoch_seconds": naive_epochs_fig,
+            "epoch_seconds_each": [round(s, 3) for s in naive["epoch_seconds"]],
+            "audio_seconds_per_second": round(seconds / naive_epochs_fig["median"], 1),
+            "padding_share": round(naive["padding_share"], 4),
+            "padded_shape": naive["padded_shape"],
+            "feature_seconds": round(naive["feature_seconds"], 3),
+            "peak_rss_mb": round(naive["peak_rss_mb"], 1),
+        },
+        "ours": {
+            "what": (
+                "asr-train's data path and model (cached features, the preset's speeds and masks, bucketed ragged "
+                "batches, CTCModel, the preset's optimizer), fit with validation each epoch; no checkpoints, "
+                "TensorBoard or metric files"
+            ),
+            "epoch_seconds": ours_epochs,
+            "epoch_seconds_each": [round(s, 3) for s in ours["epoch_seconds"]],
+            "train_seconds_without_validation": ours_train,
+            "validation_seconds": epoch_figures(ours["validation_seconds"]),
+            "audio_seconds_per_second": round(seconds / ours_epochs["median"], 1),
+            "padding_share": round(statistics.mean(ours["padding_shares"][WARMUP_EPOCHS:]), 4),
+            "steps_per_epoch": ours["steps_per_epoch"],
+            "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        },
+        "peak_rss": (
+            "ru_maxrss, TensorFlow included: ours, of this process after its phase, the first it runs; naive, of "
+            "its own spawned process"
+        ),
+        "train_speedup": round(naive_epochs_fig["median"] / ours_epochs["median"], 2),
+        "train_speedup_without_validation": round(naive_epochs_fig["median"] / ours_train["median"], 2),
+        "features": features,
+        "machine": hardware,
+        "model": {
+            "num_layers": shape.num_layers,
+            "units": shape.units,
+            "bidirectional": shape.bidirectional,
+            "stride": shape.stride,
+            "batch_size": options.trainer.batch_size,
+            "optimizer": options.optimizer.name.value,
+            "layer_input_widths": widths,
+            "forward_flop_per_lstm_step": forward,
+            "lstm_steps_per_epoch": round(steps),
+            "training_gflop_per_epoch": round(training_flop / 1e9, 3),
+            "training_gflops": round(training_gflops, 3),
+            "flop_count": (
+                f"gate products {FLOP_PER_MULTIPLY_ADD} x {LSTM_GATES} x units x (input + units) per layer and "
+                f"direction, plus the output layer, per real LSTM step; training = {TRAINING_FLOP_FACTOR} x forward;"
+                " training_gflops over the epoch's median time without validation"
+            ),
+            "naive_training_gflop_per_epoch": round(naive_flop / 1e9, 3),
+            "naive_training_gflops_real_frames": round(naive_flop / naive_epochs_fig["median"] / 1e9, 3),
+        },
+        "flops_utilization": round(training_gflops / hardware["matmul_gflops_2048"], 4),
+    }
+
+
+def train_table(result: dict) -> str:
+    """A few lines of `bench_train`'s result for the console."""
+    naive, ours = result["naive"], result["ours"]
+    rows = [
+        ("seconds per epoch (median)", "epoch_seconds", "median", "{:.2f}"),
+        ("  min", "epoch_seconds", "min", "{:.2f}"),
+        ("  max", "epoch_seconds", "max", "{:.2f}"),
+        ("audio seconds per second", "audio_seconds_per_second", None, "{:.1f}"),
+        ("padding share", "padding_share", None, "{:.1%}"),
+        ("peak RSS (MB)", "peak_rss_mb", None, "{:.0f}"),
+    ]
+    lines = [f"{'':28}{'naive':>12}{'ours':>12}"]
+    for label, key, sub, form in rows:
+        values = [side[key][sub] if sub else side[key] for side in (naive, ours)]
+        lines.append(f"{label:28}" + "".join(f"{form.format(v):>12}" for v in values))
+    features, hardware, model = result["features"], result["machine"], result["model"]
+    lines += [
+        f"train_speedup {result['train_speedup']:.2f}x "
+        f"(without ours' validation {result['train_speedup_without_validation']:.2f}x)",
+        f"features: {features['audio_seconds_per_second_cached']:.0f} audio s/s cached, "
+        f"{features['audio_seconds_per_second_cold']:.0f} computed",
+        f"matmul: {hardware['matmul_gflops_2048']:.1f} GFLOP/s at 2048^3, {hardware['matmul_gflops_lstm_step']:.1f} "
+        f"at the LSTM step shapes; training {model['training_gflops']:.2f} GFLOP/s = "
+        f"{result['flops_utilization']:.1%} of the 2048^3 figure",
+    ]
+    return "\n".join(lines)

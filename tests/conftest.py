@@ -27,8 +27,8 @@ os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
 # Property-based tests (hypothesis): the same examples on every run and machine (derandomized, so no example
-# database: nothing written to .hypothesis/), no per-example deadline (a loaded CI machine is slow), 100 examples
-# unless a test asks for fewer. HYPOTHESIS_PROFILE=<name> picks another profile registered here or by a plugin.
+# database; .hypothesis/ holds only a cache that ignores itself in git), no per-example deadline (a loaded CI machine
+# is slow), 100 examples unless a test asks for fewer. HYPOTHESIS_PROFILE=<name> picks another registered profile.
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -37,6 +37,8 @@ settings.register_profile(
     max_examples=100,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# `make test-fast`: the same properties on the first 15 of those examples (the inner loop stays under 30 s).
+settings.register_profile("fast", parent=settings.get_profile("ci"), max_examples=15)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -1,18 +1,29 @@
+import csv
+import io
 import json
+import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from conftest import write_wav
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from asr.data.audio import load_audio
+from asr.data.audio import AUDIO_SUFFIXES, load_audio
 from asr.data.datasets import (
+    MISSING_TRANSCRIPT,
+    TRANSCRIPT_NOT_UTF8,
     DatasetError,
     Utterance,
     carve,
     detect_format,
     load_splits,
     parse_transcript,
+    read_commonvoice,
+    read_csv,
     read_directory,
     read_jsonl,
 )
@@ -187,3 +198,203 @@ def test_timit_layout_sphere_wav_files_with_txt_or_wrd_transcripts(tmp_path):
         ("SA1.WAV", "She had your dark suit in greasy wash water all year.", 6400),
         ("SX9.WAV", "dark suit", 3200),
     ]
+
+
+# Property-based tests (hypothesis; profile in conftest.py): whatever a manifest or dataset folder holds, the
+# readers return a list of well-formed utterances or raise DatasetError; never another exception.
+
+
+def read_or_dataset_error(read, path: Path) -> list[Utterance] | None:
+    """read(path) as a list of well-formed utterances, or None where it raised DatasetError (the test fails on any
+    other exception)."""
+    try:
+        items = read(path)
+    except DatasetError:
+        return None
+    assert isinstance(items, list)
+    for u in items:
+        assert isinstance(u, Utterance) and isinstance(u.audio, Path)
+        assert u.text is None or isinstance(u.text, str)
+        assert u.speaker is None or isinstance(u.speaker, str)
+        for seconds in (u.start, u.end):
+            assert seconds is None or (isinstance(seconds, float) and math.isfinite(seconds) and seconds >= 0)
+        assert u.problem is None or (u.problem[0] in (MISSING_TRANSCRIPT, TRANSCRIPT_NOT_UTF8) and u.problem[1])
+        assert isinstance(u.key, str)
+    return items
+
+
+def _scratch_manifest(name: str, content: bytes):
+    """A fresh folder holding the file `name` with `content`, for one example: (folder context, path)."""
+    folder = tempfile.TemporaryDirectory(prefix="asr-fuzz-")
+    path = Path(folder.name) / name
+    path.write_bytes(content)
+    return folder, path
+
+
+# Text that breaks paths, lines and CSV fields: NUL, separators, quotes, Unicode line breaks (U+2028, NEL), a lone
+# surrogate (JSON escapes it as \ud800; written unescaped it makes the file invalid UTF-8).
+_awkward = st.text(st.characters() | st.sampled_from(list('\x00\t\n\r\u2028\x85\x1c",/\\.\ud800')), max_size=12)
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([10**400, -1, 2**63])  # beyond float
+    | st.floats()  # NaN and infinities are written as NaN / Infinity, which json.loads reads
+    | _awkward
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["audio", "audio_filepath", "text", "start", "end"]) | _awkward, children)
+    ),
+    max_leaves=8,
+)
+_json_seconds = st.sampled_from([math.nan, math.inf, -1.0, True, 10**400, 1.5]) | _json_values
+# Mostly records with the keys a manifest has, holding any JSON value.
+_json_records = st.fixed_dictionaries(
+    {"audio": _json_values, "text": _json_values},
+    optional={"start": _json_seconds, "end": _json_seconds, "audio_filepath": _json_values},
+)
+_jsonl_lines = (
+    st.lists(_json_records | _json_values, max_size=4)
+    .flatmap(lambda values: st.tuples(st.just(values), st.booleans(), st.sampled_from(["\n", "\r\n"])))
+    .map(lambda v: v[2].join(json.dumps(x, ensure_ascii=v[1]) for x in v[0]).encode("utf-8", "surrogatepass"))
+)
+
+
+@given(content=st.binary(max_size=512) | _jsonl_lines)
+@example(content=b"[" * 100_000)  # nesting beyond the recursion limit
+@example(content=b'{"audio": "a\\u0000.wav", "text": "x"}')  # NUL in a path
+@example(content=b'{"audio": "\\ud800.wav", "text": "x"}')  # a lone surrogate in a path
+def test_random_jsonl_gives_utterances_or_dataset_error(content):
+    folder, path = _scratch_manifest("m.jsonl", content)
+    with folder:
+        read_or_dataset_error(read_jsonl, path)
+
+
+# File names that make valid paths (no NUL or "/", not "." or "..").
+_names = st.text(st.characters(codec="utf-8", exclude_characters="\x00/"), min_size=1, max_size=10).filter(
+    lambda s: s not in (".", "..")
+)
+_seconds = st.floats(0, 1e6)
+
+
+@given(
+    records=st.lists(
+        st.fixed_dictionaries({"audio": _names, "text": st.text()}, optional={"start": _seconds, "end": _seconds}),
+        max_size=4,
+    ),
+    ascii_only=st.booleans(),
+)
+@example(records=[{"audio": "a.wav", "text": "one\u2028two\x85three"}], ascii_only=False)  # line breaks in a string
+def test_every_jsonl_record_is_read_back(records, ascii_only):
+    content = "\n".join(json.dumps(r, ensure_ascii=ascii_only) for r in records).encode()
+    folder, path = _scratch_manifest("m.jsonl", content)
+    with folder:
+        expected = [
+            Utterance((path.parent / r["audio"]).resolve(), r["text"], r.get("start"), r.get("end")) for r in records
+        ]
+        assert read_jsonl(path) == expected
+
+
+@st.composite
+def table_files(draw, delimiter: str, columns: tuple[str, ...]) -> bytes:
+    """Random bytes, or a header (some of `columns` and random names, in any order) and rows of any length with
+    awkward fields, written by csv.writer (quoted as it sees fit) or joined raw."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=512))
+    header = draw(st.permutations([*columns, *draw(st.lists(_awkward, max_size=2))]))
+    header = header[draw(st.integers(0, 1)) :]  # mostly every column, sometimes one missing
+    rows = [header, *draw(st.lists(st.lists(_awkward, max_size=len(header) + 1), max_size=4))]
+    if draw(st.booleans()):
+        out = io.StringIO(newline="")
+        csv.writer(out, delimiter=delimiter).writerows(rows)
+        text = out.getvalue()
+    else:
+        text = "".join(delimiter.join(row) + "\n" for row in rows)
+    return text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig"])), "surrogatepass")
+
+
+# A last line with a field beyond the csv module's size limit (131072 characters), added in the test body: hypothesis
+# would print it whole in a failing example.
+OVERSIZED_FIELD = b"x" * 140_000 + b"\n"
+
+
+@given(content=table_files(",", ("wav_filename", "wav_filesize", "transcript")), oversized=st.booleans())
+@example(content=b"transcript,wav_filename\nonly one field\n", oversized=False)  # a short row: no wav_filename
+@example(content=b"wav_filename,transcript\na\x00.wav,x\n", oversized=False)  # NUL in a path
+@example(content=b"wav_filename,transcript\n", oversized=True)
+def test_random_csv_gives_utterances_or_dataset_error(content, oversized):
+    folder, path = _scratch_manifest("m.csv", content + OVERSIZED_FIELD * oversized)
+    with folder:
+        read_or_dataset_error(read_csv, path)
+
+
+@given(content=table_files("\t", ("client_id", "path", "sentence")), oversized=st.booleans())
+@example(content=b"sentence\tclient_id\tpath\nonly one field\n", oversized=False)  # a short row: no path
+@example(content=b"client_id\tpath\tsentence\n", oversized=True)
+def test_random_common_voice_tsv_gives_utterances_or_dataset_error(content, oversized):
+    folder, path = _scratch_manifest("train.tsv", content + OVERSIZED_FIELD * oversized)
+    with folder:
+        read_or_dataset_error(read_commonvoice, path)
+        read_or_dataset_error(read_commonvoice, path.parent)  # the language folder
+
+
+@given(rows=st.lists(st.tuples(_names, st.integers(0, 10**9), st.text()), max_size=4))
+def test_every_csv_row_is_read_back(rows):
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows([("wav_filename", "wav_filesize", "transcript"), *rows])
+    folder, path = _scratch_manifest("m.csv", out.getvalue().encode())
+    with folder:
+        expected = [Utterance((path.parent / name).resolve(), text) for name, _, text in rows]
+        assert read_csv(path) == expected
+
+
+# A Common Voice TSV field holds no tab or line break (the file is read unquoted).
+_tsv_fields = st.text(st.characters(codec="utf-8", exclude_characters="\t\r\n"), max_size=12)
+_tsv_names = _names.filter(lambda s: not set(s) & set("\t\r\n"))
+
+
+@given(rows=st.lists(st.tuples(_tsv_fields, _tsv_names, _tsv_fields), max_size=4))
+def test_every_common_voice_row_is_read_back(rows):
+    content = "".join(f"{a}\t{b}\t{c}\n" for a, b, c in [("client_id", "path", "sentence"), *rows])
+    folder, path = _scratch_manifest("train.tsv", content.encode())
+    with folder:
+        expected = [Utterance(path.parent / "clips" / clip, text, speaker=client) for client, clip, text in rows]
+        assert read_commonvoice(path) == expected
+
+
+# A dataset folder: audio files and transcripts (plain, TIMIT .TXT, .WRD) in any combination, holding random bytes,
+# text or word alignments; None makes a folder of that name.
+_stems = st.sampled_from(["a", "b", "sub/a", "SA1"])
+_suffixes = st.sampled_from([".wav", ".WAV", ".flac", ".mp3", ".txt", ".TXT", ".wrd", ".WRD", ".phn"])
+_contents = (
+    st.binary(max_size=64)
+    | _awkward.map(lambda s: s.encode("utf-8", "surrogatepass"))
+    | st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99), _awkward), max_size=3).map(
+        lambda lines: "".join(f"{a} {b} {w}\n" for a, b, w in lines).encode("utf-8", "surrogatepass")
+    )
+    | st.none()
+)
+
+
+@given(files=st.dictionaries(st.tuples(_stems, _suffixes).map("".join), _contents, max_size=6))
+def test_random_dataset_folders_give_every_audio_file_or_dataset_error(files):
+    with tempfile.TemporaryDirectory(prefix="asr-fuzz-") as folder:
+        root = Path(folder)
+        for name, content in sorted(files.items(), key=lambda item: item[1] is None):  # folders last
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if content is None:
+                path.mkdir(exist_ok=True)
+            elif not path.is_dir():
+                path.write_bytes(content)
+        items = read_or_dataset_error(read_directory, root)
+        audio = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if items is None:
+            assert not audio or all(
+                not p.with_suffix(s).is_file() for p in audio for s in (".txt", ".TXT", ".wrd", ".WRD")
+            )
+        else:
+            assert [u.audio for u in items] == audio

@@ -62,13 +62,18 @@ def test_error_rate_is_corpus_edit_distance_over_padded_batches():
     assert float(ler.result()) == 0.0
 
 
-@pytest.mark.slow  # 30 training steps
-def test_train_step_reduces_ctc_loss_and_reports_metrics():
+def _training_batch() -> tuple[CTCModel, dict, np.ndarray]:
+    """A compiled 2-layer model and one batch of two utterances (random features, labels padded with -1)."""
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     rng = np.random.default_rng(0)
     x = {"features": rng.normal(size=(2, 20, 4)).astype(np.float32), "lengths": np.array([20, 12], np.int32)}
-    y = np.array([[1, 2, 3], [4, 5, -1]], np.int32)
+    return model, x, np.array([[1, 2, 3], [4, 5, -1]], np.int32)
+
+
+@pytest.mark.slow  # 30 training steps
+def test_train_step_reduces_ctc_loss_and_reports_metrics():
+    model, x, y = _training_batch()
     first = model.train_on_batch(x, y, return_dict=True)
     for _ in range(30):
         last = model.train_on_batch(x, y, return_dict=True)
@@ -88,11 +93,7 @@ def test_train_step_reduces_ctc_loss_and_reports_metrics():
 
 @pytest.mark.slow  # training steps
 def test_a_batch_with_a_non_finite_loss_is_skipped_counted_and_never_reaches_the_weights():
-    model = _model()
-    model.compile(optimizer=keras.optimizers.Adam(0.01))
-    rng = np.random.default_rng(0)
-    x = {"features": rng.normal(size=(2, 20, 4)).astype(np.float32), "lengths": np.array([20, 12], np.int32)}
-    y = np.array([[1, 2, 3], [4, 5, -1]], np.int32)
+    model, x, y = _training_batch()
     assert model.train_on_batch(x, y, return_dict=True)["skipped_batches"] == 0.0
     weights = [v.numpy().copy() for v in model.trainable_variables]
     moments = [v.numpy().copy() for v in model.optimizer.variables]

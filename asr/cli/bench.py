@@ -1,5 +1,6 @@
-"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...] | asr-bench resample`: speed and
-memory against a baseline measured in the same run, printed and written as JSON (see asr.benchmark)."""
+"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...] | asr-bench resample | asr-bench train
+[OVERRIDES...]`: speed and memory against a baseline measured in the same run, printed and written as JSON (see
+asr.benchmark)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from asr.system import quiet_tensorflow
 
 # The short training job of `asr-bench jobs` (kept here so that --help needs nothing heavy).
 SHORT_JOB = ["trainer.epochs=2", "model.num_layers=1", "model.units=64", "augment.speeds=[1.0]", "trainer.verbose=0"]
+# `asr-bench train`: one warm-up epoch (graph tracing) and three measured, for a median of three.
+TRAIN_EPOCHS = 4
+MIN_TRAIN_EPOCHS = 2  # the warm-up and at least one measured epoch
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,9 +36,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     jobs.add_argument("overrides", nargs="*", default=SHORT_JOB, help=f"Hydra overrides (default: {SHORT_JOB})")
     resample = sub.add_parser("resample", help="soxr (used) vs scipy resample_poly: speed and quality")
     resample.add_argument("--seconds", type=float, default=60.0, help="length of the test signal (default 60 s)")
+    train = sub.add_parser("train", help="seconds per epoch: the naive padded Keras way vs asr-train's pipeline")
+    train.add_argument("overrides", nargs="*", default=[], help="Hydra overrides of asr-train (e.g. experiment=fsdd)")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=TRAIN_EPOCHS,
+        help=f"epochs of each pipeline, the first a warm-up (default {TRAIN_EPOCHS})",
+    )
+    train.add_argument("--naive-epochs", type=int, help="epochs of the naive pipeline (default: --epochs)")
+    train.add_argument(
+        "--limit", type=int, help="only the first K utterances of the training and validation splits (quick checks)"
+    )
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
     add_debug(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.what == "train":
+        if args.naive_epochs is None:
+            args.naive_epochs = args.epochs
+        if min(args.epochs, args.naive_epochs) < MIN_TRAIN_EPOCHS:
+            parser.error(f"--epochs and --naive-epochs must be >= {MIN_TRAIN_EPOCHS} (a warm-up and a measured epoch)")
+        if args.limit is not None and args.limit < 1:
+            parser.error(f"--limit must be >= 1, got {args.limit}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,17 +73,21 @@ def bench(args: argparse.Namespace) -> int:
     if args.what == "transcribe":
         check_inputs(args.model, args.audio)
     quiet_tensorflow()
-    from asr.benchmark import bench_jobs, bench_resample, bench_transcribe, machine
+    from asr.benchmark import bench_jobs, bench_resample, bench_train, bench_transcribe, machine, train_table
 
     if args.what == "transcribe":
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files)
     elif args.what == "resample":
         measured = bench_resample(args.seconds)
+    elif args.what == "train":
+        measured = bench_train(args.overrides, args.epochs, args.naive_epochs, args.limit)
     else:
         with tempfile.TemporaryDirectory(prefix="asr-bench-") as work_dir:
             measured = bench_jobs(args.count, args.overrides, Path(work_dir))
-    result = {"machine": machine(), **measured}
+    result = {"machine": machine(), **measured}  # `train` measures the machine further: its own "machine"
     print(json.dumps(result, indent=2))  # first: an unwritable --out loses no measurement
+    if args.what == "train":
+        print(train_table(result))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -175,7 +175,14 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
     Raises AudioError naming the file on any failure.
     """
     recording = read_audio(path, start, end)
-    return resample(recording.samples, recording.samplerate, sample_rate)
+    signal = resample(recording.samples, recording.samplerate, sample_rate)
+    if signal.size == 0:  # a few samples at a higher rate: none at sample_rate (an empty waveform breaks MFCCs)
+        raise AudioError(
+            path,
+            f"too short: {recording.samples.size} samples at {recording.samplerate} Hz leave none at {sample_rate} Hz",
+            "remove it from the dataset",
+        )
+    return signal
 
 
 # Levels below which a training file counts as silent (rejected): 10 dB under the quietest peak and 16 dB under

@@ -9,7 +9,9 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -125,9 +127,22 @@ def _optional_seconds(record: dict, key: str, where: str) -> float | None:
     value = record.get(key)
     if value is None:
         return None
-    if not isinstance(value, int | float) or value < 0:
+    # Not true/false, NaN, Infinity, or an integer too large for a float (json.loads reads all of them).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= sys.float_info.max:
         raise DatasetError(f"{where}: `{key}` must be a non-negative number of seconds, got {value!r}")
     return float(value)
+
+
+def _path_text(value: object, where: str, key: str) -> str:
+    """A manifest's audio path as given; DatasetError naming `where` for anything else (a number, null, a list, a
+    missing CSV field, a NUL character, a lone surrogate such as JSON's "\\ud800", which no file name holds)."""
+    if isinstance(value, str) and "\x00" not in value:
+        try:
+            os.fsencode(value)
+            return value
+        except UnicodeEncodeError:
+            pass
+    raise DatasetError(f"{where}: `{key}` must be the path of an audio file, got {value!r}")
 
 
 def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
@@ -137,7 +152,8 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
     items = []
-    for number, line in enumerate(read_text(manifest).splitlines(), 1):
+    # Lines end at \n only: splitlines() would also split at U+2028 or NEL, which JSON strings may hold.
+    for number, line in enumerate(read_text(manifest).split("\n"), 1):
         if not line.strip():
             continue
         where = f"{manifest}:{number}"
@@ -145,14 +161,18 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{where}: not valid JSON ({e.msg}); each line must be one JSON object") from e
+        except RecursionError:  # nested deeper than the interpreter's recursion limit
+            raise DatasetError(
+                f"{where}: not valid JSON (nested too deeply); each line must be one JSON object"
+            ) from None
         if isinstance(record, dict) and "audio" not in record and "audio_filepath" in record:  # NeMo
             record["audio"] = record["audio_filepath"]
         if not isinstance(record, dict) or "audio" not in record or "text" not in record:
             raise DatasetError(f'{where}: each line needs "audio" (or "audio_filepath") and "text", got {line[:80]!r}')
         items.append(
             Utterance(
-                audio=(base / record["audio"]).resolve(),
-                text=str(record["text"]),
+                audio=(base / _path_text(record["audio"], where, "audio")).resolve(),
+                text=None if record["text"] is None else str(record["text"]),  # null: reported as missing
                 start=_optional_seconds(record, "start", where),
                 end=_optional_seconds(record, "end", where),
             )
@@ -167,12 +187,21 @@ def read_csv(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
     base = audio_root or manifest.parent
     with io.StringIO(read_text(manifest), newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"wav_filename", "transcript"} - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(
-                f"{manifest}: CSV needs the columns wav_filename,wav_filesize,transcript; missing {sorted(missing)}"
-            )
-        return [Utterance((base / row["wav_filename"]).resolve(), row["transcript"] or "") for row in reader]
+        try:
+            missing = {"wav_filename", "transcript"} - set(reader.fieldnames or [])
+            if missing:
+                raise DatasetError(
+                    f"{manifest}: CSV needs the columns wav_filename,wav_filesize,transcript; missing {sorted(missing)}"
+                )
+            return [
+                Utterance(
+                    (base / _path_text(row["wav_filename"], f"{manifest}:{reader.line_num}", "wav_filename")).resolve(),
+                    row["transcript"] or "",
+                )
+                for row in reader
+            ]
+        except csv.Error as e:  # e.g. a field beyond the csv module's size limit
+            raise DatasetError(f"{manifest}:{reader.line_num}: not a readable CSV file ({e})") from None
 
 
 # Free Spoken Digit Dataset file names: <digit>_<speaker>_<take>.wav; the transcript is the digit's word.
@@ -254,13 +283,23 @@ def read_commonvoice(path: Path) -> list[Utterance]:
     clips = path.parent / "clips"
     with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = set(COMMONVOICE_COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise DatasetError(
-                f"{path}: a Common Voice TSV needs the columns {', '.join(COMMONVOICE_COLUMNS)}; "
-                f"missing {sorted(missing)}"
-            )
-        return [Utterance(clips / row["path"], row["sentence"] or "", speaker=row["client_id"]) for row in reader]
+        try:
+            missing = set(COMMONVOICE_COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise DatasetError(
+                    f"{path}: a Common Voice TSV needs the columns {', '.join(COMMONVOICE_COLUMNS)}; "
+                    f"missing {sorted(missing)}"
+                )
+            return [
+                Utterance(
+                    clips / _path_text(row["path"], f"{path}:{reader.line_num}", "path"),
+                    row["sentence"] or "",
+                    speaker=row["client_id"],
+                )
+                for row in reader
+            ]
+        except csv.Error as e:  # e.g. a field beyond the csv module's size limit
+            raise DatasetError(f"{path}:{reader.line_num}: not a readable TSV file ({e})") from None
 
 
 def detect_format(path: Path) -> DataFormat:

@@ -99,6 +99,10 @@ def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, Au
     signal = resample(recording.samples, recording.samplerate, options.sample_rate)
     if job.speed != 1.0:
         signal = resample(signal, int(round(options.sample_rate * job.speed)), options.sample_rate)
+    if signal.size == 0:
+        raise AudioError(
+            job.audio, f"too short: no samples left at {options.sample_rate} Hz", "remove it from the dataset"
+        )
     return extract(signal, options), facts
 
 

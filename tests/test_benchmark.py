@@ -1,0 +1,102 @@
+"""`asr-bench train`: the naive padded Keras pipeline against asr-train's, the machine's matmul rate, and the
+FLOP count. No test asserts a time: only that every figure is there, positive and finite."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from asr.benchmark import NAIVE_PAD_VALUE, epoch_figures, naive_arrays, stack_forward_flop_per_frame
+from asr.cli.bench import main, parse_args
+
+# A tiny model on the first 24 utterances of the embedded corpus: the shape of the run, not its speed.
+TINY = ["experiment=demo", "model.num_layers=1", "model.units=16", "augment.speeds=[1.0,0.9]"]
+
+
+def figures(node: dict, path: str) -> list[tuple[str, float]]:
+    """Every number under `node`, with its dotted path."""
+    found = []
+    for key, value in node.items():
+        name = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            found += figures(value, name)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append((name, value))
+    return found
+
+
+@pytest.mark.slow
+def test_bench_train_reports_every_figure(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--out", str(out), "train", *TINY, "--epochs", "2", "--limit", "24"]) == 0
+    result = json.loads(out.read_text())
+    for side in ("naive", "ours"):
+        assert set(result[side]["epoch_seconds"]) == {"median", "min", "max"}
+        for key in ("audio_seconds_per_second", "padding_share", "peak_rss_mb"):
+            assert key in result[side]
+    assert {"audio_seconds_per_second_cached", "audio_seconds_per_second_cold"} <= set(result["features"])
+    assert result["features"]["cache_hits"] == result["features"]["cached_files"] == 24
+    assert {"matmul_gflops_2048", "matmul_gflops_lstm_step", "cpu_model", "cpus"} <= set(result["machine"])
+    assert {"training_gflop_per_epoch", "training_gflops"} <= set(result["model"])
+    assert result["preset"] == "demo" and result["overrides"] == TINY and result["date"] and result["cpus"] >= 1
+    assert result["data"]["train_utterances"] == 24
+    must_be_positive = [
+        "train_speedup",
+        "flops_utilization",
+        "naive.epoch_seconds.median",
+        "naive.epoch_seconds.min",
+        "naive.epoch_seconds.max",
+        "naive.audio_seconds_per_second",
+        "naive.peak_rss_mb",
+        "naive.padding_share",
+        "ours.epoch_seconds.median",
+        "ours.audio_seconds_per_second",
+        "ours.peak_rss_mb",
+        "features.audio_seconds_per_second_cached",
+        "features.audio_seconds_per_second_cold",
+        "machine.matmul_gflops_2048",
+        "machine.matmul_gflops_lstm_step",
+        "model.training_gflop_per_epoch",
+        "model.training_gflops",
+    ]
+    numbers = dict(figures(result, ""))
+    for name in must_be_positive:
+        assert numbers[name] > 0, name
+    for name, value in numbers.items():
+        assert math.isfinite(value) and value >= 0, name
+    table = capsys.readouterr().out
+    assert "train_speedup" in table and "seconds per epoch (median)" in table
+
+
+def test_the_flop_count_of_a_bilstm_stack():
+    # layer 1: 2 directions x 2 FLOP x 4 gates x 8 units x (10 inputs + 8); layer 2 sees 16 inputs; logits 16 x 5
+    flop, widths = stack_forward_flop_per_frame(10, 8, 2, True, 5)
+    assert widths == [10, 16]
+    assert flop == 2 * 2 * 4 * 8 * (10 + 8) + 2 * 2 * 4 * 8 * (16 + 8) + 2 * 16 * 5
+    assert stack_forward_flop_per_frame(13, 50, 1, False, 29)[0] == 2 * 4 * 50 * 63 + 2 * 50 * 29
+
+
+def test_epoch_figures_leave_out_the_warm_up():
+    assert epoch_figures([30.0, 2.0, 4.0, 3.0]) == {"median": 3.0, "min": 2.0, "max": 4.0}
+
+
+def test_naive_arrays_pad_to_the_longest_and_carry_the_lengths():
+    x, y = naive_arrays([np.ones((3, 13), np.float32), np.ones((5, 13), np.float32)], [[1, 2], [3]])
+    assert x.shape == (2, 5, 13) and (x[0, 3:] == NAIVE_PAD_VALUE).all() and (x[1] == 1).all()
+    assert y.tolist() == [[3, 1, 2], [5, 3, -1]]
+
+
+@pytest.mark.parametrize("arguments", [["--epochs", "1"], ["--naive-epochs", "1"], ["--limit", "0"]])
+def test_bench_train_refuses_too_few_epochs_or_utterances(arguments, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["train", "experiment=demo", *arguments])
+    assert exit_.value.code == 2
+    assert "must be >= " in capsys.readouterr().err
+
+
+def test_bench_train_defaults():
+    args = parse_args(["train", "experiment=fsdd", "--epochs", "3"])
+    assert (args.overrides, args.epochs, args.naive_epochs, args.limit) == (["experiment=fsdd"], 3, 3, None)
