@@ -591,6 +591,7 @@ def bench_train(overrides: Sequence[str], epochs: int, naive_epochs: int, limit:
     from asr.config import compose
 
     options = compose(overrides)
+    started, began = time.perf_counter(), datetime.now().astimezone()
     ours = train_ours(options, epochs, limit)  # the first phase here: this process's peak memory is its peak
     items = ours.pop("items")
     naive = in_child(train_naive, options, items, ours["classes"], naive_epochs)
@@ -617,7 +618,8 @@ def bench_train(overrides: Sequence[str], epochs: int, naive_epochs: int, limit:
         "benchmark": "train",
         "preset": options.name,
         "overrides": list(overrides),
-        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "date": began.isoformat(timespec="seconds"),  # when the measurements began
+        "wall_seconds": round(time.perf_counter() - started, 1),
         "cpus": usable_cpus(),
         "epochs": {"ours": epochs, "naive": naive_epochs, "warmup": WARMUP_EPOCHS},
         "data": {

@@ -133,14 +133,17 @@ class CTCModel(keras.Model):
             x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T, units (x2)]
         return self.logits(x)  # [B, T', C]
 
-    def build_for(self, batch_size: int = 1, frames: int = 8) -> None:
-        """Create the weights by running one zero batch (needed before load_weights)."""
-        self(
-            {
-                "features": tf.zeros([batch_size, frames, self.num_features]),
-                "lengths": tf.fill([batch_size], frames),
-            }
-        )
+    def build_for(self) -> None:
+        """Create the weights from the layer shapes, in the order a first call creates them (needed before
+        load_weights; no forward pass, which would cost most of a second)."""
+        width = self.num_features * self.stride  # what each recurrent step sees: [B, T', F * stride]
+        with keras.name_scope(self.name, caller=self):  # the variable paths a call gives them
+            for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
+                rnn.build((None, None, width))
+                width = self.options.units * (2 if self.options.bidirectional else 1)
+                dropout.build((None, None, width))
+            self.logits.build((None, None, width))
+        self.built = True
 
     def per_example_loss(self, labels: tf.Tensor, logits: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """CTC negative log-likelihood per utterance [B] on sparse labels; `lengths` are input frame counts."""
