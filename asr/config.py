@@ -144,10 +144,18 @@ def register() -> None:
 
 
 def compose(overrides: Sequence[str] = ()) -> RunOptions:
-    """The options of `asr-train <overrides>` without running anything (for notebooks and tests)."""
+    """The options of `asr-train <overrides>` without running anything (for notebooks and tests); ConfigError
+    with Hydra's or OmegaConf's message for an unknown key, a wrong type or a bad choice."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register()
     with initialize_config_module(config_module="asr.conf", version_base="1.3"):
-        return to_options(hydra_compose(config_name="config", overrides=list(overrides)))
+        try:
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            return to_options(cfg)
+        except (HydraException, OmegaConfBaseException) as e:
+            cause = e.__cause__ if e.__cause__ is not None else e
+            raise ConfigError(f"{e}" if cause is e else f"{e} ({cause})") from e

@@ -181,3 +181,14 @@ def test_the_speech_recipe_needs_a_corpus_and_fillets_nl_sets_only_its_data():
         for key in ("root", "train", "valid", "test"):
             cfg.data[key] = ""
     assert OmegaConf.to_container(speech) == OmegaConf.to_container(fillets)
+
+
+def test_the_compose_api_turns_a_config_mistake_into_one_config_error():
+    from asr.config import ConfigError, compose
+    from asr.errors import user_message
+
+    with pytest.raises(ConfigError, match="Key 'unitz' not in 'ModelConfig'") as e:
+        compose(["model.unitz=3"])
+    assert "model.unitz" in user_message(e.value)  # what asr-bench prints as its one line
+    with pytest.raises(ConfigError, match=r"Invalid value 'step', expected one of \[constant, cosine, plateau\]"):
+        compose(["optimizer.schedule=step"])
