@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import logging as absl_logging
-from hypothesis import HealthCheck, settings
 from scipy.io import wavfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,20 +25,28 @@ _user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
-# Property-based tests (hypothesis): the same examples on every run and machine (derandomized, so no example
-# database; .hypothesis/ holds only a cache that ignores itself in git), no per-example deadline (a loaded CI machine
-# is slow), 100 examples unless a test asks for fewer. HYPOTHESIS_PROFILE=<name> picks another registered profile.
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=100,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-# `make test-fast`: the same properties on the first 15 of those examples (the inner loop stays under 30 s).
-settings.register_profile("fast", parent=settings.get_profile("ci"), max_examples=15)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Property-based tests (hypothesis): the same examples on every run and machine (derandomized, so no example
+    database; .hypothesis/ holds only a cache that ignores itself in git), no per-example deadline (a loaded CI
+    machine is slow), 100 examples unless a test asks for fewer; `fast` (make test-fast): the first 15 of them.
+    HYPOTHESIS_PROFILE=<name> picks the profile. Not in the pytest-xdist controller, which runs no test (importing
+    hypothesis costs it a second)."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "ci",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=100,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.register_profile("fast", parent=settings.get_profile("ci"), max_examples=15)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def require_shared_data() -> Path:

@@ -43,6 +43,14 @@ class Run:
             callback.on_epoch_end(epoch, logs)
 
 
+@pytest.fixture
+def no_plots(monkeypatch):
+    """learning_curves.png left undrawn (a redraw costs a quarter of a second) in tests that do not read it."""
+    from asr.training import callbacks
+
+    monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: None)
+
+
 def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path):
     optimizer = OptimizerOptions(lr=0.01, schedule="plateau", plateau_factor=0.5, plateau_patience=2, min_lr=0.003)
     run = Run(tmp_path, TrainerOptions(patience=4, keep_best=True), optimizer)
@@ -61,7 +69,7 @@ def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path
     assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file() and (tmp_path / "learning_curves.png").is_file()
 
 
-def test_a_target_ler_stops_the_run_and_without_it_nothing_stops(tmp_path):
+def test_a_target_ler_stops_the_run_and_without_it_nothing_stops(tmp_path, no_plots):
     run = Run(tmp_path, TrainerOptions(stop_at_val_ler=0.0), OptimizerOptions())
     run.epoch(0, 0.1)
     assert not run.model.stop_training
@@ -74,7 +82,7 @@ def test_a_target_ler_stops_the_run_and_without_it_nothing_stops(tmp_path):
     assert not run.model.stop_training
 
 
-def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path):
+def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path, no_plots):
     run = Run(tmp_path, TrainerOptions(keep_best=True), OptimizerOptions())
     run.epoch(0, 0.5)
     best = [w.copy() for w in run.model.get_weights()]
@@ -83,7 +91,7 @@ def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path):
     assert all((a == b).all() for a, b in zip(run.state.best_weights, best, strict=True))
 
 
-def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path):
+def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path, no_plots):
     run = Run(tmp_path, TrainerOptions(), OptimizerOptions())
     run.epoch(0, 0.9)
     with pytest.raises(TrainingDiverged, match="epoch 2: the training loss is nan; lower optimizer.lr"):
@@ -145,7 +153,7 @@ def test_a_signal_ends_training_after_the_batch_with_the_way_to_resume(tmp_path)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler before is back
 
 
-def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_gets_one(tmp_path, monkeypatch):
+def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_gets_one(tmp_path, monkeypatch, no_plots):
     from asr.training import callbacks
 
     saved = []
