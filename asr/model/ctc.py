@@ -176,15 +176,14 @@ class CTCModel(keras.Model):
         finite = tf.reduce_all([tf.math.is_finite(loss)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         if not self.optimizer.built:  # build outside the condition (variables cannot be created inside it)
             self.optimizer.build(self.trainable_variables)
-        tf.cond(finite, lambda: self._apply(gradients), tf.no_op)
+        tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
         self.skipped.update_state(1.0 - tf.cast(finite, tf.float32))
-        tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
         return {m.name: m.result() for m in self.metrics}
 
-    def _apply(self, gradients: list) -> tf.Operation:
-        """Apply one step's gradients (the finite branch of train_step)."""
+    def _learn(self, gradients: list, loss, labels, logits, lengths) -> tf.Operation:
+        """The finite branch of train_step: apply the gradients, add the batch to the metrics."""
         self.optimizer.apply(gradients, self.trainable_variables)
-        return tf.no_op()
+        return self._update_metrics(loss, labels, logits, lengths)
 
     def test_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
