@@ -388,10 +388,11 @@ def _train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
     train, valid = prepared.examples["train"], prepared.examples.get("valid", [])
     vocab = prepared.vocab
     model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
-    plans = epoch_plans(train, trainer.batch_size, options.seed, trainer.bucketing, epochs)
+    plans = epoch_plans(train, trainer.batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames)
     steps = len(plans[0].batches)
     model.compile(optimizer=build_optimizer(options.optimizer, steps, trainer.epochs))
-    valid_data = make_dataset(valid, epoch_plans(valid, trainer.batch_size, None)) if valid else None
+    valid_plan = epoch_plans(valid, trainer.batch_size, None, batch_frames=trainer.batch_frames) if valid else None
+    valid_data = make_dataset(valid, valid_plan) if valid else None
     timer = _epoch_timer()
     model.fit(
         make_dataset(train, plans),

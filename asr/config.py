@@ -30,6 +30,7 @@ from asr.training.options import OptimizerOptions, RunOptions, TrainerOptions
 
 log = logging.getLogger(__name__)
 
+
 def repo_root() -> str:
     """Root of the source checkout if asr runs from one, else the current directory (installed wheel)."""
     if (SOURCE_ROOT / "pyproject.toml").is_file() and (SOURCE_ROOT / "conf").is_dir():

@@ -26,7 +26,6 @@ os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
 os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """Property-based tests (hypothesis): the same examples on every run and machine (derandomized, so no example
     database; .hypothesis/ holds only a cache that ignores itself in git), no per-example deadline (a loaded CI

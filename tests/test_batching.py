@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from asr.data.batching import batch_plan, epoch_plans, make_dataset, padding_share, ragged_batches
+from asr.data.batching import (
+    batch_plan,
+    epoch_plans,
+    make_dataset,
+    padding_share,
+    ragged_batches,
+    split_to_count,
+)
 from asr.data.validation import Example
 
 
@@ -69,3 +76,73 @@ def test_epochs_reshuffle_reproducibly_from_the_seed():
     with pytest.raises(ValueError, match="exactly one epoch"):
         epoch_plans(examples, 4, seed=None, epochs=2)
     assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
+
+
+def test_frame_budget_batches_stay_within_the_budget_and_every_epoch_has_as_many():
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(100, 2000, size=300), [5000]])  # 1-20 s sentences, one too long
+    plan = batch_plan(lengths, 1, np.random.default_rng(1), batch_frames=8000)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(301))
+    costs = [len(b) * lengths[b].max() for b in plan]
+    assert max(c for b, c in zip(plan, costs, strict=True) if len(b) > 1) <= 8000
+    assert [len(b) for b in plan if lengths[b].max() > 8000 // 2] == [1] * sum(lengths > 4000)
+    assert {len(b) for b in plan} != {1}  # short ones share a batch
+    assert padding_share(lengths, plan) < 0.15
+    # a halved plan keeps every item, in the same order, and reaches the count asked
+    halved = split_to_count(plan, lengths, len(plan) + 5)
+    assert len(halved) == len(plan) + 5 and np.array_equal(np.concatenate(halved), np.concatenate(plan))
+
+    examples = [
+        Example(f"u{i}", "ab", np.zeros((n, 2), np.float32), np.arange(2, dtype=np.int32))
+        for i, n in enumerate(lengths)
+    ]
+    plans = epoch_plans(examples, 1, seed=4, epochs=6, batch_frames=8000)
+    assert len({len(p.batches) for p in plans}) == 1  # Keras fits a fixed count of steps per epoch
+    again = epoch_plans(examples, 1, seed=4, epochs=6, batch_frames=8000)
+    assert all(
+        all(np.array_equal(a, b) for a, b in zip(p.batches, q.batches, strict=True))
+        for p, q in zip(plans, again, strict=True)
+    )  # a resumed run rebuilds exactly the same batches
+    assert len(epoch_plans(examples, 1, seed=None, batch_frames=8000)[0].batches) < len(plans[0].batches) + 5
+
+
+def test_batches_read_from_the_cache_equal_batches_held_in_memory(tmp_path):
+    from dataclasses import replace
+
+    from asr.data.extraction import StoredFeatures
+
+    examples = _examples(12)
+    stored = []
+    for i, e in enumerate(examples):
+        path = tmp_path / f"{i}.npy"
+        np.save(path, e.features)
+        variant = tmp_path / f"{i}v.npy"
+        np.save(variant, e.features[:-1] * 2)
+        stored.append(
+            replace(
+                e,
+                features=StoredFeatures(str(path), e.features.shape),
+                variants=(StoredFeatures(str(variant), e.features[:-1].shape),),
+            )
+        )
+        examples[i] = replace(e, variants=(e.features[:-1] * 2,))
+    cmvn = (np.array([0.5, -1.0, 0.0], np.float32), np.array([2.0, 0.5, 1.0], np.float32))
+    normalized = [
+        replace(
+            e, features=(e.features - cmvn[0]) / cmvn[1], variants=tuple((v - cmvn[0]) / cmvn[1] for v in e.variants)
+        )
+        for e in examples
+    ]
+    stored_normalized = [
+        replace(e, features=replace(e.features, cmvn=cmvn), variants=tuple(replace(v, cmvn=cmvn) for v in e.variants))
+        for e in stored
+    ]
+    for memory, disk in ((examples, stored), (normalized, stored_normalized)):
+        plans = epoch_plans(memory, 4, seed=2, epochs=2)
+        a, b = list(make_dataset(memory, plans)), list(make_dataset(disk, plans))
+        assert len(a) == len(b) == 6
+        for (inputs_a, labels_a), (inputs_b, labels_b) in zip(a, b, strict=True):
+            np.testing.assert_array_equal(inputs_a["features"].numpy(), inputs_b["features"].numpy())
+            np.testing.assert_array_equal(inputs_a["lengths"].numpy(), inputs_b["lengths"].numpy())
+            np.testing.assert_array_equal(labels_a.numpy(), labels_b.numpy())
+        assert inputs_b["features"].dtype == tf.float32 and labels_b.dtype == tf.int32

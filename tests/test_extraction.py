@@ -3,7 +3,16 @@
 import numpy as np
 from conftest import sine, write_wav
 
-from asr.data.extraction import FeatureCache, Job, extract_all, featurize
+from asr.data.extraction import (
+    CacheUsage,
+    FeatureCache,
+    Job,
+    StoredFeatures,
+    cache_usage,
+    extract_all,
+    featurize,
+    prune_cache,
+)
 from asr.data.features import FeatureOptions
 
 
@@ -52,3 +61,39 @@ def test_parallel_extraction_keeps_order_and_values(tmp_path, monkeypatch):
     for job, result in zip(jobs, parallel, strict=True):
         if job.audio != str(broken):
             np.testing.assert_array_equal(result, featurize(job, options))
+
+
+def test_features_left_on_disk_read_back_the_same_values_and_the_cache_can_be_pruned(tmp_path):
+    import os
+    import time
+
+    options = FeatureOptions(sample_rate=8000)
+    cache = FeatureCache(tmp_path / "cache", options)
+    jobs = [Job(str(p)) for p in _files(tmp_path, 4)]
+    in_memory, _ = extract_all(jobs, options, cache)
+    for round_ in ("computed", "from the cache"):
+        stored, stats = extract_all(jobs, options, cache, on_disk=True)
+        assert all(isinstance(s, StoredFeatures) for s in stored), round_
+        for s, m in zip(stored, in_memory, strict=True):
+            assert len(s) == len(m) and s.shape == m.shape
+            np.testing.assert_array_equal(np.asarray(s), m)
+    usage = cache_usage(tmp_path / "cache")
+    assert usage.entries == 4 and usage.bytes > sum(m.nbytes for m in in_memory)
+    assert cache.usage() == {"directory": str(tmp_path / "cache"), "entries": 4, "bytes": usage.bytes}
+    # last used: entries 0 and 1 in 2001, entry 2 a minute ago, entry 3 now
+    entries = [next((tmp_path / "cache").rglob(f"{cache.key(job)}.npy")) for job in jobs]
+    now = time.time()
+    for entry, used in zip(entries, (1e9, 1e9, now - 60, now), strict=True):
+        for path in (entry, entry.with_suffix(".json")):
+            os.utime(path, (used, used))
+    assert prune_cache(tmp_path / "cache", older_than_days=1).entries == 2
+    assert [p.exists() for p in entries] == [False, False, True, True]
+    # a size limit removes the least recently used first
+    newest = entries[3].stat().st_size + entries[3].with_suffix(".json").stat().st_size
+    assert prune_cache(tmp_path / "cache", max_bytes=newest).entries == 1
+    assert [p.exists() for p in entries] == [False, False, False, True]
+    assert cache_usage(tmp_path / "cache") == CacheUsage(1, newest)
+    _, stats = extract_all(jobs, options, cache)
+    assert (stats.cache_hits, stats.cache_misses) == (1, 3)
+    prune_cache(tmp_path / "cache", max_bytes=0)
+    assert cache_usage(tmp_path / "cache").entries == 0

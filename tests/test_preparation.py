@@ -94,3 +94,42 @@ def test_the_report_names_every_rejected_or_doubtful_file_and_counts_conversions
         1.0,
         30.0,
     ]
+
+
+def test_storage_leaves_features_on_disk_with_the_same_values_and_max_seconds_skips_long_training_items(tmp_path):
+    import numpy as np
+
+    from asr.data.extraction import StoredFeatures
+
+    for i, seconds in enumerate((0.5, 0.7, 0.9, 2.5)):
+        write_wav(tmp_path / f"{i}.wav", 8000, sine(8000, seconds=seconds, hz=300 + 50 * i))
+    lines = [json.dumps({"audio": f"{i}.wav", "text": "abcd"}) + "\n" for i in range(4)]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(lines))
+    options = FeatureOptions(sample_rate=8000, normalize="both")
+    prepared = {}
+    for storage in ("memory", "disk", "auto"):
+        cfg = DataOptions(root=str(tmp_path), valid="", cache_dir=str(tmp_path / "cache"), storage=storage)
+        prepared[storage] = prepare_data(cfg, options, 1, AugmentOptions(speeds=(1.0, 0.9)))
+    assert {s: p.report["storage"] for s, p in prepared.items()} == {
+        "memory": "memory",
+        "disk": "disk",
+        "auto": "memory",
+    }
+    disk, memory = prepared["disk"], prepared["memory"]
+    assert all(isinstance(e.features, StoredFeatures) for split in disk.examples.values() for e in split)
+    assert disk.report["feature_bytes"] == memory.report["feature_bytes"] > 0
+    assert disk.report["cache"]["entries"] == 8  # 4 files at 2 speeds (test shares the speed-1 entries)
+    for a, b in zip(memory.cmvn, disk.cmvn, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    for e, d in zip(memory.examples["train"], disk.examples["train"], strict=True):
+        np.testing.assert_allclose(np.asarray(d.features), e.features, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(d.variants[0]), e.variants[0], rtol=1e-5, atol=1e-6)
+
+    cfg = DataOptions(root=str(tmp_path), valid="", cache_dir=str(tmp_path / "cache"), max_seconds=2.0)
+    limited = prepare_data(cfg, options, 1, AugmentOptions())
+    assert [e.key for e in limited.examples["train"]] == [e.key for e in memory.examples["train"]][:3]
+    assert len(limited.examples["test"]) == 4  # test keeps its long utterance
+    (rejected,) = limited.report["rejected"]
+    assert rejected["split"] == "train" and rejected["kind"] == "too_long" and rejected["item"].endswith("3.wav")
+    assert "2.5 s of audio, longer than data.max_seconds=2" in rejected["reason"]

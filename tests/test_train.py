@@ -219,8 +219,11 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path
     assert first.exists() and not (killed / "checkpoints" / "epoch-0002.npz").exists()
     assert not (killed / "result.json").exists()
 
-    done = _train(killed)  # same command, same directory: resumes (trainer.resume=auto)
+    # same command, same directory: resumes (trainer.resume=auto); features read from the cache batch by batch
+    # (data.storage=disk) instead of from memory change no number
+    done = _train(killed, "data.storage=disk")
     result = json.loads((killed / "result.json").read_text())
+    assert json.loads((killed / "prepare_report.json").read_text())["storage"] == "disk"
     assert result["resumed_from_epoch"] == 1
     assert _values(killed) == _values(reference)  # every loss/ler/wer value, bit for bit
     assert result["test"] == json.loads((reference / "result.json").read_text())["test"]
@@ -256,6 +259,18 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers_bit_for_bit(tmp_path
     other = tmp_path / "other_seed"
     _train(other, "seed=1")
     assert _values(other) != _values(reference)
+
+
+@pytest.mark.slow
+def test_frame_budget_batches_train_and_long_utterances_are_left_out(tmp_path):
+    run_dir = tmp_path / "frames"
+    _train(run_dir, "trainer.epochs=2", "trainer.batch_frames=1200", "data.max_seconds=1.2")
+    metrics = read_metrics(run_dir)
+    assert [m["epoch"] for m in metrics] == [1, 2] and all(math.isfinite(m["loss"]) for m in metrics)
+    report = json.loads((run_dir / "prepare_report.json").read_text())
+    too_long = [r for r in report["rejected"] if r["kind"] == "too_long"]
+    assert too_long and {r["split"] for r in too_long} == {"train"}
+    assert all("longer than data.max_seconds=1.2" in r["reason"] for r in too_long)
 
 
 @pytest.mark.slow

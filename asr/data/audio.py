@@ -147,8 +147,10 @@ def read_audio(path: str | Path, start: float | None = None, end: float | None =
     (only those frames are read); AudioError naming the file on any failure, never NaN or inf."""
     path = Path(path)
     info = audio_info(path)
-    first, last = (0, info.frames) if start is None and end is None else _frame_range(
-        path, info.samplerate, info.frames, start, end
+    first, last = (
+        (0, info.frames)
+        if start is None and end is None
+        else _frame_range(path, info.samplerate, info.frames, start, end)
     )
     try:
         with soundfile.SoundFile(str(path)) as f:

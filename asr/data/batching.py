@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from asr.data.extraction import StoredFeatures
 from asr.data.validation import Example
 
 # Batches are formed inside pools of this many batches' worth of shuffled utterances, sorted by length:
@@ -18,27 +19,66 @@ PREFETCH_BATCHES = 2
 
 
 def batch_plan(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None, bucketing: bool = True
+    lengths: Sequence[int],
+    batch_size: int,
+    rng: np.random.Generator | None,
+    bucketing: bool = True,
+    batch_frames: int | None = None,
 ) -> list[np.ndarray]:
-    """Index batches covering every item exactly once.
+    """Index batches covering every item exactly once: `batch_size` items each, or with `batch_frames` as
+    many as fit in that many padded frames (items x the longest's frames; a longer item alone).
 
     With an rng: shuffled, then (bucketing) sorted by length within pools, and the batch order shuffled.
     Without: in length order (bucketing) or in the given order.
     """
     if batch_size < 1:
         raise ValueError(f"trainer.batch_size must be >= 1, got {batch_size}")
+    if batch_frames is not None and batch_frames < 1:
+        raise ValueError(f"trainer.batch_frames must be >= 1 or null, got {batch_frames}")
     lengths = np.asarray(lengths)
     order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
-    pool = batch_size * POOL_BATCHES if rng is not None else len(order) or 1
+    per_batch = batch_size
+    if batch_frames is not None:  # the typical count: budget / median length
+        per_batch = max(1, batch_frames // max(int(np.median(lengths)) if len(lengths) else 1, 1))
+    pool = per_batch * POOL_BATCHES if rng is not None else len(order) or 1
     batches = []
     for begin in range(0, len(order), pool):
         chunk = order[begin : begin + pool]
         if bucketing:
             chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        if batch_frames is None:
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        else:
+            batches += _cut_by_frames(chunk, lengths, batch_frames)
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _cut_by_frames(order: np.ndarray, lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """`order` cut into consecutive batches whose items x longest item stay within `budget` frames."""
+    batches, begin, longest = [], 0, 0
+    for i, item in enumerate(order):
+        longest = max(longest, int(lengths[item]))
+        if i > begin and (i + 1 - begin) * longest > budget:
+            batches.append(order[begin:i])
+            begin, longest = i, int(lengths[item])
+    if len(order):
+        batches.append(order[begin:])
+    return batches
+
+
+def split_to_count(plan: list[np.ndarray], lengths: np.ndarray, count: int) -> list[np.ndarray]:
+    """`plan` with its costliest batches (items x longest) halved in place until it has `count` batches."""
+    plan = list(plan)
+    while len(plan) < count:
+        costs = [len(b) * lengths[b].max() if len(b) > 1 else -1 for b in plan]
+        widest = int(np.argmax(costs))  # the first of equals: deterministic
+        if costs[widest] < 0:
+            raise ValueError(f"cannot make {count} batches of {sum(len(b) for b in plan)} items")
+        batch = plan[widest]
+        plan[widest : widest + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+    return plan
 
 
 def padding_share(lengths: Sequence[int], plan: Sequence[np.ndarray]) -> float:
@@ -55,10 +95,16 @@ class EpochPlan:
     batches: list[np.ndarray]  # example indices, one array per batch
     variant: np.ndarray  # [N] 0 = the features, k = variants[k - 1]
     padding_share: float
+    lengths: np.ndarray | None = None  # [N] frames of the variant each example plays this epoch
 
 
 def epoch_plan(
-    examples: Sequence[Example], batch_size: int, seed: int | None, epoch: int, bucketing: bool
+    examples: Sequence[Example],
+    batch_size: int,
+    seed: int | None,
+    epoch: int,
+    bucketing: bool,
+    batch_frames: int | None = None,
 ) -> EpochPlan:
     """The batches of epoch `epoch` (0-based), a function of (seed, epoch) only; fixed order without a seed."""
     if seed is None:
@@ -67,18 +113,33 @@ def epoch_plan(
     else:
         rng = np.random.default_rng([seed, epoch])
         variant = np.array([rng.integers(len(e.variants) + 1) if e.variants else 0 for e in examples], np.int64)
-    lengths = [len((e.features, *e.variants)[k]) for e, k in zip(examples, variant, strict=True)]
-    plan = batch_plan(lengths, batch_size, rng, bucketing)
-    return EpochPlan(plan, variant, padding_share(lengths, plan))
+    lengths = np.array([len((e.features, *e.variants)[k]) for e, k in zip(examples, variant, strict=True)], np.int64)
+    plan = batch_plan(lengths, batch_size, rng, bucketing, batch_frames)
+    return EpochPlan(plan, variant, padding_share(lengths, plan), lengths)
 
 
 def epoch_plans(
-    examples: Sequence[Example], batch_size: int, seed: int | None, bucketing: bool = True, epochs: int = 1
+    examples: Sequence[Example],
+    batch_size: int,
+    seed: int | None,
+    bucketing: bool = True,
+    epochs: int = 1,
+    batch_frames: int | None = None,
 ) -> list[EpochPlan]:
-    """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch."""
+    """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch.
+
+    With `batch_frames` the epochs' batch counts differ; Keras fits a fixed count of steps per epoch, so every
+    epoch gets the largest count, the others by halving their costliest batches (see split_to_count).
+    """
     if seed is None and epochs != 1:
         raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
-    return [epoch_plan(examples, batch_size, seed, epoch, bucketing) for epoch in range(epochs)]
+    plans = [epoch_plan(examples, batch_size, seed, epoch, bucketing, batch_frames) for epoch in range(epochs)]
+    count = max(len(p.batches) for p in plans)
+    for i, p in enumerate(plans):
+        if len(p.batches) < count:
+            batches = split_to_count(p.batches, p.lengths, count)
+            plans[i] = EpochPlan(batches, p.variant, padding_share(p.lengths, batches), p.lengths)
+    return plans
 
 
 def _flatten(arrays: Sequence[np.ndarray]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -138,6 +199,50 @@ def to_model_inputs(features: tf.RaggedTensor, labels: tf.RaggedTensor) -> tuple
     return inputs, labels.to_tensor(-1)
 
 
+def stored_batches(examples: Sequence[Example], plans: Sequence[EpochPlan]) -> tf.data.Dataset:
+    """The batches of `plans` as model inputs (see to_model_inputs), read from the feature cache batch by
+    batch: only the batches in flight are in memory, whatever the corpus size. Same values as
+    ragged_batches + to_model_inputs on the same examples held in memory."""
+    if not examples:
+        raise ValueError("no examples to batch (every utterance of the split was rejected?)")
+    members = [batch for plan in plans for batch in plan.batches]
+    variants = [plan.variant for plan in plans for _ in plan.batches]
+    num_features = examples[0].features.shape[1]
+
+    def load(index: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch `index` -> zero-padded features [B, T, F], lengths [B], labels [B, L] padded with -1."""
+        batch, variant = members[index], variants[index]
+        sources = [(examples[i].features, *examples[i].variants)[k] for i, k in zip(batch, variant[batch], strict=True)]
+        lengths = np.array([len(f) for f in sources], np.int32)
+        features = np.zeros((len(batch), lengths.max(), num_features), np.float32)
+        for row, source in enumerate(sources):
+            features[row, : lengths[row]] = source.mapped() if isinstance(source, StoredFeatures) else source
+            if isinstance(source, StoredFeatures) and source.cmvn is not None:
+                features[row, : lengths[row]] = (features[row, : lengths[row]] - source.cmvn[0]) / source.cmvn[1]
+        labels = [examples[i].labels for i in batch]
+        dense = np.full((len(batch), max(len(t) for t in labels)), -1, np.int32)
+        for row, label in enumerate(labels):
+            dense[row, : len(label)] = label
+        return features, lengths, dense
+
+    def as_inputs(index: tf.Tensor) -> tuple[dict, tf.Tensor]:
+        features, lengths, labels = tf.numpy_function(load, [index], [tf.float32, tf.int32, tf.int32], stateful=False)
+        features.set_shape([None, None, num_features])
+        lengths.set_shape([None])
+        labels.set_shape([None, None])
+        return {"features": features, "lengths": lengths}, labels
+
+    return tf.data.Dataset.range(len(members)).map(as_inputs)
+
+
+def is_stored(examples: Sequence[Example]) -> bool:
+    """Whether the examples' features are left in the feature cache (data.storage)."""
+    return bool(examples) and isinstance(examples[0].features, StoredFeatures)
+
+
 def make_dataset(examples: Sequence[Example], plans: Sequence[EpochPlan]) -> tf.data.Dataset:
-    """Model-ready batches (see to_model_inputs) of `plans`, prefetched."""
+    """Model-ready batches (see to_model_inputs) of `plans`, prefetched; read from the feature cache batch by
+    batch when the examples are stored there."""
+    if is_stored(examples):
+        return stored_batches(examples, plans).prefetch(PREFETCH_BATCHES)
     return ragged_batches(examples, plans).map(to_model_inputs).prefetch(PREFETCH_BATCHES)

@@ -5,6 +5,7 @@ No TensorFlow here: worker processes import only NumPy, SciPy and python_speech_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -76,6 +77,82 @@ class AudioFacts:
         done = ["channels"] if self.channels > 1 else []
         done += ["sample_rate"] if self.samplerate != sample_rate else []
         return done + (["sample_format"] if self.subtype != "PCM_16" else [])
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """A feature matrix [T, F] left in the feature cache: its length without reading it, its values on demand
+    (np.asarray reads the file, memory-mapped, normalized by `cmvn` if set), so a split of any size costs no
+    memory until a batch needs it."""
+
+    path: str
+    shape: tuple[int, int]
+    cmvn: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def mapped(self) -> np.ndarray:
+        """The stored values as a read-only memory map (not normalized)."""
+        try:
+            return np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except OSError as e:
+            raise OSError(
+                f"feature cache entry {self.path} cannot be read ({e.strerror or e}); was the cache pruned "
+                f"during training? Run again to rebuild it"
+            ) from e
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = np.array(self.mapped(), dtype=np.float32)
+        if self.cmvn is not None:
+            array = (array - self.cmvn[0]) / self.cmvn[1]
+        return array if dtype is None else array.astype(dtype)
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """What a feature cache folder holds."""
+
+    entries: int
+    bytes: int
+
+
+def cache_entries(directory: Path) -> list[tuple[float, int, Path]]:
+    """(last used, bytes, data file) of every entry under a cache folder, least recently used first."""
+    found = []
+    for data_path in directory.glob("??/*.npy"):
+        side_path = data_path.with_suffix(".json")
+        try:
+            used = max(side_path.stat().st_mtime, data_path.stat().st_mtime)
+            size = data_path.stat().st_size + side_path.stat().st_size
+        except OSError:  # a half-written or concurrently removed entry
+            continue
+        found.append((used, size, data_path))
+    return sorted(found)
+
+
+def cache_usage(directory: Path) -> CacheUsage:
+    """Entries and bytes of a cache folder."""
+    entries = cache_entries(directory) if directory.is_dir() else []
+    return CacheUsage(len(entries), sum(size for _, size, _ in entries))
+
+
+def prune_cache(directory: Path, max_bytes: int | None = None, older_than_days: float | None = None) -> CacheUsage:
+    """Remove the least recently used entries until the folder holds at most `max_bytes`, and every entry
+    unused for `older_than_days`; returns what was removed."""
+    entries = cache_entries(directory) if directory.is_dir() else []
+    total = sum(size for _, size, _ in entries)
+    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    removed = CacheUsage(0, 0)
+    for used, size, data_path in entries:
+        too_big = max_bytes is not None and total > max_bytes
+        if not too_big and (cutoff is None or used >= cutoff):
+            continue
+        data_path.unlink(missing_ok=True)
+        data_path.with_suffix(".json").unlink(missing_ok=True)
+        total -= size
+        removed = CacheUsage(removed.entries + 1, removed.bytes + size)
+    return removed
 
 
 def default_cache_dir() -> Path:
@@ -155,6 +232,20 @@ class FeatureCache:
             data_path.unlink(missing_ok=True)
             return None
 
+    def usage(self) -> dict:
+        """Entries and bytes of the whole cache folder (every feature setting)."""
+        return {"directory": str(self.directory), **asdict(cache_usage(self.directory))}
+
+    def stored(self, key: str) -> StoredFeatures:
+        """A reference to the entry of `key` (which get or put has just checked or written)."""
+        data_path = self._paths(key)[0]
+        return StoredFeatures(str(data_path), tuple(np.load(data_path, mmap_mode="r", allow_pickle=False).shape))
+
+    def touch(self, key: str) -> None:
+        """Mark an entry as used now (asr-cache prune removes the least recently used first)."""
+        with contextlib.suppress(OSError):  # a read-only cache still serves
+            os.utime(self._paths(key)[1])
+
     def put(self, key: str, array: np.ndarray, facts: AudioFacts) -> None:
         """Store an array and its audio facts (atomically: a crash never leaves a half entry that looks valid)."""
         data_path, side_path = self._paths(key)
@@ -174,45 +265,58 @@ def extract_all(
     cache: FeatureCache | None = None,
     workers: int = 0,
     desc: str = "features",
-) -> tuple[list[np.ndarray | None], Stats]:
+    on_disk: bool = False,
+) -> tuple[list[np.ndarray | StoredFeatures | None], Stats]:
     """Features for every job, in job order (None where the audio failed: see stats.errors).
 
     Cached entries are reused; the rest are computed over `workers` processes (0: all cores) with a
-    progress bar, and stored in the cache.
+    progress bar, and stored in the cache. With `on_disk` (and a cache) the results are StoredFeatures:
+    each matrix is dropped from memory once it is in the cache.
     """
     started = time.perf_counter()
     stats = Stats()
-    results: list[np.ndarray | None] = [None] * len(jobs)
+    on_disk = on_disk and cache is not None
+    results: list[np.ndarray | StoredFeatures | None] = [None] * len(jobs)
     keys = [cache.key(job) if cache else None for job in jobs]
     todo = []
     for i, key in enumerate(keys):
         cached = cache.get(key) if cache and key else None
         if cached is not None:
-            results[i], stats.facts[i] = cached
+            results[i], stats.facts[i] = cache.stored(key) if on_disk else cached[0], cached[1]
+            cache.touch(key)
             stats.cache_hits += 1
         else:
             todo.append(i)
     stats.cache_misses = len(todo) if cache else 0
     workers = workers or usable_cpus()
     args = [(jobs[i], options) for i in todo]
-    # a bar only on a terminal: in a log file its redraws would be thousands of lines
-    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200 or not sys.stderr.isatty(), leave=False)
-    computed: list = []
-    if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
-        try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                computed += [(bar.update(), out)[1] for out in pool.map(_featurize_or_error, args, chunksize=32)]
-        except BrokenProcessPool as error:  # e.g. inside a worker process that cannot start processes itself
-            log.warning("parallel feature extraction failed (%s); going on in this process", error)
-            bar.reset()  # every file is computed again below: count from zero, not past the total
-    computed += [(bar.update(), _featurize_or_error(a))[1] for a in args[len(computed) :]]
-    bar.close()
-    for i, out in zip(todo, computed, strict=True):
+
+    def keep(i: int, out: tuple) -> None:
+        """Record one job's output (and cache it) as it arrives."""
         if isinstance(out[0], str):
             stats.error_kinds[i], stats.errors[i] = out
-            continue
+            return
         results[i], stats.facts[i] = out
         if cache and keys[i]:
             cache.put(keys[i], *out)
+            if on_disk:
+                results[i] = cache.stored(keys[i])
+
+    # a bar only on a terminal: in a log file its redraws would be thousands of lines
+    bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200 or not sys.stderr.isatty(), leave=False)
+    done = 0
+    if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                for out in pool.map(_featurize_or_error, args, chunksize=32):
+                    keep(todo[done], out)
+                    done += 1
+                    bar.update()
+        except BrokenProcessPool as error:  # e.g. inside a worker process that cannot start processes itself
+            log.warning("parallel feature extraction failed (%s); going on in this process", error)
+    for n in range(done, len(todo)):
+        keep(todo[n], _featurize_or_error(args[n]))
+        bar.update()
+    bar.close()
     stats.feature_seconds = time.perf_counter() - started
     return results, stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -149,7 +150,16 @@ def apply_global_stats(feats, stats: tuple[np.ndarray, np.ndarray]):
     return (feats - mean) / std
 
 
-def global_stats(utterances: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coefficient mean and std [n] over every real frame of unpadded [frames, n] matrices."""
-    frames = np.concatenate(utterances).astype(np.float64)
-    return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), STD_FLOOR).astype(np.float32)
+def global_stats(utterances: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coefficient mean and std [n] over every real frame of unpadded [frames, n] matrices (NumPy arrays,
+    or anything np.asarray reads, such as features left in the cache: those are read one at a time)."""
+    if all(isinstance(u, np.ndarray) for u in utterances):
+        frames = np.concatenate(utterances).astype(np.float64)
+        return frames.mean(axis=0).astype(np.float32), np.maximum(frames.std(axis=0), STD_FLOOR).astype(np.float32)
+    count, total = 0, 0.0
+    for u in utterances:  # two passes (mean, then squared deviations): as exact as the in-memory formula
+        total = total + np.asarray(u, np.float64).sum(axis=0)
+        count += len(u)
+    mean = total / count
+    squares = sum(((np.asarray(u, np.float64) - mean) ** 2).sum(axis=0) for u in utterances)
+    return mean.astype(np.float32), np.maximum(np.sqrt(squares / count), STD_FLOOR).astype(np.float32)

@@ -20,6 +20,21 @@ class DataFormat(StrEnum):
     commonvoice = "commonvoice"  # Common Voice: a split's .tsv (client_id, path, sentence) beside clips/
 
 
+class Storage(StrEnum):
+    """Where the features live while training: memory (read once), disk (left in the feature cache, read
+    memory-mapped batch by batch: memory stays flat whatever the corpus size), auto (memory while all splits'
+    features fit in AUTO_MEMORY_BYTES, else disk). disk needs data.cache=true."""
+
+    auto = "auto"
+    memory = "memory"
+    disk = "disk"
+
+
+# data.storage=auto keeps features in memory up to this many bytes: 1 GiB is about 18 h of audio as 40
+# float32 coefficients every 10 ms (6 h at three speeds), small beside the memory of a machine that trains.
+AUTO_MEMORY_BYTES = 1 << 30
+
+
 # What a bad utterance does: skip (leave it out and report it) or raise (stop at the first one). Members are
 # named by their values, as OmegaConf matches names ("raise" is a keyword, hence the functional form).
 OnError = StrEnum("OnError", ["skip", "raise"], module=__name__)
@@ -48,11 +63,20 @@ class DataOptions:
     cache: bool = True  # reuse features computed by earlier runs (keyed by audio content and settings)
     cache_dir: str = ""  # empty: $XDG_CACHE_HOME/asr (~/.cache/asr)
     workers: int | None = None  # feature extraction processes; None: one per usable core
+    storage: Storage = Storage.auto
+    # Training utterances longer than this (seconds, at speed 1) are left out and reported (null: none);
+    # validation and test keep theirs.
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", DataFormat(self.format))
         object.__setattr__(self, "on_error", OnError(self.on_error))
         object.__setattr__(self, "unknown_characters", UnknownCharacters(self.unknown_characters))
+        object.__setattr__(self, "storage", Storage(self.storage))
+        if self.storage == Storage.disk and not self.cache:
+            raise ValueError("data.storage=disk keeps the features in the feature cache; it needs data.cache=true")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"data.max_seconds must be positive or null (no limit), got {self.max_seconds}")
         object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
         if self.workers == 0:  # the value that meant "one per core" before `null` did
             object.__setattr__(self, "workers", None)

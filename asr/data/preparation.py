@@ -16,9 +16,9 @@ import numpy as np
 
 from asr.data.audio import CLIP_LEVEL, CLIP_SHARE, SILENCE_PEAK_DBFS, SILENCE_RMS_DBFS
 from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha256
-from asr.data.extraction import FeatureCache, default_cache_dir
+from asr.data.extraction import FeatureCache, StoredFeatures, default_cache_dir
 from asr.data.features import FeatureOptions, apply_global_stats, global_stats
-from asr.data.options import AugmentOptions, DataOptions, OnError
+from asr.data.options import AUTO_MEMORY_BYTES, AugmentOptions, DataOptions, OnError, Storage
 from asr.data.text import AUTO, Vocabulary, derive_characters
 from asr.data.validation import SPEAKING_RATE, Example, prepare_all
 from asr.files import atomic_write_text
@@ -95,11 +95,15 @@ def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment
     splits = load_data(cfg)
     vocab = vocabulary(cfg, splits["train"])
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
+    on_disk = cache is not None and cfg.storage != Storage.memory
     examples, rejected, warnings, report_splits = {}, [], [], {}
     totals = Counter()
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
-        checked = prepare_all(items, options, vocab, stride, name, speeds, cache, cfg.workers, cfg.unknown_characters)
+        limit = cfg.max_seconds if name == "train" else None
+        checked = prepare_all(
+            items, options, vocab, stride, name, speeds, cache, cfg.workers, cfg.unknown_characters, on_disk, limit
+        )
         if checked.rejected and cfg.on_error == OnError["raise"]:
             first = checked.rejected[0]
             raise DatasetError(f"{first.key}: {first.reason} (data.on_error=raise; use skip to leave it out)")
@@ -123,6 +127,11 @@ def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment
             f"no usable training utterances in {Path(cfg.root) / cfg.train} ({len(rejected)} rejected: {kinds}); "
             f"the reasons are listed in the log above"
         )
+    feature_bytes = sum(_nbytes(e) for split in examples.values() for e in split)
+    if on_disk and cfg.storage == Storage.auto and feature_bytes <= AUTO_MEMORY_BYTES:
+        examples = {name: [in_memory(e) for e in split] for name, split in examples.items()}
+    storage = "disk" if any(isinstance(e.features, StoredFeatures) for e in examples["train"]) else "memory"
+    log.info("features: %.1f MB, kept in %s", feature_bytes / 1e6, storage)
     cmvn = None
     if options.normalize in ("global", "both"):
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
@@ -144,17 +153,35 @@ def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment
         "feature_seconds": round(totals["feature_seconds"], 3),
         "cache_hits": totals["cache_hits"],
         "cache_misses": totals["misses"],
+        "storage": storage,
+        "feature_bytes": feature_bytes,
+        "cache": cache.usage() if cache else None,
     }
     return Prepared(examples, cmvn, report, vocab)
 
 
-def with_global_stats(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> Example:
-    """An example with every feature matrix (and variant) normalized by the global statistics."""
+def _nbytes(example: Example) -> int:
+    """Bytes of an example's feature matrices (float32), all speeds."""
+    return sum(int(np.prod(f.shape)) * 4 for f in (example.features, *example.variants))
+
+
+def in_memory(example: Example) -> Example:
+    """An example with its features read from the cache into memory."""
     return replace(
-        example,
-        features=apply_global_stats(example.features, cmvn),
-        variants=tuple(apply_global_stats(v, cmvn) for v in example.variants),
+        example, features=np.asarray(example.features), variants=tuple(np.asarray(v) for v in example.variants)
     )
+
+
+def with_global_stats(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> Example:
+    """An example with every feature matrix (and variant) normalized by the global statistics (features left
+    in the cache are normalized as they are read)."""
+
+    def normalized(features: np.ndarray | StoredFeatures) -> np.ndarray | StoredFeatures:
+        if isinstance(features, StoredFeatures):
+            return replace(features, cmvn=cmvn)
+        return apply_global_stats(features, cmvn)
+
+    return replace(example, features=normalized(example.features), variants=tuple(map(normalized, example.variants)))
 
 
 def write_report(report: dict, run_dir: Path) -> None:

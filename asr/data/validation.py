@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asr.data.datasets import DatasetError, Utterance
-from asr.data.extraction import AudioFacts, FeatureCache, Job, Stats, extract_all
+from asr.data.extraction import AudioFacts, FeatureCache, Job, Stats, StoredFeatures, extract_all
 from asr.data.features import FeatureOptions, stacked_frames
 from asr.data.options import UnknownCharacters
 from asr.data.text import Vocabulary
@@ -24,10 +24,10 @@ class Example:
 
     key: str
     text: str  # normalized transcript
-    features: np.ndarray  # [T, F] float32
+    features: np.ndarray | StoredFeatures  # [T, F] float32, in memory or left in the feature cache
     labels: np.ndarray  # [L] int32
     # Features of the same audio at other speeds (augmentation); each epoch draws one of features + variants.
-    variants: tuple[np.ndarray, ...] = ()
+    variants: tuple[np.ndarray | StoredFeatures, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Problem:
 
     key: str
     # rejected: missing_transcript | transcript_not_utf8 | missing_audio | unreadable_audio | silent_audio |
-    # empty_transcript | unknown_characters | ctc_infeasible; warnings: clipping | speaking_rate |
+    # empty_transcript | unknown_characters | ctc_infeasible | too_long; warnings: clipping | speaking_rate |
     # unknown_characters (dropped)
     kind: str
     reason: str
@@ -142,13 +142,17 @@ def prepare_all(
     cache: FeatureCache | None = None,
     workers: int = 1,
     unknown: UnknownCharacters = UnknownCharacters.skip,
+    on_disk: bool = False,
+    max_seconds: float | None = None,
 ) -> Checked:
     """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
     (except under unknown=raise), doubtful ones as warnings.
 
     With several `speeds`, an example holds the features at each speed (the first as `features`, the rest as
     `variants`); a speed at which CTC becomes infeasible is left out for that utterance. `stride` is the
-    model's frame stacking: CTC then has ceil(frames / stride) steps for the labels.
+    model's frame stacking: CTC then has ceil(frames / stride) steps for the labels. With `on_disk` (and a
+    cache) the features stay in the cache (StoredFeatures). Utterances longer than `max_seconds` are
+    rejected (too_long).
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
@@ -162,7 +166,7 @@ def prepare_all(
             warnings.append(problem)
         usable.append((utterance, text))
     jobs = [Job(str(u.audio), u.start, u.end, speed) for u, _ in usable for speed in speeds]
-    features, stats = extract_all(jobs, options, cache, workers, desc)
+    features, stats = extract_all(jobs, options, cache, workers, desc, on_disk)
     examples, converted = [], Counter()
     for n, (utterance, text) in enumerate(usable):
         first = n * len(speeds)
@@ -173,6 +177,11 @@ def prepare_all(
         problem = ctc_problem(len(features[first]), labels, stride)
         if problem:
             rejected.append(Problem(utterance.key, "ctc_infeasible", problem))
+            continue
+        seconds = options.seconds(len(features[first]))
+        if max_seconds is not None and seconds > max_seconds:
+            reason = f"{seconds:.1f} s of audio, longer than data.max_seconds={max_seconds:g}; raise it to train on it"
+            rejected.append(Problem(utterance.key, "too_long", reason))
             continue
         facts = stats.facts[first]
         converted.update(facts.conversions(options.sample_rate))

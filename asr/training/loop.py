@@ -112,11 +112,11 @@ def evaluate(
 
 def config_sha256(options: RunOptions) -> str:
     """Hash of the settings that decide a run's numbers (not: resume, progress display, samples listed,
-    threads, feature extraction processes and cache)."""
+    threads, feature extraction processes, cache and storage)."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
     for key in ("resume", "verbose", "samples", "threads", "checkpoint_every_epochs", "checkpoint_every_seconds"):
         settings["trainer"].pop(key)
-    for key in ("workers", "cache", "cache_dir"):
+    for key in ("workers", "cache", "cache_dir", "storage"):
         settings["data"].pop(key)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -170,7 +170,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     examples = prepared.examples
 
     batch_size, epochs = trainer.batch_size, trainer.epochs
-    plans = epoch_plans(examples["train"], batch_size, options.seed, trainer.bucketing, epochs)
+    plans = epoch_plans(examples["train"], batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames)
     steps_per_epoch = len(plans[0].batches)  # the same every epoch
     model.compile(optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs))
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
@@ -198,7 +198,8 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     if state.epoch < epochs and not state.stopped:
         valid_data = None
         if examples["valid"]:
-            valid_data = make_dataset(examples["valid"], epoch_plans(examples["valid"], batch_size, None))
+            valid_plan = epoch_plans(examples["valid"], batch_size, None, batch_frames=trainer.batch_frames)
+            valid_data = make_dataset(examples["valid"], valid_plan)
         with stop_signals(caught):  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
             model.fit(
                 make_dataset(examples["train"], plans[state.epoch :]),

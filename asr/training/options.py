@@ -76,6 +76,9 @@ class TrainerOptions:
 
     epochs: int = 30
     batch_size: int = 32
+    # Batches by a frame budget instead of a count: as many utterances as fit in this many padded feature
+    # frames (utterances x the longest's frames, before stacking); batch_size then only sizes evaluation.
+    batch_frames: int | None = None
     bucketing: bool = True  # batches of similar lengths (less padding)
     deterministic: bool = True  # op determinism: same seed, same numbers
     threads: int | None = None  # TensorFlow intra/inter-op threads; None: TensorFlow's default
@@ -103,6 +106,10 @@ class TrainerOptions:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"trainer.epochs and trainer.batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        if self.batch_frames is not None and self.batch_frames < 1:
+            raise ValueError(
+                f"trainer.batch_frames must be >= 1 or null (batches of batch_size), got {self.batch_frames}"
             )
         if self.checkpoint_every_epochs < 1 or self.checkpoint_every_seconds < 0:
             raise ValueError(

@@ -24,9 +24,7 @@ REPORT_PNG = "sweep_report.png"
 COLUMNS = ("job", "status", "overrides", "best_val_ler", "test_ler", "test_wer", "epochs", "train_seconds")
 
 
-def threads_per_job(
-    requested: int | None, launcher_target: str, n_jobs: int, cpus: int | None = None
-) -> int | None:
+def threads_per_job(requested: int | None, launcher_target: str, n_jobs: int, cpus: int | None = None) -> int | None:
     """TensorFlow threads for one job: as requested if set; under the joblib launcher, the cores shared out
     between its parallel jobs (n_jobs <= 0 counts from the number of cores, as joblib does); else None
     (TensorFlow's default, all cores)."""
