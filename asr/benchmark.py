@@ -312,43 +312,24 @@ def _epoch_timer() -> object:
     return EpochTimer()
 
 
-def _prepare_limited(options: RunOptions, limit: int | None) -> tuple[Prepared, list]:
-    """The prepared data of asr-train (prepare_data) and the training split's utterances; with `limit`, the same
-    steps on the first `limit` utterances of the training and validation splits (no test split)."""
-    from asr.data.extraction import FeatureCache, default_cache_dir
-    from asr.data.features import global_stats
-    from asr.data.preparation import Prepared, load_data, prepare_data, vocabulary, with_global_stats
-    from asr.data.validation import prepare_all
+def _prepare_limited(options: RunOptions, limit: int | None, fraction: float = 1.0) -> tuple[Prepared, list]:
+    """The prepared data of asr-train (prepare_data) and the training split's utterances; with `limit`, the first
+    `limit` utterances of the training and validation splits (no test split); with `fraction`, the first
+    `fraction` of the training split (above 1: the whole split repeated, then a part of it again)."""
+    from asr.data.preparation import load_data, prepare_data
 
-    cfg = options.data
-    splits = load_data(cfg)
-    if limit is None:
-        return prepare_data(cfg, options.features, options.model.stride, options.augment), splits["train"]
-    splits = {"train": splits["train"][:limit], "valid": splits["valid"][:limit]}
-    vocab = vocabulary(cfg, splits["train"])
-    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options.features)
-    examples = {}
-    for name, items in splits.items():
-        speeds = options.augment.speeds if name == "train" else (1.0,)
-        examples[name] = prepare_all(
-            items,
-            options.features,
-            vocab,
-            options.model.stride,
-            name,
-            speeds,
-            cache if cfg.cache else None,
-            cfg.workers,
-            cfg.unknown_characters,
-        ).examples
-    cmvn = None
-    if options.features.normalize in ("global", "both"):
-        cmvn = global_stats([e.features for e in examples["train"]])
-        examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
-    return Prepared(examples, cmvn, {}, vocab), splits["train"]
+    splits = load_data(options.data)
+    if limit is not None:
+        splits = {"train": splits["train"][:limit], "valid": splits["valid"][:limit], "test": []}
+    if fraction != 1.0:
+        train = splits["train"]
+        count = round(len(train) * fraction)
+        splits = {**splits, "train": [train[i % len(train)] for i in range(count)], "test": []}
+    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment, splits)
+    return prepared, splits["train"]
 
 
-def train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
+def train_ours(options: RunOptions, epochs: int, limit: int | None, fraction: float = 1.0) -> dict:
     """asr-train's pipeline with the preset's settings: prepared (cached) features, length-bucketed ragged
     batches, CTCModel, the preset's optimizer, fit with validation each epoch; wall seconds per epoch and what
     the other measurements need (the training utterances, the model's shape). Op determinism, which the preset
@@ -359,7 +340,7 @@ def train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
 
     determinism = compat.op_determinism_enabled()
     try:
-        return _train_ours(options, epochs, limit)
+        return _train_ours(options, epochs, limit, fraction)
     finally:
         keras.backend.clear_session()
         if determinism != compat.op_determinism_enabled():
@@ -371,7 +352,7 @@ def train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
                 compat.disable_op_determinism()
 
 
-def _train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
+def _train_ours(options: RunOptions, epochs: int, limit: int | None, fraction: float) -> dict:
     """The body of `train_ours`."""
     import keras
 
@@ -384,7 +365,7 @@ def _train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
     trainer = options.trainer
     keras.backend.clear_session()
     set_determinism(options.seed, trainer.deterministic, trainer.threads)
-    prepared, utterances = _prepare_limited(options, limit)
+    prepared, utterances = _prepare_limited(options, limit, fraction)
     train, valid = prepared.examples["train"], prepared.examples.get("valid", [])
     vocab = prepared.vocab
     model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
@@ -426,6 +407,8 @@ def _train_ours(options: RunOptions, epochs: int, limit: int | None) -> dict:
         "input_width": options.features.num_features * stride,
         "classes": len(vocab.characters) + 1,
         "items": items,
+        "storage": prepared.report["storage"],
+        "feature_bytes": prepared.report["feature_bytes"],
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -692,6 +675,117 @@ def bench_train(overrides: Sequence[str], epochs: int, naive_epochs: int, limit:
         },
         "flops_utilization": round(training_gflops / hardware["matmul_gflops_2048"], 4),
     }
+
+
+SCALE_FRACTIONS = (0.25, 0.5, 1.0, 2.0)  # the issue's 25 %, 50 %, 100 % and 200 % (by repetition)
+SCALE_STORAGES = ("memory", "disk")
+
+
+def _scale_point(options: RunOptions, fraction: float, epochs: int, limit: int | None) -> dict:
+    """One training of `fraction` of the corpus (in a child process of its own): epoch times, peak memory."""
+    ours = train_ours(options, epochs, limit, fraction)
+    train_only = [e - v for e, v in zip(ours["epoch_seconds"], ours["validation_seconds"], strict=True)]
+    return {
+        "fraction": fraction,
+        "storage": ours["storage"],
+        "train_utterances": len(ours["items"]),
+        "train_audio_seconds": round(audio_seconds(ours["items"]), 2),
+        "feature_bytes": ours["feature_bytes"],
+        "steps_per_epoch": ours["steps_per_epoch"],
+        "epoch_seconds": epoch_figures(ours["epoch_seconds"]),
+        "train_seconds_without_validation": epoch_figures(train_only),
+        "peak_rss_mb": round(ours["peak_rss_mb"], 1),
+    }
+
+
+def linearity(points: Sequence[dict]) -> dict:
+    """Least-squares line through (fraction, median epoch seconds) and how far the points lie from it."""
+    x = np.array([p["fraction"] for p in points])
+    y = np.array([p["train_seconds_without_validation"]["median"] for p in points])
+    slope, intercept = np.polyfit(x, y, 1)
+    fitted = slope * x + intercept
+    return {
+        "seconds_per_corpus": round(float(slope), 3),
+        "fixed_seconds": round(float(intercept), 3),
+        "max_relative_deviation": round(float(np.max(np.abs(y - fitted) / y)), 4),
+        "seconds_per_fraction": [round(float(v / f), 3) for v, f in zip(y, x, strict=True)],
+    }
+
+
+def bench_scale(
+    overrides: Sequence[str],
+    epochs: int,
+    fractions: Sequence[float] = SCALE_FRACTIONS,
+    storages: Sequence[str] = SCALE_STORAGES,
+    limit: int | None = None,
+) -> dict:
+    """Training cost as the corpus grows: per storage (features in memory, or read from the cache) and
+    fraction of the training split, seconds per epoch (after a warm-up epoch) and peak resident memory, each
+    point in a spawned process of its own. `limit`: the first K training utterances are the 100 %."""
+    from asr.config import compose
+
+    started, began = time.perf_counter(), datetime.now().astimezone()
+    runs = {}
+    for storage in storages:
+        options = compose([*overrides, f"data.storage={storage}"])
+        points = [in_child(_scale_point, options, f, epochs, limit) for f in fractions]
+        runs[storage] = {"points": points, "linearity": linearity(points)}
+    memory = {s: [p["peak_rss_mb"] for p in run["points"]] for s, run in runs.items()}
+    return {
+        "benchmark": "scale",
+        "preset": options.name,
+        "overrides": list(overrides),
+        "date": began.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "cpus": usable_cpus(),
+        "epochs": {"each": epochs, "warmup": WARMUP_EPOCHS},
+        "fractions": list(fractions),
+        "limit": limit,
+        "runs": runs,
+        # peak memory at the largest fraction over the smallest one, per storage
+        "peak_rss_growth": {s: round(v[-1] / v[0], 3) for s, v in memory.items()},
+        "peak_rss": "ru_maxrss of each point's own spawned process, TensorFlow included",
+    }
+
+
+def scale_plot(result: dict, path: Path) -> None:
+    """Seconds per epoch and peak memory against the corpus fraction, one line per storage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for storage, run in result["runs"].items():
+        x = [p["fraction"] * 100 for p in run["points"]]
+        time_ax.plot(x, [p["train_seconds_without_validation"]["median"] for p in run["points"]], "o-", label=storage)
+        memory_ax.plot(x, [p["peak_rss_mb"] for p in run["points"]], "o-", label=storage)
+    time_ax.set(xlabel="% of the training split", ylabel="seconds per epoch (median)", ylim=(0, None))
+    memory_ax.set(xlabel="% of the training split", ylabel="peak resident memory (MB)", ylim=(0, None))
+    for ax in (time_ax, memory_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(title="data.storage")
+    fig.suptitle(f"{result['preset']}: cost as the corpus grows ({result['date'][:10]})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def scale_table(result: dict) -> str:
+    """A few lines of `bench_scale`'s result for the console."""
+    lines = [f"{'storage':8}{'corpus':>8}{'s/epoch':>10}{'peak MB':>10}{'features MB':>13}"]
+    for storage, run in result["runs"].items():
+        for p in run["points"]:
+            lines.append(
+                f"{storage:8}{p['fraction']:>8.0%}{p['train_seconds_without_validation']['median']:>10.2f}"
+                f"{p['peak_rss_mb']:>10.0f}{p['feature_bytes'] / 1e6:>13.1f}"
+            )
+        fit = run["linearity"]
+        lines.append(
+            f"  {storage}: {fit['seconds_per_corpus']:.2f} s per 100 % + {fit['fixed_seconds']:.2f} s fixed, points "
+            f"within {fit['max_relative_deviation']:.1%} of the line; peak memory x{result['peak_rss_growth'][storage]}"
+        )
+    return "\n".join(lines)
 
 
 def train_table(result: dict) -> str:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from asr.benchmark import NAIVE_PAD_VALUE, epoch_figures, naive_arrays, stack_forward_flop_per_frame
+from asr.benchmark import NAIVE_PAD_VALUE, epoch_figures, linearity, naive_arrays, stack_forward_flop_per_frame
 from asr.cli.bench import main, parse_args
 
 # A tiny model on the first 24 utterances of the embedded corpus: the shape of the run, not its speed.
@@ -100,3 +100,34 @@ def test_bench_train_refuses_too_few_epochs_or_utterances(arguments, capsys):
 def test_bench_train_defaults():
     args = parse_args(["train", "experiment=fsdd", "--epochs", "3"])
     assert (args.overrides, args.epochs, args.naive_epochs, args.limit) == (["experiment=fsdd"], 3, 3, None)
+
+
+@pytest.mark.slow
+def test_bench_scale_reports_time_and_memory_per_corpus_share_and_plots_them(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    arguments = ["--out", str(out), "scale", *TINY, "--epochs", "2", "--fractions", "0.5", "2", "--storage", "disk"]
+    assert main([*arguments, "--limit", "12"]) == 0
+    result = json.loads(out.read_text())
+    points = result["runs"]["disk"]["points"]
+    assert [(p["fraction"], p["storage"], p["train_utterances"]) for p in points] == [
+        (0.5, "disk", 6),
+        (2.0, "disk", 24),
+    ]
+    assert points[1]["feature_bytes"] > 2 * points[0]["feature_bytes"] > 0  # 200 % repeats the 12 utterances
+    for name, value in figures(result, ""):
+        assert math.isfinite(value), name
+    for p in points:
+        assert p["epoch_seconds"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["steps_per_epoch"] >= 1
+    assert result["peak_rss_growth"]["disk"] > 0
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert "s per 100 %" in capsys.readouterr().out
+
+
+def test_linearity_of_epoch_times():
+    def point(fraction, seconds):
+        return {"fraction": fraction, "train_seconds_without_validation": {"median": seconds}}
+
+    fit = linearity([point(0.25, 3.0), point(0.5, 5.0), point(1.0, 9.0), point(2.0, 17.0)])
+    assert fit["seconds_per_corpus"] == 8.0 and fit["fixed_seconds"] == 1.0 and fit["max_relative_deviation"] == 0.0
+    assert fit["seconds_per_fraction"] == [12.0, 10.0, 9.0, 8.5]
+    assert linearity([point(0.5, 4.0), point(1.0, 4.0), point(2.0, 16.0)])["max_relative_deviation"] > 0.2

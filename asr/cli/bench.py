@@ -48,9 +48,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     train.add_argument(
         "--limit", type=int, help="only the first K utterances of the training and validation splits (quick checks)"
     )
+    scale = sub.add_parser("scale", help="seconds per epoch and peak memory on 25-200 %% of a corpus, per storage")
+    scale.add_argument("overrides", nargs="*", default=[], help="Hydra overrides of asr-train (e.g. experiment=fsdd)")
+    scale.add_argument(
+        "--epochs", type=int, default=MIN_TRAIN_EPOCHS + 1, help="epochs per point, the first a warm-up (default 3)"
+    )
+    scale.add_argument("--fractions", type=float, nargs="+", help="shares of the training split (default 0.25 0.5 1 2)")
+    scale.add_argument(
+        "--storage", nargs="+", choices=["memory", "disk"], default=["memory", "disk"], help="data.storage values"
+    )
+    scale.add_argument("--limit", type=int, help="only the first K training utterances (quick checks)")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
     add_debug(parser)
     args = parser.parse_args(argv)
+    if args.what == "scale" and (args.epochs < MIN_TRAIN_EPOCHS or min(args.fractions or [1]) <= 0):
+        parser.error(f"--epochs must be >= {MIN_TRAIN_EPOCHS} and --fractions positive")
     if args.what == "train":
         if args.naive_epochs is None:
             args.naive_epochs = args.epochs
@@ -73,7 +85,18 @@ def bench(args: argparse.Namespace) -> int:
     if args.what == "transcribe":
         check_inputs(args.model, args.audio)
     quiet_tensorflow()
-    from asr.benchmark import bench_jobs, bench_resample, bench_train, bench_transcribe, machine, train_table
+    from asr.benchmark import (
+        SCALE_FRACTIONS,
+        bench_jobs,
+        bench_resample,
+        bench_scale,
+        bench_train,
+        bench_transcribe,
+        machine,
+        scale_plot,
+        scale_table,
+        train_table,
+    )
 
     if args.what == "transcribe":
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files)
@@ -81,6 +104,8 @@ def bench(args: argparse.Namespace) -> int:
         measured = bench_resample(args.seconds)
     elif args.what == "train":
         measured = bench_train(args.overrides, args.epochs, args.naive_epochs, args.limit)
+    elif args.what == "scale":
+        measured = bench_scale(args.overrides, args.epochs, args.fractions or SCALE_FRACTIONS, args.storage, args.limit)
     else:
         with tempfile.TemporaryDirectory(prefix="asr-bench-") as work_dir:
             measured = bench_jobs(args.count, args.overrides, Path(work_dir))
@@ -88,6 +113,9 @@ def bench(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2))  # first: an unwritable --out loses no measurement
     if args.what == "train":
         print(train_table(result))
+    if args.what == "scale":
+        print(scale_table(result))
+        scale_plot(result, Path(args.out).with_suffix(".png"))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 

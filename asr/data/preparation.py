@@ -89,10 +89,17 @@ def unseen_characters(items: Sequence[Utterance], vocab: Vocabulary) -> dict[str
     return dict(sorted(counts.items()))
 
 
-def prepare_data(cfg: DataOptions, options: FeatureOptions, stride: int, augment: AugmentOptions) -> Prepared:
-    """Load every split, settle the vocabulary, check each utterance once, compute (or reuse) features (the
-    training split at every speed of `augment`); skip or raise on bad items."""
-    splits = load_data(cfg)
+def prepare_data(
+    cfg: DataOptions,
+    options: FeatureOptions,
+    stride: int,
+    augment: AugmentOptions,
+    splits: dict[str, list[Utterance]] | None = None,
+) -> Prepared:
+    """Load every split (or take `splits`, as load_data returns them), settle the vocabulary, check each
+    utterance once, compute (or reuse) features (the training split at every speed of `augment`); skip or
+    raise on bad items."""
+    splits = load_data(cfg) if splits is None else splits
     vocab = vocabulary(cfg, splits["train"])
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
     on_disk = cache is not None and cfg.storage != Storage.memory
