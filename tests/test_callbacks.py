@@ -174,12 +174,14 @@ def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_gets_one(tmp
 def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_train_seconds(tmp_path, monkeypatch):
     from asr.training import callbacks
 
-    clock = iter([100.0, 103.5, 110.0, 114.25])  # fit starts; epoch 1 ends; epoch 2 ends; (spare)
+    # fit starts; epoch 1's validation ends, its callbacks end; epoch 2's validation ends, its callbacks end
+    clock = iter([100.0, 103.25, 103.5, 109.0, 110.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: None)
     monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state: None)
     state = RunState()
-    record, write = callbacks.RecordEpoch(state, tmp_path, [0.1] * 2), callbacks.WriteMetrics(state, tmp_path)
+    record = callbacks.RecordEpoch(state, tmp_path, [0.1] * 2)
+    write = callbacks.WriteMetrics(state, tmp_path, record)
     for callback in (record, write):
         callback.set_model(_tiny_model())
     write.on_train_begin()
@@ -188,3 +190,4 @@ def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_trai
         write.on_epoch_end(epoch)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch_seconds"] for line in lines] == [3.5, 6.5] and state.train_seconds == 10.0
+    assert [line["end_of_epoch_seconds"] for line in lines] == [0.25, 1.0]  # the callbacks' share of each epoch

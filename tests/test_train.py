@@ -113,8 +113,8 @@ def test_missing_data_root_names_the_fix(tmp_path, capsys, hydra_restore_singlet
 
 
 def _values(run_dir: Path) -> list[dict]:
-    """metrics.jsonl without the wall-clock field."""
-    return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in read_metrics(run_dir)]
+    """metrics.jsonl without the wall-clock fields."""
+    return [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in read_metrics(run_dir)]
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +301,7 @@ def test_run_directory_holds_provenance_tensorboard_and_curves(demo_run):
     result = json.loads((demo_run / "result.json").read_text())
     total = sum(m["epoch_seconds"] for m in read_metrics(demo_run))
     assert abs(total - result["train_seconds"]) <= 0.02 * result["train_seconds"]
+    assert all(0 < m["end_of_epoch_seconds"] < m["epoch_seconds"] for m in read_metrics(demo_run))
     assert result["wall_seconds"] > result["train_seconds"]
     assert json.loads((demo_run / "status.json").read_text())["status"] == "completed"
 

@@ -146,11 +146,13 @@ class RecordEpoch(keras.callbacks.Callback):
         self.state = state
         self.run_dir = run_dir
         self.padding_shares = padding_shares
+        self.ended = 0.0  # perf_counter when the epoch's training and validation were done
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         log.info("epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, self.padding_shares[epoch])
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.ended = time.perf_counter()
         logs = logs or {}
         record = {"epoch": epoch + 1, **{k: float(logs[k]) for k in LOGGED_METRICS if k in logs}}
         record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -166,13 +168,15 @@ class RecordEpoch(keras.callbacks.Callback):
 
 class WriteMetrics(keras.callbacks.Callback):
     """The last callback of an epoch: its wall time (from the end of the previous epoch's callbacks, or the start
-    of fit, to the end of its own, so the epochs sum to train_seconds) into the record and the training time
-    into the state; then the record as a line of metrics.jsonl."""
+    of fit, to the end of its own, so the epochs sum to train_seconds) and the part of it spent in the callbacks
+    after `first` began (end_of_epoch_seconds: checkpoint, plot, TensorBoard...) into the record, the training
+    time into the state; then the record as a line of metrics.jsonl."""
 
-    def __init__(self, state: RunState, run_dir: Path) -> None:
+    def __init__(self, state: RunState, run_dir: Path, first: RecordEpoch) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
+        self.first = first
         self._mark = 0.0  # perf_counter at the end of the previous epoch (or the start of fit)
         self._fit_started = 0.0
         self._seconds_before = 0.0
@@ -186,6 +190,7 @@ class WriteMetrics(keras.callbacks.Callback):
         now = time.perf_counter()
         record = self.state.records[-1]
         record["epoch_seconds"] = round(now - self._mark, 4)
+        record["end_of_epoch_seconds"] = round(now - self.first.ended, 4)
         self.state.train_seconds = self._seconds_before + now - self._fit_started
         self._mark = self.train_ended = now
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
@@ -347,7 +352,8 @@ def training_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of a run, in the order they must run: the first records the epoch that the others read.
     `batch_keys(epoch, batch)` names a training batch's utterances; `caught` is stop_signals' list."""
-    callbacks: list[keras.callbacks.Callback] = [RecordEpoch(state, run_dir, padding_shares)]
+    first = RecordEpoch(state, run_dir, padding_shares)
+    callbacks: list[keras.callbacks.Callback] = [first]
     callbacks.append(SkippedBatches(batch_keys, trainer.max_skipped_in_a_row))
     if caught is not None:
         callbacks.append(StopOnSignal(state, run_dir, caught))
@@ -362,6 +368,6 @@ def training_callbacks(
         SaveCheckpoint(
             state, run_dir, trainer.epochs, trainer.checkpoint_every_epochs, trainer.checkpoint_every_seconds
         ),
-        WriteMetrics(state, run_dir),
+        WriteMetrics(state, run_dir, first),
     ]
     return callbacks
