@@ -58,6 +58,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--storage", nargs="+", choices=["memory", "disk"], default=["memory", "disk"], help="data.storage values"
     )
     scale.add_argument("--limit", type=int, help="only the first K training utterances (quick checks)")
+    lstm = sub.add_parser("lstm", help="GFLOP/s of one LSTM training step per batch size and implementation")
+    lstm.add_argument("overrides", nargs="*", default=[], help="Hydra overrides of asr-train (e.g. experiment=fsdd)")
+    lstm.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes of the default variant (8 16 32 64 128)")
+    lstm.add_argument("--frames", type=int, default=150, help="LSTM steps per batch (default 150)")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
     add_debug(parser)
     args = parser.parse_args(argv)
@@ -86,12 +90,15 @@ def bench(args: argparse.Namespace) -> int:
         check_inputs(args.model, args.audio)
     quiet_tensorflow()
     from asr.benchmark import (
+        LSTM_BATCH_SIZES,
         SCALE_FRACTIONS,
         bench_jobs,
+        bench_lstm,
         bench_resample,
         bench_scale,
         bench_train,
         bench_transcribe,
+        lstm_table,
         machine,
         scale_plot,
         scale_table,
@@ -104,6 +111,8 @@ def bench(args: argparse.Namespace) -> int:
         measured = bench_resample(args.seconds)
     elif args.what == "train":
         measured = bench_train(args.overrides, args.epochs, args.naive_epochs, args.limit)
+    elif args.what == "lstm":
+        measured = bench_lstm(args.overrides, args.batch_sizes or LSTM_BATCH_SIZES, args.frames)
     elif args.what == "scale":
         measured = bench_scale(args.overrides, args.epochs, args.fractions or SCALE_FRACTIONS, args.storage, args.limit)
     else:
@@ -113,6 +122,8 @@ def bench(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2))  # first: an unwritable --out loses no measurement
     if args.what == "train":
         print(train_table(result))
+    if args.what == "lstm":
+        print(lstm_table(result))
     if args.what == "scale":
         print(scale_table(result))
         scale_plot(result, Path(args.out).with_suffix(".png"))
