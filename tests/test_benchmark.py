@@ -11,6 +11,7 @@ import pytest
 
 from asr.benchmark import NAIVE_PAD_VALUE, epoch_figures, linearity, naive_arrays, stack_forward_flop_per_frame
 from asr.cli.bench import main, parse_args
+from asr.config import compose
 
 # A tiny model on the first 24 utterances of the embedded corpus: the shape of the run, not its speed.
 TINY = ["experiment=demo", "model.num_layers=1", "model.units=16", "augment.speeds=[1.0,0.9]"]
@@ -131,3 +132,19 @@ def test_linearity_of_epoch_times():
     assert fit["seconds_per_corpus"] == 8.0 and fit["fixed_seconds"] == 1.0 and fit["max_relative_deviation"] == 0.0
     assert fit["seconds_per_fraction"] == [12.0, 10.0, 9.0, 8.5]
     assert linearity([point(0.5, 4.0), point(1.0, 4.0), point(2.0, 16.0)])["max_relative_deviation"] > 0.2
+
+
+@pytest.mark.slow
+def test_bench_lstm_reports_a_flop_rate_per_batch_size_and_variant(tmp_path, capsys):
+    out = tmp_path / "lstm.json"
+    assert main(["--out", str(out), "lstm", *TINY, "--batch-sizes", "4", "8", "--frames", "12"]) == 0
+    result = json.loads(out.read_text())
+    rows = {(r["variant"], r["batch"]): r for r in result["rows"]}
+    assert set(rows) == {("default", 4), ("default", 8), ("implementation_1", 32), ("unroll", 32), ("xla", 32)}
+    for row in rows.values():
+        assert row["step_seconds"] > 0 and row["training_gflops"] > 0 and row["utilization"] > 0
+        assert math.isfinite(row["matmul_gflops_at_step_shape"]) and row["matmul_gflops_at_step_shape"] > 0
+    options = compose(TINY)
+    assert result["model"]["input_width"] == options.features.num_features * options.model.stride
+    assert result["matmul_gflops_2048"] > 0
+    assert "matmul 2048^3" in capsys.readouterr().out

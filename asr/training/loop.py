@@ -227,6 +227,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
         "best_val_ler": best_ler,
         "epochs": len(state.records),
         "train_seconds": round(state.train_seconds, 3),
+        "end_of_epoch_seconds": round(sum(r.get("end_of_epoch_seconds", 0.0) for r in state.records), 3),
         "wall_seconds": round(time.time() - job_started, 3),
         "resumed_from_epoch": resumed_from,
         "test": {k: v for k, v in test.items() if k != "samples"} if test else None,
