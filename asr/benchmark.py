@@ -737,6 +737,11 @@ def bench_lstm(
     from asr.config import compose
 
     options = compose(overrides)
+    if options.trainer.threads is not None:  # before TensorFlow runs anything: asr-train's thread settings
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(options.trainer.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(options.trainer.threads)
     began = datetime.now().astimezone()
     shape = options.model
     input_width = options.features.num_features * shape.stride

@@ -121,8 +121,8 @@ def test_batches_read_from_the_cache_equal_batches_held_in_memory(tmp_path):
         stored.append(
             replace(
                 e,
-                features=StoredFeatures(str(path), e.features.shape),
-                variants=(StoredFeatures(str(variant), e.features[:-1].shape),),
+                features=StoredFeatures.of(path),
+                variants=(StoredFeatures.of(variant),),
             )
         )
         examples[i] = replace(e, variants=(e.features[:-1] * 2,))

@@ -216,9 +216,10 @@ def stored_batches(examples: Sequence[Example], plans: Sequence[EpochPlan]) -> t
         lengths = np.array([len(f) for f in sources], np.int32)
         features = np.zeros((len(batch), lengths.max(), num_features), np.float32)
         for row, source in enumerate(sources):
-            features[row, : lengths[row]] = source.mapped() if isinstance(source, StoredFeatures) else source
-            if isinstance(source, StoredFeatures) and source.cmvn is not None:
-                features[row, : lengths[row]] = (features[row, : lengths[row]] - source.cmvn[0]) / source.cmvn[1]
+            if isinstance(source, StoredFeatures):
+                source.read_into(features[row, : lengths[row]])
+            else:
+                features[row, : lengths[row]] = source
         labels = [examples[i].labels for i in batch]
         dense = np.full((len(batch), max(len(t) for t in labels)), -1, np.int32)
         for row, label in enumerate(labels):

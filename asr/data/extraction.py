@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import logging
+import mmap
 import os
 import sys
 import time
@@ -81,31 +82,47 @@ class AudioFacts:
 
 @dataclass(frozen=True)
 class StoredFeatures:
-    """A feature matrix [T, F] left in the feature cache: its length without reading it, its values on demand
-    (np.asarray reads the file, memory-mapped, normalized by `cmvn` if set), so a split of any size costs no
-    memory until a batch needs it."""
+    """A float32 feature matrix [T, F] left in the feature cache: its length without reading it, its values on
+    demand (np.asarray, or read_into a batch: the file is memory-mapped and copied, normalized by `cmvn` if
+    set), so a split of any size costs no memory until a batch needs it."""
 
     path: str
     shape: tuple[int, int]
+    offset: int  # bytes before the data: the .npy header
     cmvn: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def mapped(self) -> np.ndarray:
-        """The stored values as a read-only memory map (not normalized)."""
+    @classmethod
+    def of(cls, path: Path) -> StoredFeatures:
+        """The reference to a C-ordered float32 .npy file (its header read, not its data)."""
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = header(f)
+            if fortran_order or dtype != np.float32 or len(shape) != 2:
+                raise ValueError(f"{path}: not a C-ordered float32 matrix")
+            return cls(str(path), tuple(shape), f.tell())
+
+    def read_into(self, target: np.ndarray) -> None:
+        """Copy the values (normalized) into `target`, an array of `shape`."""
         try:
-            return np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except OSError as e:
+            with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                values = np.frombuffer(mapped, np.float32, self.shape[0] * self.shape[1], self.offset)
+                target[...] = values.reshape(self.shape)
+                del values  # the map closes only without views of it
+        except (OSError, ValueError) as e:
             raise OSError(
-                f"feature cache entry {self.path} cannot be read ({e.strerror or e}); was the cache pruned "
-                f"during training? Run again to rebuild it"
+                f"feature cache entry {self.path} cannot be read ({e}); was the cache pruned during training? "
+                f"Run again to rebuild it"
             ) from e
+        if self.cmvn is not None:
+            target[...] = (target - self.cmvn[0]) / self.cmvn[1]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = np.array(self.mapped(), dtype=np.float32)
-        if self.cmvn is not None:
-            array = (array - self.cmvn[0]) / self.cmvn[1]
+        array = np.empty(self.shape, np.float32)
+        self.read_into(array)
         return array if dtype is None else array.astype(dtype)
 
 
@@ -238,8 +255,7 @@ class FeatureCache:
 
     def stored(self, key: str) -> StoredFeatures:
         """A reference to the entry of `key` (which get or put has just checked or written)."""
-        data_path = self._paths(key)[0]
-        return StoredFeatures(str(data_path), tuple(np.load(data_path, mmap_mode="r", allow_pickle=False).shape))
+        return StoredFeatures.of(self._paths(key)[0])
 
     def touch(self, key: str) -> None:
         """Mark an entry as used now (asr-cache prune removes the least recently used first)."""
