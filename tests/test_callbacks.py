@@ -115,6 +115,33 @@ def test_the_learning_curves_are_redrawn_on_a_cadence_and_at_the_end(tmp_path, m
     assert drawn == [1, 3, 4]  # the first epoch, then 30 s later, then the last one at the end
 
 
+def test_tensorboard_samples_are_decoded_on_a_cadence_and_after_the_last_epoch(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from asr.training import callbacks
+
+    decoded = []
+
+    def samples():
+        decoded.append(len(state.records))
+        return [{"ref": "one", "hyp": "one"}]
+
+    state = RunState()
+    board = callbacks.TensorBoardLog(state, tmp_path, samples, every_seconds=30.0)
+    clock = iter([0.0, 0.0, 10.0, 31.0, 31.0, 40.0, 41.0])  # perf_counter at each epoch end and write
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock, 50.0))
+    for epoch in range(4):
+        state.records.append(
+            {"epoch": epoch + 1, "loss": 1.0, "ler": 0.5, "wer": 0.9, "lr": 0.1, "padding_share": 0.0, "val_ler": 0.4}
+        )
+        board.on_epoch_end(epoch)
+    board.on_train_end()
+    assert decoded == [1, 3, 4]  # the first epoch, then 30 s later, then the last one at the end
+    events = EventAccumulator(str(tmp_path / "tb" / "train"))
+    events.Reload()
+    assert [e.step for e in events.Tensors("ler")] == [1, 2, 3, 4]  # every epoch's scalars
+
+
 def test_skipped_batches_are_named_and_too_many_in_a_row_stop_the_run(caplog):
     from asr.training.callbacks import SkippedBatches
 

@@ -32,6 +32,9 @@ LOGGED_METRICS = ("loss", "ler", "wer", "val_loss", "val_ler", "val_wer", "skipp
 # learning_curves.png is redrawn at most this often (and at the end): a redraw costs ~0.5 s on a 2-core CPU,
 # which is more than a whole epoch of the small presets.
 PLOT_EVERY_SECONDS = 30.0
+# TensorBoard's decoded validation samples (a forward pass and a decoding, ~30 ms) are written, and its files
+# flushed, after the first epoch, then at most this often, and at the end; the scalars go in every epoch.
+TB_EVERY_SECONDS = 30.0
 
 
 class TrainingDiverged(UserError, FloatingPointError):
@@ -255,14 +258,24 @@ class EarlyStop(keras.callbacks.Callback):
 
 
 class TensorBoardLog(keras.callbacks.Callback):
-    """Scalars per split (tb/train, tb/validation) and a few decoded validation samples as text."""
+    """Scalars per split (tb/train, tb/validation) every epoch, and a few decoded validation samples as text
+    after the first epoch, then at most every `every_seconds`, and after the last."""
 
-    def __init__(self, state: RunState, run_dir: Path, samples: Callable[[], list[dict]] | None) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        run_dir: Path,
+        samples: Callable[[], list[dict]] | None,
+        every_seconds: float = TB_EVERY_SECONDS,
+    ) -> None:
         super().__init__()
         self.state = state
         self.folder = run_dir / TB_DIR
         self.samples = samples
+        self.every_seconds = every_seconds
         self.writers: dict[str, tf.summary.SummaryWriter] = {}
+        self._written = -math.inf  # perf_counter of the last samples and flush
+        self._pending = False  # epochs logged since then
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if not self.writers:
@@ -275,16 +288,25 @@ class TensorBoardLog(keras.callbacks.Callback):
             for key in ("loss", "ler", "wer"):
                 if f"val_{key}" in record:
                     tf.summary.scalar(key, record[f"val_{key}"])
-            if self.samples is not None:
-                lines = [
-                    f"{'==' if s['ref'] == s['hyp'] else '!='} ref: `{s['ref']}`  hyp: `{s['hyp']}`"
-                    for s in self.samples()
-                ]
+        self._pending = True
+        if time.perf_counter() - self._written >= self.every_seconds:
+            self._write_samples()
+
+    def _write_samples(self) -> None:
+        """The decoded samples at the last logged epoch, and every file flushed."""
+        if self.samples is not None:
+            lines = [
+                f"{'==' if s['ref'] == s['hyp'] else '!='} ref: `{s['ref']}`  hyp: `{s['hyp']}`" for s in self.samples()
+            ]
+            with self.writers["validation"].as_default(step=self.state.records[-1]["epoch"]):
                 tf.summary.text("samples", "\n\n".join(lines))
         for writer in self.writers.values():
             writer.flush()
+        self._written, self._pending = time.perf_counter(), False
 
     def on_train_end(self, logs=None) -> None:
+        if self._pending:
+            self._write_samples()
         for writer in self.writers.values():
             writer.close()
 
