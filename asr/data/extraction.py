@@ -32,7 +32,7 @@ from asr.system import usable_cpus
 log = logging.getLogger(__name__)
 
 # Bump when the meaning of a cached array changes (invalidates every entry).
-CACHE_VERSION = 3  # 2: audio through libsndfile, resampling by soxr; 3: audio facts beside the features
+CACHE_VERSION = 4  # 2: libsndfile and soxr; 3: audio facts beside the features; 4: resampled audio clipped to [-1, 1]
 # Fewer files than this are extracted in this process: starting workers costs about a second.
 PARALLEL_MIN_FILES = 400
 
