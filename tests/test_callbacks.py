@@ -42,6 +42,10 @@ class Run:
         for callback in self.callbacks:
             callback.on_epoch_end(epoch, logs)
 
+    def end(self) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end()
+
 
 @pytest.fixture
 def no_plots(monkeypatch):
@@ -66,7 +70,9 @@ def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path
     assert run.state.best_epoch() == (6, 0.4) and run.state.epoch == 10
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["val_ler"] for line in lines][-1] == 0.6 and len(lines) == 10
-    assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file() and (tmp_path / "learning_curves.png").is_file()
+    assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file()
+    run.end()
+    assert (tmp_path / "learning_curves.png").is_file()  # a run of seconds draws its curves once, at the end
 
 
 def test_a_target_ler_stops_the_run_and_without_it_nothing_stops(tmp_path, no_plots):
@@ -105,14 +111,16 @@ def test_the_learning_curves_are_redrawn_on_a_cadence_and_at_the_end(tmp_path, m
     drawn = []
     monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: drawn.append(len(records)))
     run = Run(tmp_path, TrainerOptions(), OptimizerOptions())
-    clock = iter([0.0, 0.0, 10.0, 31.0, 31.0, 40.0])  # perf_counter at each epoch end and redraw
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock, 40.0))
+    # perf_counter at the start, at each epoch end and at each redraw
+    clock = iter([0.0, 10.0, 31.0, 31.0, 40.0, 50.0])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock, 50.0))
     plot = next(c for c in run.callbacks if isinstance(c, callbacks.PlotCurves))
+    plot.on_train_begin()
     for epoch in range(4):
         plot.state.records.append({"epoch": epoch + 1})
         plot.on_epoch_end(epoch)
     plot.on_train_end()
-    assert drawn == [1, 3, 4]  # the first epoch, then 30 s later, then the last one at the end
+    assert drawn == [2, 4]  # 30 s into training, then the last epoch at the end
 
 
 def test_tensorboard_samples_are_decoded_on_a_cadence_and_after_the_last_epoch(tmp_path, monkeypatch):

@@ -274,6 +274,7 @@ class TensorBoardLog(keras.callbacks.Callback):
         self.samples = samples
         self.every_seconds = every_seconds
         self.writers: dict[str, tf.summary.SummaryWriter] = {}
+        self._writes: dict[str, Callable] = {}  # split -> traced scalar writer
         self._written = -math.inf  # perf_counter of the last samples and flush
         self._pending = False  # epochs logged since then
 
@@ -281,16 +282,29 @@ class TensorBoardLog(keras.callbacks.Callback):
         if not self.writers:
             self.writers = {s: tf.summary.create_file_writer(str(self.folder / s)) for s in ("train", "validation")}
         record = self.state.records[-1]
-        with self.writers["train"].as_default(step=record["epoch"]):
-            for key in ("loss", "ler", "wer", "lr", "padding_share"):
-                tf.summary.scalar(key, record[key])
-        with self.writers["validation"].as_default(step=record["epoch"]):
-            for key in ("loss", "ler", "wer"):
-                if f"val_{key}" in record:
-                    tf.summary.scalar(key, record[f"val_{key}"])
+        self._scalars("train", {key: record[key] for key in ("loss", "ler", "wer", "lr", "padding_share")})
+        validation = {key: record[f"val_{key}"] for key in ("loss", "ler", "wer") if f"val_{key}" in record}
+        if validation:
+            self._scalars("validation", validation)
         self._pending = True
         if time.perf_counter() - self._written >= self.every_seconds:
             self._write_samples()
+
+    def _scalars(self, split: str, values: dict[str, float]) -> None:
+        """An epoch's scalars into a split's writer, through one traced function per split (an eager
+        tf.summary.scalar per value costs more than a small preset's whole epoch work)."""
+        if split not in self._writes:
+            writer, keys = self.writers[split], tuple(values)
+
+            @tf.function
+            def write(step: tf.Tensor, numbers: tf.Tensor) -> None:
+                with writer.as_default(step=step):
+                    for i, key in enumerate(keys):
+                        tf.summary.scalar(key, numbers[i])
+
+            self._writes[split] = write
+        step = tf.constant(self.state.records[-1]["epoch"], tf.int64)
+        self._writes[split](step, tf.constant(list(values.values()), tf.float32))
 
     def _write_samples(self) -> None:
         """The decoded samples at the last logged epoch, and every file flushed."""
@@ -312,16 +326,19 @@ class TensorBoardLog(keras.callbacks.Callback):
 
 
 class PlotCurves(keras.callbacks.Callback):
-    """Redraw learning_curves.png (loss and LER per epoch): after the first epoch, then at most every
-    `every_seconds`, and when training ends (a redraw costs about half a second)."""
+    """Redraw learning_curves.png (loss and LER per epoch) at most every `every_seconds` of training, and when
+    training ends (a redraw costs a quarter to half a second: a run of a few seconds draws it once)."""
 
     def __init__(self, state: RunState, run_dir: Path, every_seconds: float = PLOT_EVERY_SECONDS) -> None:
         super().__init__()
         self.state = state
         self.path = run_dir / CURVES_FILE
         self.every_seconds = every_seconds
-        self._drawn = -math.inf  # perf_counter of the last redraw
+        self._drawn = -math.inf  # perf_counter of the last redraw (or of the start of training)
         self._drawn_epochs = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._drawn = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if time.perf_counter() - self._drawn >= self.every_seconds:
