@@ -8,6 +8,7 @@ import pytest
 
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
+from asr.training import checkpoint
 from asr.training.callbacks import TrainingDiverged, training_callbacks
 from asr.training.optimizers import build_optimizer
 from asr.training.options import OptimizerOptions, TrainerOptions
@@ -71,6 +72,10 @@ def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["val_ler"] for line in lines][-1] == 0.6 and len(lines) == 10
     assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file()
+    # the checkpoint's state holds the saved epoch's time: a resumed run rewrites that line of metrics.jsonl
+    saved = checkpoint.latest(tmp_path).state
+    assert saved.records[-1]["epoch_seconds"] > 0 and saved.train_seconds >= saved.records[-1]["epoch_seconds"]
+    assert "end_of_epoch_seconds" in saved.records[-1]
     run.end()
     assert (tmp_path / "learning_curves.png").is_file()  # a run of seconds draws its curves once, at the end
 

@@ -189,12 +189,18 @@ class WriteMetrics(keras.callbacks.Callback):
         self._mark = self._fit_started = time.perf_counter()
         self._seconds_before = self.state.train_seconds  # a resumed run's earlier training time
 
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
+    def stamp(self) -> float:
+        """The epoch's time so far into its record and the training time into the state; returns the time."""
         now = time.perf_counter()
         record = self.state.records[-1]
         record["epoch_seconds"] = round(now - self._mark, 4)
         record["end_of_epoch_seconds"] = round(now - self.first.ended, 4)
         self.state.train_seconds = self._seconds_before + now - self._fit_started
+        return now
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        now = self.stamp()
+        record = self.state.records[-1]
         self._mark = self.train_ended = now
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -358,10 +364,19 @@ class SaveCheckpoint(keras.callbacks.Callback):
     once `every_epochs` epochs and `every_seconds` seconds have passed since the last one, and at the last epoch
     (the last of `epochs`, or an early stop). A killed run goes back at most that far."""
 
-    def __init__(self, state: RunState, run_dir: Path, epochs: int, every_epochs: int, every_seconds: float) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        run_dir: Path,
+        epochs: int,
+        every_epochs: int,
+        every_seconds: float,
+        before_save: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
+        self.before_save = before_save  # WriteMetrics.stamp: the saved state holds the epoch's time
         self.epochs = epochs
         self.every_epochs = every_epochs
         self.every_seconds = every_seconds
@@ -375,6 +390,8 @@ class SaveCheckpoint(keras.callbacks.Callback):
         due = epoch + 1 - self._saved_epoch >= self.every_epochs
         due = due and time.perf_counter() - self._saved_at >= self.every_seconds
         if due or epoch + 1 >= self.epochs or self.model.stop_training:
+            if self.before_save is not None:
+                self.before_save()
             checkpoint.save(self.run_dir, self.model, self.state)
             self._saved_epoch, self._saved_at = epoch + 1, time.perf_counter()
 
@@ -400,13 +417,19 @@ def training_callbacks(
         callbacks.append(KeepBest(state))
     if optimizer.schedule == Schedule.plateau:
         callbacks.append(ReduceOnPlateau(state, optimizer))
+    write = WriteMetrics(state, run_dir, first)
     callbacks += [
         EarlyStop(state, trainer.stop_at_val_ler, trainer.patience),
         TensorBoardLog(state, run_dir, samples),
         PlotCurves(state, run_dir),
         SaveCheckpoint(
-            state, run_dir, trainer.epochs, trainer.checkpoint_every_epochs, trainer.checkpoint_every_seconds
+            state,
+            run_dir,
+            trainer.epochs,
+            trainer.checkpoint_every_epochs,
+            trainer.checkpoint_every_seconds,
+            write.stamp,
         ),
-        WriteMetrics(state, run_dir, first),
+        write,
     ]
     return callbacks
