@@ -33,7 +33,7 @@ LOGGED_METRICS = ("loss", "ler", "wer", "val_loss", "val_ler", "val_wer", "skipp
 # which is more than a whole epoch of the small presets.
 PLOT_EVERY_SECONDS = 30.0
 # TensorBoard's decoded validation samples (a forward pass and a decoding, ~30 ms) are written, and its files
-# flushed, after the first epoch, then at most this often, and at the end; the scalars go in every epoch.
+# flushed, at most this often and at the end; the scalars go in every epoch.
 TB_EVERY_SECONDS = 30.0
 
 
@@ -265,7 +265,7 @@ class EarlyStop(keras.callbacks.Callback):
 
 class TensorBoardLog(keras.callbacks.Callback):
     """Scalars per split (tb/train, tb/validation) every epoch, and a few decoded validation samples as text
-    after the first epoch, then at most every `every_seconds`, and after the last."""
+    at most every `every_seconds` of training and after the last epoch (a run of seconds decodes them once)."""
 
     def __init__(
         self,
@@ -283,6 +283,9 @@ class TensorBoardLog(keras.callbacks.Callback):
         self._writes: dict[str, Callable] = {}  # split -> traced scalar writer
         self._written = -math.inf  # perf_counter of the last samples and flush
         self._pending = False  # epochs logged since then
+
+    def on_train_begin(self, logs=None) -> None:
+        self._written = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if not self.writers:
