@@ -95,9 +95,10 @@ class StoredFeatures:
         return self.shape[0]
 
     @classmethod
-    def of(cls, path: Path) -> StoredFeatures:
-        """The reference to a C-ordered float32 .npy file (its header read, not its data)."""
-        with path.open("rb") as f:
+    def of(cls, path: Path, head: bytes | None = None) -> StoredFeatures:
+        """The reference to a C-ordered float32 .npy file, from its header (read from the file, or given as the
+        file's first bytes `head`)."""
+        with io.BytesIO(head) if head is not None else path.open("rb") as f:
             version = np.lib.format.read_magic(f)
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran_order, dtype = header(f)
@@ -232,8 +233,9 @@ class FeatureCache:
         folder = self.directory / key[:2]
         return folder / f"{key}.npy", folder / f"{key}.json"
 
-    def get(self, key: str) -> tuple[np.ndarray, AudioFacts] | None:
-        """The cached array and audio facts, or None when absent or damaged (a damaged entry is removed)."""
+    def get(self, key: str, stored: bool = False) -> tuple[np.ndarray | StoredFeatures, AudioFacts] | None:
+        """The cached array (with `stored`: a reference to it, the data checked but not decoded) and audio
+        facts, or None when absent or damaged (a damaged entry is removed)."""
         data_path, side_path = self._paths(key)
         if not data_path.is_file():
             return None
@@ -243,6 +245,8 @@ class FeatureCache:
             if hashlib.sha256(raw).hexdigest() != side["sha256"]:
                 raise ValueError("checksum mismatch")
             facts = AudioFacts(**side["facts"])
+            if stored:
+                return StoredFeatures.of(data_path, raw), facts
             return np.load(io.BytesIO(raw), allow_pickle=False), facts  # the bytes just checked, not a second read
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("feature cache entry %s is damaged (%s); rebuilding it", data_path, e)
@@ -253,17 +257,14 @@ class FeatureCache:
         """Entries and bytes of the whole cache folder (every feature setting)."""
         return {"directory": str(self.directory), **asdict(cache_usage(self.directory))}
 
-    def stored(self, key: str) -> StoredFeatures:
-        """A reference to the entry of `key` (which get or put has just checked or written)."""
-        return StoredFeatures.of(self._paths(key)[0])
-
     def touch(self, key: str) -> None:
         """Mark an entry as used now (asr-cache prune removes the least recently used first)."""
         with contextlib.suppress(OSError):  # a read-only cache still serves
             os.utime(self._paths(key)[1])
 
-    def put(self, key: str, array: np.ndarray, facts: AudioFacts) -> None:
-        """Store an array and its audio facts (atomically: a crash never leaves a half entry that looks valid)."""
+    def put(self, key: str, array: np.ndarray, facts: AudioFacts) -> StoredFeatures:
+        """Store an array and its audio facts (atomically: a crash never leaves a half entry that looks valid);
+        returns the reference to it."""
         data_path, side_path = self._paths(key)
         data_path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -273,6 +274,7 @@ class FeatureCache:
         # no fsync: a cache entry lost in a power cut is only recomputed (and its checksum catches a torn one)
         atomic_write_text(side_path, json.dumps(side) + "\n", sync=False)
         atomic_write(data_path, lambda f: f.write(raw), sync=False)
+        return StoredFeatures.of(data_path, raw)
 
 
 def extract_all(
@@ -296,9 +298,9 @@ def extract_all(
     keys = [cache.key(job) if cache else None for job in jobs]
     todo = []
     for i, key in enumerate(keys):
-        cached = cache.get(key) if cache and key else None
+        cached = cache.get(key, stored=on_disk) if cache and key else None
         if cached is not None:
-            results[i], stats.facts[i] = cache.stored(key) if on_disk else cached[0], cached[1]
+            results[i], stats.facts[i] = cached
             cache.touch(key)
             stats.cache_hits += 1
         else:
@@ -314,9 +316,9 @@ def extract_all(
             return
         results[i], stats.facts[i] = out
         if cache and keys[i]:
-            cache.put(keys[i], *out)
+            stored = cache.put(keys[i], *out)
             if on_disk:
-                results[i] = cache.stored(keys[i])
+                results[i] = stored
 
     # a bar only on a terminal: in a log file its redraws would be thousands of lines
     bar = tqdm(total=len(todo), desc=desc, unit="file", disable=len(todo) < 200 or not sys.stderr.isatty(), leave=False)
