@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from asr.data.audio import AudioError, Levels, read_audio, resample
-from asr.data.features import FeatureOptions, extract
+from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.files import atomic_write, atomic_write_text
 from asr.system import usable_cpus
 
@@ -119,7 +119,7 @@ class StoredFeatures:
                 f"Run again to rebuild it"
             ) from e
         if self.cmvn is not None:
-            target[...] = (target - self.cmvn[0]) / self.cmvn[1]
+            target[...] = apply_global_stats(target, self.cmvn)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         array = np.empty(self.shape, np.float32)
