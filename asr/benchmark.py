@@ -359,19 +359,23 @@ def _train_ours(options: RunOptions, epochs: int, limit: int | None, fraction: f
     from asr.data.batching import epoch_plans, make_dataset
     from asr.data.features import stacked_frames
     from asr.model.ctc import CTCModel
-    from asr.training.loop import set_determinism
+    from asr.training.loop import set_determinism, set_threads
     from asr.training.optimizers import build_optimizer
 
     trainer = options.trainer
     keras.backend.clear_session()
-    set_determinism(options.seed, trainer.deterministic, trainer.threads)
+    set_threads(trainer.threads)
+    set_determinism(options.seed, trainer.deterministic)
     prepared, utterances = _prepare_limited(options, limit, fraction)
     train, valid = prepared.examples["train"], prepared.examples.get("valid", [])
     vocab = prepared.vocab
     model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
     plans = epoch_plans(train, trainer.batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames)
     steps = len(plans[0].batches)
-    model.compile(optimizer=build_optimizer(options.optimizer, steps, trainer.epochs))
+    model.compile(
+        optimizer=build_optimizer(options.optimizer, steps, trainer.epochs, clip=False),
+        clipnorm=options.optimizer.clipnorm,
+    )
     valid_plan = epoch_plans(valid, trainer.batch_size, None, batch_frames=trainer.batch_frames) if valid else None
     valid_data = make_dataset(valid, valid_plan) if valid else None
     timer = _epoch_timer()

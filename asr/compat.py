@@ -65,3 +65,47 @@ def job_exception(job_return: Any) -> BaseException:
     if not isinstance(error, BaseException):
         raise RuntimeError(f"hydra's JobReturn._return_value no longer holds the job's exception: {error!r}")
     return error
+
+
+# keras-team/keras#20585 (open; unchanged in keras 3.15.1): Keras's fit under a tf.distribute strategy builds the
+# model from its first batch, all-reducing that batch across replicas (`TensorFlowTrainer._maybe_symbolic_build`):
+# that fails for MultiWorkerMirroredStrategy, and for replicas whose batches pad to different lengths. The
+# model below builds from its layer shapes instead. The second failing spot, `reduce_per_replica`'s
+# reduce over axis 0 of scalar step outputs under multi-worker, is met by `step_outputs`.
+KERAS_SYMBOLIC_BUILD = "_maybe_symbolic_build"
+
+
+class BuildFromShapes:
+    """Mixin for a keras.Model subclass with a `build_for()` that creates its weights from layer shapes:
+    replaces Keras's build from the first (all-reduced) batch of a distributed fit."""
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None) -> None:  # overrides TensorFlowTrainer's
+        """Create the model's and the optimizer's variables under the strategy, without touching data."""
+        with self.distribute_strategy.scope():
+            if not self.built:
+                self.build_for()
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+
+
+def keras_symbolic_build_hook() -> Any:
+    """The Keras method BuildFromShapes overrides (RuntimeError when an upgrade removed or renamed it)."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    hook = TensorFlowTrainer.__dict__.get(KERAS_SYMBOLIC_BUILD)
+    if hook is None:
+        raise RuntimeError(
+            f"keras.src.backend.tensorflow.trainer.TensorFlowTrainer.{KERAS_SYMBOLIC_BUILD} is gone in this Keras; "
+            f"asr.compat.BuildFromShapes overrides nothing now: check keras-team/keras#20585 and adapt it"
+        )
+    return hook
+
+
+def step_outputs(results: dict, strategy: Any) -> dict:
+    """A train/test step's metric values as Keras can reduce them under `strategy`: rank-1 under
+    MultiWorkerMirroredStrategy (its reduce over axis 0 fails on scalars, keras-team/keras#20585)."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results

@@ -28,7 +28,7 @@ class Run:
 
     def __init__(self, tmp_path: Path, trainer: TrainerOptions, optimizer: OptimizerOptions) -> None:
         self.model = _tiny_model()
-        self.model.compile(optimizer=build_optimizer(optimizer, 10, 10))
+        self.model.compile(optimizer=build_optimizer(optimizer, 10, 10, clip=False), clipnorm=optimizer.clipnorm)
         self.model.stop_training = False
         self.state = RunState()
         self.callbacks = training_callbacks(self.state, tmp_path, trainer, optimizer, [0.1] * 10, None)

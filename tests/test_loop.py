@@ -19,9 +19,9 @@ def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
 def test_determinism_can_be_traded_for_speed_within_one_process():
     from asr import compat
 
-    set_determinism(0, True, None)
+    set_determinism(0, True)
     assert compat.op_determinism_enabled()
-    set_determinism(0, False, None)  # the next job of a multirun, with trainer.deterministic=false
+    set_determinism(0, False)  # the next job of a multirun, with trainer.deterministic=false
     assert not compat.op_determinism_enabled()
-    set_determinism(0, True, None)
+    set_determinism(0, True)
     assert compat.op_determinism_enabled()

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from asr.compat import job_exception
 from asr.files import atomic_write_text
+from asr.training.cluster import discover
 from asr.training.sweep import STATUS_FILE
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,12 @@ log = logging.getLogger(__name__)
 
 class RecordStatus(Callback):
     """Hydra callback: writes status.json into every job's directory when the job ends, failed or not
-    (with the error and traceback), so that a sweep's failures are on record beside its results."""
+    (with the error and traceback), so that a sweep's failures are on record beside its results; in a
+    multi-worker job the chief alone writes it."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not discover().is_chief:  # one task of a multi-worker job: the chief writes the job directory
+            return
         job_dir = Path(config.hydra.runtime.output_dir)
         record: dict[str, Any] = {"overrides": list(job_return.overrides or [])}
         if job_return.status == JobStatus.COMPLETED:

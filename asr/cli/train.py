@@ -23,7 +23,10 @@ def _task(cfg: DictConfig) -> float:
 
 
 def _train(cfg: DictConfig) -> float:
-    """The work of the task: options, threads and workers for the launcher, then training."""
+    """The work of the task: the cluster, options, threads and workers for the launcher, then training."""
+    from asr.training import cluster
+
+    cluster.setup()  # TF_CONFIG from SLURM or submitit, before TensorFlow starts
     from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
 
     options = to_options(cfg)

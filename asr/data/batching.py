@@ -68,11 +68,28 @@ def _cut_by_frames(order: np.ndarray, lengths: np.ndarray, budget: int) -> list[
     return batches
 
 
-def split_to_count(plan: list[np.ndarray], lengths: np.ndarray, count: int) -> list[np.ndarray]:
-    """`plan` with its costliest batches (items x longest) halved in place until it has `count` batches."""
+def join_small(plan: list[np.ndarray], min_items: int) -> list[np.ndarray]:
+    """`plan` with each batch of fewer than `min_items` items joined to the batch after it (the last to the one
+    before): under a strategy of N replicas every batch must give each replica at least one utterance."""
+    plan = list(plan)
+    i = 0
+    while i < len(plan) and len(plan) > 1:
+        if len(plan[i]) >= min_items:
+            i += 1
+            continue
+        other = i + 1 if i + 1 < len(plan) else i - 1
+        low, high = sorted((i, other))
+        plan[low : high + 1] = [np.concatenate([plan[low], plan[high]])]
+        i = low
+    return plan
+
+
+def split_to_count(plan: list[np.ndarray], lengths: np.ndarray, count: int, min_items: int = 1) -> list[np.ndarray]:
+    """`plan` with its costliest batches (items x longest) halved in place until it has `count` batches (no
+    half smaller than `min_items`)."""
     plan = list(plan)
     while len(plan) < count:
-        costs = [len(b) * lengths[b].max() if len(b) > 1 else -1 for b in plan]
+        costs = [len(b) * lengths[b].max() if len(b) >= 2 * min_items else -1 for b in plan]
         widest = int(np.argmax(costs))  # the first of equals: deterministic
         if costs[widest] < 0:
             raise ValueError(f"cannot make {count} batches of {sum(len(b) for b in plan)} items")
@@ -105,8 +122,10 @@ def epoch_plan(
     epoch: int,
     bucketing: bool,
     batch_frames: int | None = None,
+    min_items: int = 1,
 ) -> EpochPlan:
-    """The batches of epoch `epoch` (0-based), a function of (seed, epoch) only; fixed order without a seed."""
+    """The batches of epoch `epoch` (0-based), a function of (seed, epoch) only; fixed order without a seed.
+    Batches hold at least `min_items` utterances where the split has that many (see join_small)."""
     if seed is None:
         variant = np.zeros(len(examples), np.int64)
         rng = None
@@ -115,6 +134,8 @@ def epoch_plan(
         variant = np.array([rng.integers(len(e.variants) + 1) if e.variants else 0 for e in examples], np.int64)
     lengths = np.array([len((e.features, *e.variants)[k]) for e, k in zip(examples, variant, strict=True)], np.int64)
     plan = batch_plan(lengths, batch_size, rng, bucketing, batch_frames)
+    if min_items > 1:
+        plan = join_small(plan, min_items)
     return EpochPlan(plan, variant, padding_share(lengths, plan), lengths)
 
 
@@ -125,6 +146,7 @@ def epoch_plans(
     bucketing: bool = True,
     epochs: int = 1,
     batch_frames: int | None = None,
+    min_items: int = 1,
 ) -> list[EpochPlan]:
     """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch.
 
@@ -133,11 +155,13 @@ def epoch_plans(
     """
     if seed is None and epochs != 1:
         raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
-    plans = [epoch_plan(examples, batch_size, seed, epoch, bucketing, batch_frames) for epoch in range(epochs)]
+    plans = [
+        epoch_plan(examples, batch_size, seed, epoch, bucketing, batch_frames, min_items) for epoch in range(epochs)
+    ]
     count = max(len(p.batches) for p in plans)
     for i, p in enumerate(plans):
         if len(p.batches) < count:
-            batches = split_to_count(p.batches, p.lengths, count)
+            batches = split_to_count(p.batches, p.lengths, count, min_items)
             plans[i] = EpochPlan(batches, p.variant, padding_share(p.lengths, batches), p.lengths)
     return plans
 

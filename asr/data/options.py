@@ -67,6 +67,10 @@ class DataOptions:
     # Training utterances longer than this (seconds, at speed 1) are left out and reported (null: none);
     # validation and test keep theirs.
     max_seconds: float | None = None
+    # asr-prepare: extract only shard `shard` of `num_shards` (a stable split of every split's utterances, by
+    # key) into the feature cache, so that a job array of num_shards jobs prepares a corpus in parallel.
+    shard: int = 0
+    num_shards: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", DataFormat(self.format))
@@ -77,6 +81,11 @@ class DataOptions:
             raise ValueError("data.storage=disk keeps the features in the feature cache; it needs data.cache=true")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"data.max_seconds must be positive or null (no limit), got {self.max_seconds}")
+        if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
+            raise ValueError(
+                f"data.shard must be in [0, data.num_shards) and data.num_shards >= 1, got shard={self.shard}, "
+                f"num_shards={self.num_shards}"
+            )
         object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
         if self.workers == 0:  # the value that meant "one per core" before `null` did
             object.__setattr__(self, "workers", None)

@@ -7,6 +7,7 @@ from dataclasses import asdict, fields
 import keras
 import tensorflow as tf
 
+from asr.compat import BuildFromShapes, step_outputs
 from asr.data.features import stacked_frames
 from asr.data.options import MASK_FIELDS, AugmentOptions
 from asr.model.decoding import greedy_sparse, text_table
@@ -28,13 +29,17 @@ def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="asr")
-class CTCModel(keras.Model):
+class CTCModel(BuildFromShapes, keras.Model):
     """Features [B, T, F] + lengths [B] -> logits [B, T', len(characters) + 1]; the blank is the last class.
 
     T' = ceil(T / stride): with stride > 1 consecutive frames are stacked, so the LSTMs run fewer steps.
 
     Batches come as ({"features": zero-padded [B, T, F], "lengths": [B]}, labels [B, L] padded with -1);
     the mask and the sparse labels are built inside the step.
+
+    Under a tf.distribute strategy each replica gets a piece of the global batch (pieces may differ in size):
+    the loss is the mean over the global batch, gradients are all-reduced before the finite check and the
+    clipping, so every replica skips or applies alike, and the step reports metrics summed over replicas.
     """
 
     def __init__(
@@ -71,6 +76,15 @@ class CTCModel(keras.Model):
         self.wer = ErrorRate(name="wer")
         self.skipped = keras.metrics.Sum(name="skipped_batches")  # training batches with a non-finite loss or gradient
         self._words_table = text_table(characters)
+        self.clipnorm: float | None = None  # set by compile
+
+    def compile(self, optimizer, clipnorm: float | None = None, **kwargs) -> None:
+        """Keras compile; `clipnorm` clips each gradient tensor's norm after the all-reduce over replicas (the
+        optimizer's own clipnorm would clip each replica's partial gradient)."""
+        if getattr(optimizer, "clipnorm", None):
+            raise ValueError("pass clipnorm to CTCModel.compile, not to the optimizer (it would clip per replica)")
+        self.clipnorm = clipnorm
+        super().compile(optimizer=optimizer, **kwargs)
 
     def get_config(self) -> dict:
         return {
@@ -168,17 +182,62 @@ class CTCModel(keras.Model):
         augmented = {**x, "features": self.spec_augment(x["features"], x["lengths"])}
         with tf.GradientTape() as tape:
             logits = self(augmented, training=True)
-            # Mean over the global batch; under a tf.distribute strategy the replicas' gradients are summed.
-            loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
+            loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
         gradients = tape.gradient(loss, self.trainable_variables)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        total = loss
+        if replicas > 1:  # the global batch's loss and gradients, on every replica
+            total, *gradients = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, [loss, *gradients]
+            )
         # A batch whose loss or gradients are not finite is skipped (counted, never applied): NaN or inf never
-        # reaches the weights or the optimizer's moments.
-        finite = tf.reduce_all([tf.math.is_finite(loss)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        # reaches the weights or the optimizer's moments. Decided on all-reduced values: the same everywhere.
+        finite = tf.reduce_all([tf.math.is_finite(total)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        if self.clipnorm:
+            gradients = [tf.clip_by_norm(g, self.clipnorm) for g in gradients]
         if not self.optimizer.built:  # build outside the condition (variables cannot be created inside it)
             self.optimizer.build(self.trainable_variables)
-        tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
-        self.skipped.update_state(1.0 - tf.cast(finite, tf.float32))
-        return {m.name: m.result() for m in self.metrics}
+        if replicas == 1:
+            tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
+        else:
+            # the optimizer all-reduces what it is given again: each replica passes its share of the sum
+            self._apply_on_every_replica([g / replicas for g in gradients], finite)
+            tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
+        self.skipped.update_state((1.0 - tf.cast(finite, tf.float32)) / replicas)
+        return self.step_results(self.metrics)
+
+    def global_mean(self, per_example: tf.Tensor) -> tf.Tensor:
+        """This replica's share of the mean over the global batch (summed over replicas it is the mean)."""
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync == 1:
+            return tf.nn.compute_average_loss(per_example)
+        # float: the collective all-reduce of multi-worker strategies has no place for an int32 (host) tensor
+        size = tf.cast(tf.size(per_example), per_example.dtype)
+        size = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, size)
+        return tf.nn.compute_average_loss(per_example, global_batch_size=tf.cast(size, tf.int64))
+
+    def _apply_on_every_replica(self, gradients: list, finite: tf.Tensor) -> None:
+        """Apply `gradients` on all replicas or none: the optimizer synchronizes replicas, which a strategy
+        allows inside a condition only in cross-replica context (or where it needs no merge_call)."""
+
+        def apply(gradients: list) -> tf.Operation:
+            self.optimizer.apply(gradients, self.trainable_variables)
+            return tf.no_op()
+
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
+            tf.cond(finite, lambda: apply(gradients), tf.no_op)
+            return
+
+        def cross_replica(strategy, gradients, finite):
+            first = strategy.experimental_local_results(finite)[0]  # the same on every replica
+
+            def everywhere() -> tf.Operation:
+                strategy.extended.call_for_each_replica(apply, args=(gradients,))
+                return tf.no_op()
+
+            tf.cond(first, everywhere, tf.no_op)
+
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, finite))
 
     def _learn(self, gradients: list, loss, labels, logits, lengths) -> tf.Operation:
         """The finite branch of train_step: apply the gradients, add the batch to the metrics."""
@@ -188,16 +247,30 @@ class CTCModel(keras.Model):
     def test_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False)
-        loss = tf.nn.compute_average_loss(self.per_example_loss(labels, logits, x["lengths"]))
+        loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
         self._update_metrics(loss, labels, logits, x["lengths"])
-        return {m.name: m.result() for m in self.metrics if m is not self.skipped}
+        return self.step_results([m for m in self.metrics if m is not self.skipped])
 
     def _update_metrics(self, loss, labels, logits, lengths) -> tf.Operation:
         """Add a batch's loss and error rates to the epoch's metrics."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.loss_tracker.update_state(loss * replicas)  # back to the per-replica mean
+        self.loss_tracker.update_state(loss * replicas)  # summed over replicas and divided by their count: the mean
         self.update_error_rates(labels, logits, lengths)
         return tf.no_op()
+
+    def step_results(self, metrics: list) -> dict:
+        """The metrics' values so far, over every replica (each replica's variables hold its own part)."""
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync == 1:
+            return {m.name: m.result() for m in metrics}
+        # tf.identity: a variable's value has no device of its own, which the collective all-reduce needs
+        states = [[tf.identity(v.value) for v in m.variables] for m in metrics]
+        summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, states)
+        results = {}
+        for metric, values in zip(metrics, summed, strict=True):
+            # Mean and ErrorRate: (total, count) and (errors, length); Sum: (value,)
+            results[metric.name] = values[0] if len(values) == 1 else tf.math.divide_no_nan(values[0], values[1])
+        return step_outputs(results, strategy)
 
     @property
     def metrics(self) -> list:

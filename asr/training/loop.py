@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -20,7 +22,7 @@ from pathlib import Path
 import keras
 
 from asr import compat
-from asr.data.batching import epoch_plans, make_dataset
+from asr.data.batching import epoch_plans
 from asr.data.preparation import REPORT_FILE, prepare_data, write_report
 from asr.data.text import Vocabulary, error_rates
 from asr.data.validation import Example
@@ -29,7 +31,7 @@ from asr.inference.bundle import save_bundle
 from asr.inference.transcribe import inference_function, transcribe_features
 from asr.model.ctc import CTCModel
 from asr.system import SOURCE_ROOT, process_started
-from asr.training import checkpoint, provenance
+from asr.training import checkpoint, cluster, provenance
 from asr.training.callbacks import (
     CURVES_FILE,
     METRICS_FILE,
@@ -38,6 +40,7 @@ from asr.training.callbacks import (
     stop_signals,
     training_callbacks,
 )
+from asr.training.distribute import distributed_dataset, is_distributed, make_strategy
 from asr.training.optimizers import build_optimizer
 from asr.training.options import Resume, RunOptions
 from asr.training.state import RunState
@@ -63,8 +66,8 @@ RUN_FILES = [
 ]
 
 
-def set_determinism(seed: int, deterministic: bool, threads: int | None) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic (or not); limit TF threads if asked."""
+def set_threads(threads: int | None) -> None:
+    """Limit TensorFlow's intra/inter-op threads (None: TensorFlow's default); a warning if TF already runs."""
     import tensorflow as tf
 
     if threads is not None:
@@ -83,6 +86,12 @@ def set_determinism(seed: int, deterministic: bool, threads: int | None) -> None
             tf.config.threading.get_intra_op_parallelism_threads(),
             tf.config.threading.get_inter_op_parallelism_threads(),
         )
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic (or not)."""
+    import tensorflow as tf
+
     random.seed(seed)
     keras.utils.set_random_seed(seed)  # also seeds NumPy and TensorFlow
     if deterministic:
@@ -112,22 +121,33 @@ def evaluate(
 
 def config_sha256(options: RunOptions) -> str:
     """Hash of the settings that decide a run's numbers (not: resume, progress display, samples listed,
-    threads, feature extraction processes, cache and storage)."""
+    threads, strategy and devices, feature extraction processes and shards, cache and storage): a run resumes on
+    another number of devices or workers."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
-    for key in ("resume", "verbose", "samples", "threads", "checkpoint_every_epochs", "checkpoint_every_seconds"):
+    for key in (
+        "resume",
+        "verbose",
+        "samples",
+        "threads",
+        "checkpoint_every_epochs",
+        "checkpoint_every_seconds",
+        "strategy",
+        "cpu_devices",
+    ):
         settings["trainer"].pop(key)
-    for key in ("workers", "cache", "cache_dir", "storage"):
+    for key in ("workers", "cache", "cache_dir", "storage", "shard", "num_shards"):
         settings["data"].pop(key)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def start_or_resume(options: RunOptions, run_dir: Path) -> checkpoint.Checkpoint | None:
+def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> checkpoint.Checkpoint | None:
     """The checkpoint to continue from (trainer.resume=auto and one exists), or None after moving any
-    earlier run's files in run_dir aside (never deleting them)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    found = checkpoint.latest(run_dir) if options.trainer.resume == Resume.auto else None
+    earlier run's files in run_dir aside (never deleting them; the chief alone moves them)."""
+    found = checkpoint.latest(run_dir) if options.trainer.resume == Resume.auto and run_dir.is_dir() else None
     if found is None:
-        checkpoint.move_aside(run_dir, RUN_FILES)
+        if chief:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.move_aside(run_dir, RUN_FILES)
         return None
     if found.state.config_sha256 != config_sha256(options):
         raise checkpoint.CheckpointError(
@@ -159,20 +179,50 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     """The body of `train`; `job_started` is the wall-clock time (time.time()) the job's wall_seconds count from."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     trainer = options.trainer
-    set_determinism(options.seed, trainer.deterministic, trainer.threads)
-    resumed = start_or_resume(options, run_dir)
+    set_threads(trainer.threads)
+    workers = cluster.discover()
+    strategy = make_strategy(trainer.strategy, workers, trainer.cpu_devices)  # before any other TensorFlow op
+    set_determinism(options.seed, trainer.deterministic)
+    resumed = start_or_resume(options, run_dir, workers.is_chief)
+    if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one
+        scratch = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
+        try:
+            best = _fit(options, scratch, overrides, job_started, strategy, resumed)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        print(f"worker {workers.index} of {workers.num_workers} done; the chief writes {run_dir}")
+        return best
+    return _fit(options, run_dir, overrides, job_started, strategy, resumed)
+
+
+def _fit(
+    options: RunOptions,
+    run_dir: Path,
+    overrides: Sequence[str],
+    job_started: float,
+    strategy,
+    resumed: checkpoint.Checkpoint | None,
+) -> float:
+    """Prepare, fit under `strategy` (resuming from `resumed`), evaluate, save and report into run_dir."""
+    trainer = options.trainer
     prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
     write_report(prepared.report, run_dir)
     vocab = prepared.vocab
-    model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
+    examples = prepared.examples
+    batch_size, epochs = trainer.batch_size, trainer.epochs
+    replicas = strategy.num_replicas_in_sync  # every batch gives each replica at least one utterance
+    plans = epoch_plans(
+        examples["train"], batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames, replicas
+    )
+    steps_per_epoch = len(plans[0].batches)  # the same every epoch
+    with strategy.scope():
+        model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
+        model.compile(
+            optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs, clip=False),
+            clipnorm=options.optimizer.clipnorm,
+        )
     origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
     provenance.start(run_dir, origin)
-    examples = prepared.examples
-
-    batch_size, epochs = trainer.batch_size, trainer.epochs
-    plans = epoch_plans(examples["train"], batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames)
-    steps_per_epoch = len(plans[0].batches)  # the same every epoch
-    model.compile(optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs))
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
     samples = None
     if examples["valid"]:
@@ -196,14 +246,19 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state.records))
 
     if state.epoch < epochs and not state.stopped:
-        valid_data = None
+        valid_data, valid_steps = None, None
         if examples["valid"]:
-            valid_plan = epoch_plans(examples["valid"], batch_size, None, batch_frames=trainer.batch_frames)
-            valid_data = make_dataset(examples["valid"], valid_plan)
+            valid_plan = epoch_plans(
+                examples["valid"], batch_size, None, batch_frames=trainer.batch_frames, min_items=replicas
+            )
+            valid_data = distributed_dataset(strategy, examples["valid"], valid_plan, repeat=True)
+            if is_distributed(strategy):
+                valid_steps = len(valid_plan[0].batches)
         with stop_signals(caught):  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
             model.fit(
-                make_dataset(examples["train"], plans[state.epoch :]),
+                distributed_dataset(strategy, examples["train"], plans[state.epoch :]),
                 validation_data=valid_data,
+                validation_steps=valid_steps,
                 initial_epoch=state.epoch,
                 epochs=epochs,
                 steps_per_epoch=steps_per_epoch,
@@ -236,7 +291,8 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     }
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     provenance.finish(run_dir, origin)
-    report(result, run_dir)
+    if cluster.discover().is_chief:
+        report(result, run_dir)
     if not math.isfinite(best_ler):
         raise TrainingDiverged(f"the best validation LER is {best_ler}")
     return float(best_ler)

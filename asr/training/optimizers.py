@@ -22,10 +22,13 @@ def learning_rate(
     )
 
 
-def build_optimizer(options: OptimizerOptions, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
-    """The configured Keras optimizer over `steps_per_epoch` x `epochs` steps."""
+def build_optimizer(
+    options: OptimizerOptions, steps_per_epoch: int, epochs: int, clip: bool = True
+) -> keras.optimizers.Optimizer:
+    """The configured Keras optimizer over `steps_per_epoch` x `epochs` steps; clip=False leaves
+    optimizer.clipnorm to the model (CTCModel.compile clips after the all-reduce over replicas)."""
     lr = learning_rate(options, steps_per_epoch * epochs)
-    clip = {"clipnorm": options.clipnorm} if options.clipnorm else {}
+    clip = {"clipnorm": options.clipnorm} if options.clipnorm and clip else {}
     if options.name == Optimizer.sgd:
         return keras.optimizers.SGD(lr, momentum=options.momentum, **clip)
     if options.name == Optimizer.adamw:

@@ -26,6 +26,18 @@ class Schedule(StrEnum):
     plateau = "plateau"
 
 
+class Strategy(StrEnum):
+    """How one training job spreads over devices and processes (tf.distribute): auto picks multi_worker when
+    this process is one of several tasks (TF_CONFIG, a SLURM step or a submitit job with more than one task),
+    mirrored when several GPUs (or trainer.cpu_devices > 1 logical CPUs) are visible, else default (one
+    device)."""
+
+    auto = "auto"
+    default = "default"
+    mirrored = "mirrored"
+    multi_worker = "multi_worker"
+
+
 class Resume(StrEnum):
     """auto: continue from the run directory's last checkpoint if it has one; never: move the earlier run's
     files aside (into previous-<time>/) and start over."""
@@ -94,11 +106,18 @@ class TrainerOptions:
     # costs tens of milliseconds, more than a whole epoch of the smallest presets.
     checkpoint_every_epochs: int = 1
     checkpoint_every_seconds: float = 10.0
+    # tf.distribute: the configured batch (or frame budget) is the global one, split over every replica.
+    strategy: Strategy = Strategy.auto
+    # Split the host CPU into this many logical devices (to run strategies without GPUs; null: one device).
+    cpu_devices: int | None = None
+    # Layers compute in float16 (GPUs with tensor cores), variables and the CTC loss stay float32.
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
+        object.__setattr__(self, "strategy", Strategy(self.strategy))
         # 0 (threads, patience) and negative (stop_at_val_ler) meant "off" before null did
-        for name in ("threads", "patience"):
+        for name in ("threads", "patience", "cpu_devices"):
             if getattr(self, name) == 0:
                 object.__setattr__(self, name, None)
         if self.stop_at_val_ler is not None and self.stop_at_val_ler < 0:
@@ -116,7 +135,7 @@ class TrainerOptions:
                 f"trainer.checkpoint_every_epochs must be >= 1 and trainer.checkpoint_every_seconds >= 0, got "
                 f"{self.checkpoint_every_epochs}, {self.checkpoint_every_seconds}"
             )
-        for name in ("threads", "patience", "max_skipped_in_a_row"):
+        for name in ("threads", "patience", "max_skipped_in_a_row", "cpu_devices"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")
 
