@@ -8,6 +8,7 @@ import os
 import signal
 import string
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any
@@ -17,6 +18,10 @@ from asr.errors import user_message
 from asr.system import quiet_tensorflow
 
 HELP_FLAGS = ("--help", "-h")
+# conf/hydra/launcher/submitit_{local,slurm}.yaml share their names with the submitit plugin's structured
+# configs, so Hydra checks each against the plugin's schema (a mistyped launcher key fails) and warns that
+# this matching is deprecated; the check is wanted, the warning is noise.
+SCHEMA_MATCHING_WARNING = r"(?s).*validated against ConfigStore schema with the same name"
 
 
 def config_groups() -> str:
@@ -52,6 +57,7 @@ def run_hydra_app(
         return
     register()
     quiet_tensorflow()
+    warnings.filterwarnings("ignore", message=SCHEMA_MATCHING_WARNING)
     saved = sys.argv
     sys.argv = [prog, *extra, *arguments]  # Hydra reads its arguments from sys.argv
     try:
