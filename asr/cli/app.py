@@ -59,7 +59,7 @@ def run_hydra_app(
     quiet_tensorflow()
     warnings.filterwarnings("ignore", message=SCHEMA_MATCHING_WARNING)
     saved = sys.argv
-    sys.argv = [prog, *extra, *arguments]  # Hydra reads its arguments from sys.argv
+    sys.argv = [prog, *arguments, *extra]  # Hydra reads its arguments from sys.argv (overrides after -m)
     try:
         app()
     finally:

@@ -10,12 +10,12 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from asr.compat import job_exception
 from asr.files import atomic_write_text
 from asr.training.cluster import discover
-from asr.training.sweep import STATUS_FILE
+from asr.training.sweep import STATUS_FILE, prepare_study
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +40,19 @@ class RecordStatus(Callback):
             log.error("job failed: %s\n%s", record["error"], record["traceback"])
         job_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(job_dir / STATUS_FILE, json.dumps(record, indent=2) + "\n")
+
+
+class PrepareStudy(Callback):
+    """Hydra callback: before an optuna sweep with a shared storage (hydra.sweeper.storage) opens it, create
+    the database schema and the study once under a file lock (processes starting together on a missing
+    database race otherwise)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweeper = config.hydra.sweeper
+        storage = sweeper.get("storage")
+        if not storage or "optuna" not in str(sweeper.get("_target_", "")):
+            return
+        direction = (
+            OmegaConf.to_container(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
+        )
+        prepare_study(str(storage), str(sweeper.study_name), [str(d) for d in direction])

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from asr.cli.app import one_line_errors, run_hydra_app
-from asr.config import to_options
+from asr.config import ConfigError, to_options
 from asr.training.sweep import threads_per_job
 
 
@@ -30,6 +30,11 @@ def _train(cfg: DictConfig) -> float:
     from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
 
     options = to_options(cfg)
+    if options.data.num_shards > 1:
+        raise ConfigError(
+            f"data.num_shards={options.data.num_shards}: shards are for asr-prepare (feature extraction in "
+            f"parallel); train with the default data.num_shards=1, which finds every shard's features in the cache"
+        )
     hydra_cfg = HydraConfig.get()
     launcher = hydra_cfg.launcher
     target = str(launcher.get("_target_", ""))

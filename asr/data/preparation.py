@@ -5,6 +5,7 @@ The first step of `asr-train`, and all of `asr-prepare`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -89,6 +90,16 @@ def unseen_characters(items: Sequence[Utterance], vocab: Vocabulary) -> dict[str
     return dict(sorted(counts.items()))
 
 
+def shard_of(key: str, num_shards: int) -> int:
+    """The shard (0 .. num_shards - 1) an utterance belongs to: a stable function of its key alone."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % num_shards
+
+
+def take_shard(splits: dict[str, list[Utterance]], shard: int, num_shards: int) -> dict[str, list[Utterance]]:
+    """Every split's utterances of shard `shard` of `num_shards`."""
+    return {name: [u for u in items if shard_of(u.key, num_shards) == shard] for name, items in splits.items()}
+
+
 def prepare_data(
     cfg: DataOptions,
     options: FeatureOptions,
@@ -98,9 +109,20 @@ def prepare_data(
 ) -> Prepared:
     """Load every split (or take `splits`, as load_data returns them), settle the vocabulary, check each
     utterance once, compute (or reuse) features (the training split at every speed of `augment`); skip or
-    raise on bad items."""
+    raise on bad items. With data.num_shards > 1 only shard data.shard of every split (the vocabulary still
+    comes from the whole training split)."""
     splits = load_data(cfg) if splits is None else splits
     vocab = vocabulary(cfg, splits["train"])
+    sharded = cfg.num_shards > 1
+    if sharded:
+        sizes = {name: len(items) for name, items in splits.items()}
+        splits = take_shard(splits, cfg.shard, cfg.num_shards)
+        log.info(
+            "shard %d of %d: %s",
+            cfg.shard,
+            cfg.num_shards,
+            ", ".join(f"{name} {len(items)} of {sizes[name]}" for name, items in splits.items()),
+        )
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), options) if cfg.cache else None
     on_disk = cache is not None and cfg.storage != Storage.memory
     examples, rejected, warnings, report_splits = {}, [], [], {}
@@ -128,7 +150,7 @@ def prepare_data(
             "duration_s": _durations(checked.examples, options),
             "speaking_rate": _speaking_rates(checked.examples, options),
         }
-    if not examples["train"]:
+    if not examples["train"] and not sharded:
         kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(r["kind"] for r in rejected).items()) or "none"
         raise DatasetError(
             f"no usable training utterances in {Path(cfg.root) / cfg.train} ({len(rejected)} rejected: {kinds}); "
@@ -140,7 +162,7 @@ def prepare_data(
     storage = "disk" if any(isinstance(e.features, StoredFeatures) for e in examples["train"]) else "memory"
     log.info("features: %.1f MB, kept in %s", feature_bytes / 1e6, storage)
     cmvn = None
-    if options.normalize in ("global", "both"):
+    if options.normalize in ("global", "both") and examples["train"]:
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
         examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
     report = {
@@ -163,6 +185,7 @@ def prepare_data(
         "storage": storage,
         "feature_bytes": feature_bytes,
         "cache": cache.usage() if cache else None,
+        "shard": {"shard": cfg.shard, "num_shards": cfg.num_shards} if sharded else None,
     }
     return Prepared(examples, cmvn, report, vocab)
 

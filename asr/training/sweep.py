@@ -4,6 +4,7 @@ report of a whole sweep (one table of all jobs, Markdown + CSV, and a PNG; the `
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -134,3 +135,32 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> tuple[str, Pat
     atomic_write_text(csv_path, buffer.getvalue())
     sweep_plot(rows, swept(rows), png_path)
     return markdown(header, cells), csv_path, png_path
+
+
+def study_lock_path(storage: str) -> Path:
+    """The lock file that serializes the creation of an optuna storage on this machine: beside a sqlite
+    database, else in the asr cache folder (keyed by the URL)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database).with_name(Path(url.database).name + ".lock")
+    from asr.data.extraction import default_cache_dir
+
+    digest = hashlib.sha256(storage.encode("utf-8")).hexdigest()[:16]
+    return default_cache_dir() / "locks" / f"optuna-{digest}.lock"
+
+
+def prepare_study(storage: str, study_name: str, directions: list[str]) -> int:
+    """Create an optuna storage's schema and the study (if missing) once, under a file lock, so that several
+    sweep processes starting together on a new database do not race; returns the study's trial count."""
+    import optuna
+    from filelock import FileLock
+
+    lock = study_lock_path(storage)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        study = optuna.create_study(storage=storage, study_name=study_name, directions=directions, load_if_exists=True)
+        trials = len(study.trials)
+    log.info("optuna study %r in %s: %d trials so far", study_name, storage, trials)
+    return trials
