@@ -85,19 +85,19 @@ def from_tf_config(text: str) -> Cluster:
 
 def from_slurm(environ: Mapping[str, str]) -> Cluster:
     """The cluster of a SLURM step of several tasks (the SLURM_STEP_* variables srun sets)."""
-    from tensorflow.distribute.cluster_resolver import SlurmClusterResolver
+    import tensorflow as tf
 
     tasks_per_node = max(int(n.split("(")[0]) for n in environ["SLURM_STEP_TASKS_PER_NODE"].split(","))
     # GPU counts given, so the resolver does not run nvidia-smi (missing on CPU nodes; gpus_per_node=0 crashes
     # it, tensorflow#56894); auto_set_gpu=False leaves CUDA_VISIBLE_DEVICES to SLURM.
-    resolver = SlurmClusterResolver(
+    resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
         port_base=port_base(environ.get("SLURM_JOB_ID", "0")),
         gpus_per_node=tasks_per_node,
         gpus_per_task=1,
         auto_set_gpu=False,
     )
     spec = resolver.cluster_spec().as_dict()
-    kind, index = resolver.get_task_info()
+    _, index = resolver.get_task_info()
     return Cluster(tuple(spec["worker"]), int(index), "slurm")
 
 
