@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from asr.cli.app import SCHEMA_MATCHING_WARNING
 from asr.config import Config, register, to_options
 from asr.data.options import AugmentOptions
 
@@ -192,3 +194,49 @@ def test_the_compose_api_turns_a_config_mistake_into_one_config_error():
     assert "model.unitz" in user_message(e.value)  # what asr-bench prints as its one line
     with pytest.raises(ConfigError, match=r"Invalid value 'step', expected one of \[constant, cosine, plateau\]"):
         compose(["optimizer.schedule=step"])
+
+
+def _hydra_config(overrides: list[str]):
+    warnings.filterwarnings("ignore", message=SCHEMA_MATCHING_WARNING)  # as asr-train does (asr.cli.app)
+    register()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def test_the_slurm_launcher_preset_asks_for_what_a_cluster_job_needs():
+    cfg = _hydra_config(["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.nodes=2"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.partition, launcher.nodes, launcher.tasks_per_node) == ("gpu", 2, 1)
+    assert launcher.cpus_per_task == 8 and launcher.mem_gb == 32 and launcher.timeout_min == 240
+    assert launcher.max_num_timeout == 3  # a timed-out job is requeued and resumes from its checkpoint
+    assert launcher.setup == [f"source {CONF.parent}/.venv/bin/activate"]
+    assert {"gpus_per_node", "gpus_per_task", "account", "qos", "array_parallelism"} <= set(launcher)
+
+
+def test_the_local_launcher_preset_runs_tasks_on_this_machine():
+    launcher = _hydra_config(["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"]).hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    assert launcher.tasks_per_node == 2 and launcher.submitit_folder.endswith("/.submitit/%j")
+
+
+def test_a_mistyped_launcher_key_fails_at_compose_time():
+    with pytest.raises(ConfigCompositionException):
+        _hydra_config(["hydra/launcher=submitit_slurm", "hydra.launcher.partitoin=gpu"])
+
+
+def test_strategy_keys_arrive_typed_and_bad_values_name_the_key():
+    options = to_options(_compose(["trainer.strategy=mirrored", "trainer.cpu_devices=2", "data.num_shards=4"]))
+    assert (options.trainer.strategy.value, options.trainer.cpu_devices, options.data.num_shards) == ("mirrored", 2, 4)
+    with pytest.raises(ConfigCompositionException) as error:
+        _compose(["trainer.strategy=horovod"])
+    assert "[auto, default, mirrored, multi_worker]" in str(error.value.__cause__)
+    with pytest.raises(ValueError, match=r"data.shard must be in \[0, data.num_shards\)"):
+        to_options(_compose(["data.shard=4", "data.num_shards=4"]))
+    with pytest.raises(ValueError, match="trainer.cpu_devices must be >= 1 or null"):
+        to_options(_compose(["trainer.cpu_devices=-2"]))
+
+
+def test_every_run_records_status_and_prepares_a_shared_optuna_study():
+    callbacks = _hydra_config([]).hydra.callbacks
+    assert callbacks.prepare_study._target_ == "asr.cli.callbacks.PrepareStudy"

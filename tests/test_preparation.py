@@ -133,3 +133,73 @@ def test_storage_leaves_features_on_disk_with_the_same_values_and_max_seconds_sk
     (rejected,) = limited.report["rejected"]
     assert rejected["split"] == "train" and rejected["kind"] == "too_long" and rejected["item"].endswith("3.wav")
     assert "2.5 s of audio, longer than data.max_seconds=2" in rejected["reason"]
+
+
+def _corpus(root, count: int = 12) -> None:
+    """train/valid/test manifests over `count` short WAVs (train all, valid and test every third)."""
+    for i in range(count):
+        write_wav(root / f"{i}.wav", 8000, sine(8000, seconds=0.3 + 0.02 * i, hz=200 + 30 * i))
+    line = lambda i: json.dumps({"audio": f"{i}.wav", "text": "ab ba"}) + "\n"  # noqa: E731
+    (root / "train.jsonl").write_text("".join(line(i) for i in range(count)))
+    (root / "valid.jsonl").write_text("".join(line(i) for i in range(0, count, 3)))
+    (root / "test.jsonl").write_text("".join(line(i) for i in range(1, count, 3)))
+
+
+def test_shards_split_every_split_stably_and_together_fill_the_cache_for_training(tmp_path):
+    from asr.data.preparation import shard_of
+
+    _corpus(tmp_path)
+    options, augment = FeatureOptions(sample_rate=8000), AugmentOptions(speeds=(1.0, 0.9))
+    seen = {"train": [], "valid": [], "test": []}
+    for shard in range(3):
+        cfg = DataOptions(root=str(tmp_path), cache_dir=str(tmp_path / "cache"), shard=shard, num_shards=3)
+        prepared = prepare_data(cfg, options, 1, augment)
+        assert prepared.report["shard"] == {"shard": shard, "num_shards": 3}
+        for name, examples in prepared.examples.items():
+            assert all(shard_of(e.key, 3) == shard for e in examples)
+            seen[name] += [e.key for e in examples]
+    assert [len(seen[n]) for n in ("train", "valid", "test")] == [12, 4, 4]  # each utterance in exactly one shard
+    assert all(len(set(keys)) == len(keys) for keys in seen.values())
+    assert shard_of("a.wav", 3) == shard_of("a.wav", 3) and {shard_of(f"{i}.wav", 3) for i in range(30)} == {0, 1, 2}
+    # training later finds every feature, at every speed, in the cache
+    whole = prepare_data(DataOptions(root=str(tmp_path), cache_dir=str(tmp_path / "cache")), options, 1, augment)
+    assert (whole.report["cache_misses"], whole.report["cache_hits"]) == (0, 12 * 2 + 4 + 4)
+
+
+_EXTRACT = """
+import sys
+from asr.data.features import FeatureOptions
+from asr.data.options import AugmentOptions, DataOptions
+from asr.data.preparation import prepare_data
+root, cache, shard, shards = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cfg = DataOptions(root=root, cache_dir=cache, shard=shard, num_shards=shards, workers=1)
+prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions(speeds=(1.0, 0.9, 1.1)))
+"""
+
+
+def test_two_processes_extracting_overlapping_shards_at_once_leave_identical_whole_entries(tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+
+    _corpus(tmp_path, 16)
+    cache = tmp_path / "cache"
+    runs = [("0", "2"), ("0", "1")]  # shard 0 of 2, and everything: half the entries written by both at once
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _EXTRACT, str(tmp_path), str(cache), s, n], stderr=subprocess.PIPE)
+        for s, n in runs
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors
+    done = subprocess.run(
+        [sys.executable, "-c", _EXTRACT, str(tmp_path), str(tmp_path / "alone"), "0", "1"], timeout=120
+    )
+    assert done.returncode == 0
+    entries = sorted(cache.rglob("*.npy"))
+    assert len(entries) == 16 * 3 + 0  # valid/test files are training files here: their speed-1 entries are shared
+    assert not list(cache.rglob("*.tmp"))
+    for entry in entries:
+        side = json.loads(entry.with_suffix(".json").read_text())
+        assert hashlib.sha256(entry.read_bytes()).hexdigest() == side["sha256"]  # whole, not torn
+        alone = tmp_path / "alone" / entry.relative_to(cache)
+        assert entry.read_bytes() == alone.read_bytes()  # the same bytes as one process alone

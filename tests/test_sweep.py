@@ -135,3 +135,33 @@ def test_a_failed_optuna_trial_is_marked_failed_and_the_study_goes_on(tmp_path):
     assert statuses == ["completed", "completed", "failed"]
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_params"] == {"model.units": 8} and math.isfinite(results["best_value"])
+
+
+@pytest.mark.slow
+def test_two_sweep_processes_feed_one_optuna_study_in_a_new_sqlite_database(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"  # missing: both processes start on a database to create
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    commands = [
+        [
+            str(BIN / "asr-train"),
+            "-m",
+            "experiment=demo_search",
+            "hydra.sweeper.n_trials=1",
+            "hydra.sweeper.n_jobs=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=shared",
+            f"hydra.sweep.dir={tmp_path / name}",
+            "model.units=16",
+            *QUICK,
+        ]
+        for name in ("a", "b")
+    ]
+    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for c in commands]
+    errors = [p.communicate(timeout=600)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # n_trials x 2 processes
+    for name in ("a", "b"):
+        assert (tmp_path / name / "0" / "result.json").is_file()

@@ -403,3 +403,10 @@ def test_a_folder_with_one_bad_file_of_each_kind_trains_on_the_rest_and_reports_
     assert all(math.isfinite(v) for v in record.values()) and record["skipped_batches"] == 0
     result = json.loads((run_dir / "result.json").read_text())
     assert math.isfinite(result["best_val_ler"]) or result["best_val_ler"] is None
+
+
+def test_training_on_one_shard_is_refused_with_the_fix(tmp_path, capsys, hydra_restore_singletons):
+    with pytest.raises(SystemExit) as e:
+        main(["data.num_shards=4", "data.shard=1", f"hydra.run.dir={tmp_path}"])
+    assert e.value.code == 2
+    assert "data.num_shards=4: shards are for asr-prepare" in capsys.readouterr().err
