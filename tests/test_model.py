@@ -106,3 +106,21 @@ def test_a_batch_with_a_non_finite_loss_is_skipped_counted_and_never_reaches_the
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["skipped_batches"] == 0.0 and np.isfinite(logs["loss"])
     assert not np.array_equal(weights[0], model.trainable_variables[0].numpy())  # a good batch trains again
+
+
+@pytest.mark.slow  # traces training steps under a float16 policy
+def test_mixed_precision_keeps_logits_and_loss_float32_and_scales_the_loss():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = CTCModel(4, Vocabulary().characters, ModelOptions(num_layers=1, units=8))
+        model.compile(optimizer=keras.optimizers.Adam(0.01), clipnorm=1.0)
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        rng = np.random.default_rng(0)
+        inputs = {"features": rng.normal(size=(4, 20, 4)).astype(np.float32), "lengths": np.array([20, 18, 15, 9])}
+        labels = np.array([[0, 1, 2], [3, 4, -1], [5, -1, -1], [6, 7, -1]], np.int32)
+        assert model(inputs).dtype == "float32" and model.rnns[0].compute_dtype == "float16"
+        losses = [float(model.train_on_batch(inputs, labels, return_dict=True)["loss"]) for _ in range(30)]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # it learns: the scaling is undone
+        assert all(v.dtype == "float32" for v in model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

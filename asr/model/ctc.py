@@ -70,7 +70,8 @@ class CTCModel(BuildFromShapes, keras.Model):
             if options.logits_init_stddev
             else "glorot_uniform"
         )
-        self.logits = keras.layers.Dense(len(characters) + 1, kernel_initializer=init, name="logits")
+        # float32 logits whatever the dtype policy: the CTC loss (a log-sum-exp over long paths) stays float32
+        self.logits = keras.layers.Dense(len(characters) + 1, kernel_initializer=init, dtype="float32", name="logits")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ler = ErrorRate(name="ler")
         self.wer = ErrorRate(name="wer")
@@ -180,10 +181,15 @@ class CTCModel(BuildFromShapes, keras.Model):
     def train_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         augmented = {**x, "features": self.spec_augment(x["features"], x["lengths"])}
+        # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer: the loss is scaled before the
+        # gradients (float16 activations would underflow), and the optimizer unscales them, skips a step whose
+        # scaled gradients overflow and lowers its scale.
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         with tf.GradientTape() as tape:
             logits = self(augmented, training=True)
             loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
-        gradients = tape.gradient(loss, self.trainable_variables)
+            target = self.optimizer.scale_loss(loss) if scaled else loss
+        gradients = tape.gradient(target, self.trainable_variables)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         total = loss
         if replicas > 1:  # the global batch's loss and gradients, on every replica
@@ -193,11 +199,15 @@ class CTCModel(BuildFromShapes, keras.Model):
         # A batch whose loss or gradients are not finite is skipped (counted, never applied): NaN or inf never
         # reaches the weights or the optimizer's moments. Decided on all-reduced values: the same everywhere.
         finite = tf.reduce_all([tf.math.is_finite(total)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        if self.clipnorm:
-            gradients = [tf.clip_by_norm(g, self.clipnorm) for g in gradients]
+        if self.clipnorm:  # the norm of the unscaled gradient
+            limit = self.clipnorm * self.optimizer.dynamic_scale if scaled else self.clipnorm
+            gradients = [tf.clip_by_norm(g, limit) for g in gradients]
         if not self.optimizer.built:  # build outside the condition (variables cannot be created inside it)
             self.optimizer.build(self.trainable_variables)
-        if replicas == 1:
+        if scaled:  # the LossScaleOptimizer decides on finite gradients itself (and must see the others)
+            self.optimizer.apply([g / replicas for g in gradients], self.trainable_variables)
+            tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
+        elif replicas == 1:
             tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
         else:
             # the optimizer all-reduces what it is given again: each replica passes its share of the sum

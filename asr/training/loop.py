@@ -170,6 +170,7 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
         return _train(options, Path(run_dir), overrides, started)
     finally:
         _last_job_ended = time.time()
+        keras.mixed_precision.set_dtype_policy("float32")  # the next job of a multirun starts from the default
         compat.forget_custom_gradients(known)
         keras.backend.clear_session()
         gc.collect()
@@ -215,6 +216,8 @@ def _fit(
         examples["train"], batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames, replicas
     )
     steps_per_epoch = len(plans[0].batches)  # the same every epoch
+    # float16 layers (variables and the CTC loss float32; Keras adds loss scaling) or float32 throughout
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if trainer.mixed_precision else "float32")
     with strategy.scope():
         model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
         model.compile(
