@@ -28,6 +28,7 @@ LIGHT = [
     "data/preparation",
     "model/options",
     "training/options",
+    "training/cluster",  # asr-train reads the cluster before TensorFlow starts
     "inference/options",
 ]
 
