@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -146,6 +147,8 @@ def test_two_workers_by_tf_config_train_like_one_process_and_only_the_chief_writ
     assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert "strategy: multi_worker, 2 worker(s), 2 replica(s) in sync" in (run_dir / "train.log").read_text()
     assert f"worker 1 of 2 done; the chief writes {run_dir}" in outputs[1][0]
+    digests = [re.findall(r"weights after training: sha256 ([0-9a-f]{64})", out + err) for out, err in outputs]
+    assert len(digests[0]) == 1 and digests[0] == digests[1]  # both workers end with the same weights
     _close(_first_epoch(run_dir), one_device)
     # the chief's checkpoint holds the weights every worker ended with (the workers' scratch copies are gone)
     result = json.loads((run_dir / "result.json").read_text())
@@ -176,3 +179,59 @@ def test_a_submitit_local_multirun_of_two_jobs_of_two_tasks_each(tiny_corpus, on
     for job in ("0", "1"):
         assert json.loads((sweep / job / "status.json").read_text())["status"] == "completed"
         assert json.loads((sweep / job / "result.json").read_text())["epochs"] == 1
+
+
+_SKIP_ON_EVERY_REPLICA = """
+import json
+import keras
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = CTCModel(4, "ab ", ModelOptions(num_layers=1, units=4))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), clipnorm=1.0)
+    model.build_for()
+
+def batches(poisoned):
+    rng = np.random.default_rng(0)
+    pieces = []
+    for replica in range(2):  # one input pipeline: consecutive elements go to replicas 0 and 1
+        features = rng.normal(size=(2, 12, 4)).astype(np.float32)
+        if poisoned and replica == 1:
+            features[0, 3, 1] = np.nan  # one frame of one utterance on the second replica only
+        inputs = {"features": features, "lengths": np.array([12, 9], np.int32)}
+        pieces.append((inputs, np.array([[0, 1], [1, -1]], np.int32)))
+    def dataset(context):
+        return tf.data.Dataset.from_generator(lambda: iter(pieces), output_signature=(
+            {"features": tf.TensorSpec([2, 12, 4], tf.float32), "lengths": tf.TensorSpec([2], tf.int32)},
+            tf.TensorSpec([2, 2], tf.int32)))
+    return strategy.distribute_datasets_from_function(dataset)
+
+before = [w.copy() for w in model.get_weights()]
+poisoned = model.fit(batches(True), epochs=1, steps_per_epoch=1, verbose=0).history
+same = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+steps = int(model.optimizer.iterations.numpy())
+clean = model.fit(batches(False), epochs=1, steps_per_epoch=1, verbose=0).history
+moved = not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+print(json.dumps({"skipped": poisoned["skipped_batches"][0], "same": same, "steps": steps,
+                  "clean_skipped": clean["skipped_batches"][0], "moved": moved,
+                  "steps_after": int(model.optimizer.iterations.numpy())}))
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_non_finite_on_one_replica_is_skipped_on_every_replica():
+    done = subprocess.run(
+        [sys.executable, "-c", _SKIP_ON_EVERY_REPLICA], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # the poisoned step: counted once, no weight and no optimizer step moved on either replica
+    assert (result["skipped"], result["same"], result["steps"]) == (1.0, True, 0)
+    assert (result["clean_skipped"], result["moved"], result["steps_after"]) == (0.0, True, 1)

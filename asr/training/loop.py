@@ -273,6 +273,8 @@ def _fit(
         stall = time.perf_counter() - callbacks[-1].train_ended  # WriteMetrics, the last: sets train_seconds
         if stall > 1.0:  # seen with a Python-generator dataset; kept as a guard
             log.warning("fit returned %.1f s after training ended", stall)
+        if is_distributed(strategy):  # every worker holds the same weights: the logs of all workers show it
+            log.info("weights after training: sha256 %s", weights_digest(model))
     if trainer.keep_best and state.best_weights is not None:
         model.set_weights(state.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
@@ -300,6 +302,14 @@ def _fit(
     if not math.isfinite(best_ler):
         raise TrainingDiverged(f"the best validation LER is {best_ler}")
     return float(best_ler)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 of a model's weights (the bytes of get_weights(), in order)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()
 
 
 def report(result: dict, run_dir: Path) -> None:
