@@ -143,7 +143,11 @@ def test_two_workers_by_tf_config_train_like_one_process_and_only_the_chief_writ
         env = _env(TF_CONFIG=config, https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
         command = _command(run_dir, tiny_corpus, "trainer.checkpoint_every_seconds=0")
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=300) for p in processes]
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]  # a hard limit: a lost worker hangs the other
+    finally:
+        for p in processes:
+            p.kill()
     assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
     assert "strategy: multi_worker, 2 worker(s), 2 replica(s) in sync" in (run_dir / "train.log").read_text()
     assert f"worker 1 of 2 done; the chief writes {run_dir}" in outputs[1][0]
