@@ -78,8 +78,8 @@ def make_strategy(kind: Strategy, cluster: Cluster, cpu_devices: int | None) -> 
 
 
 def is_distributed(strategy: tf.distribute.Strategy) -> bool:
-    """Whether batches go through the strategy's input distribution (anything but the default strategy)."""
-    return strategy is not tf.distribute.get_strategy() or strategy.num_replicas_in_sync > 1
+    """Whether batches go through the strategy's input distribution (the strategies make_strategy creates)."""
+    return isinstance(strategy, tf.distribute.MirroredStrategy | tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def replica_plans(plans: Sequence[EpochPlan], replicas: int, first: int, count: int) -> list[EpochPlan]:

@@ -188,7 +188,7 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one
         scratch = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
         try:
-            best = _fit(options, scratch, overrides, job_started, strategy, resumed)
+            best = _fit(options, scratch, overrides, job_started, strategy, resumed, chief=False)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         print(f"worker {workers.index} of {workers.num_workers} done; the chief writes {run_dir}")
@@ -203,8 +203,10 @@ def _fit(
     job_started: float,
     strategy,
     resumed: checkpoint.Checkpoint | None,
+    chief: bool = True,
 ) -> float:
-    """Prepare, fit under `strategy` (resuming from `resumed`), evaluate, save and report into run_dir."""
+    """Prepare, fit under `strategy` (resuming from `resumed`), evaluate, save into run_dir (and, the chief,
+    report on the console)."""
     trainer = options.trainer
     prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
     write_report(prepared.report, run_dir)
@@ -297,7 +299,7 @@ def _fit(
     }
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     provenance.finish(run_dir, origin)
-    if cluster.discover().is_chief:
+    if chief:
         report(result, run_dir)
     if not math.isfinite(best_ler):
         raise TrainingDiverged(f"the best validation LER is {best_ler}")
