@@ -80,7 +80,11 @@ class BuildFromShapes:
     replaces Keras's build from the first (all-reduced) batch of a distributed fit."""
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None) -> None:  # overrides TensorFlowTrainer's
-        """Create the model's and the optimizer's variables under the strategy, without touching data."""
+        self.build_variables()
+
+    def build_variables(self) -> None:
+        """Create the model's and (once compiled) the optimizer's variables under the model's strategy, from
+        shapes alone (what fit, train_on_batch and a checkpoint restore need first)."""
         with self.distribute_strategy.scope():
             if not self.built:
                 self.build_for()

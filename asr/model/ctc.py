@@ -202,8 +202,6 @@ class CTCModel(BuildFromShapes, keras.Model):
         if self.clipnorm:  # the norm of the unscaled gradient
             limit = self.clipnorm * self.optimizer.dynamic_scale if scaled else self.clipnorm
             gradients = [tf.clip_by_norm(g, limit) for g in gradients]
-        if not self.optimizer.built:  # build outside the condition (variables cannot be created inside it)
-            self.optimizer.build(self.trainable_variables)
         if scaled:  # the LossScaleOptimizer decides on finite gradients itself (and must see the others)
             self.optimizer.apply([g / replicas for g in gradients], self.trainable_variables)
             tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)

@@ -97,10 +97,9 @@ def latest(run_dir: Path) -> Checkpoint | None:
 
 
 def restore(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Put a checkpoint's model and optimizer variables into a compiled model (built here if needed)."""
-    if not model.built:
-        model.build_for()
-    model.optimizer.build(model.trainable_variables)
+    """Put a checkpoint's model and optimizer variables into a compiled CTCModel (built here if needed, under
+    the model's strategy)."""
+    model.build_variables()
     targets = [("model", model.variables, checkpoint.model_variables)]
     targets.append(("optimizer", model.optimizer.variables, checkpoint.optimizer_variables))
     for what, variables, values in targets:

@@ -236,8 +236,7 @@ def _fit(
     state = RunState(config_sha256=config_sha256(options))
     resumed_from = None
     if resumed is not None:
-        with strategy.scope():  # the optimizer variables it builds are the strategy's
-            checkpoint.restore(model, resumed)
+        checkpoint.restore(model, resumed)
         state, resumed_from = resumed.state, resumed.state.epoch  # the callbacks advance state.epoch
     train_keys = [e.key for e in examples["train"]]
 
