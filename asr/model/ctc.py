@@ -202,14 +202,15 @@ class CTCModel(BuildFromShapes, keras.Model):
         if self.clipnorm:  # the norm of the unscaled gradient
             limit = self.clipnorm * self.optimizer.dynamic_scale if scaled else self.clipnorm
             gradients = [tf.clip_by_norm(g, limit) for g in gradients]
-        if scaled:  # the LossScaleOptimizer decides on finite gradients itself (and must see the others)
-            self.optimizer.apply([g / replicas for g in gradients], self.trainable_variables)
-            tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
-        elif replicas == 1:
+        if replicas == 1 and not scaled:
             tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
         else:
             # the optimizer all-reduces what it is given again: each replica passes its share of the sum
-            self._apply_on_every_replica([g / replicas for g in gradients], finite)
+            shares = [g / replicas for g in gradients]
+            if scaled:  # the LossScaleOptimizer decides on finite gradients itself (and must see the others)
+                self.optimizer.apply(shares, self.trainable_variables)
+            else:
+                self._apply_on_every_replica(shares, finite)
             tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
         self.skipped.update_state((1.0 - tf.cast(finite, tf.float32)) / replicas)
         return self.step_results(self.metrics)
