@@ -53,7 +53,7 @@ def test_a_multi_task_slurm_step_becomes_workers_on_its_nodes_without_nvidia_smi
         monkeypatch.setenv(name, value)  # SlurmClusterResolver reads os.environ itself
     found = discover(env)
     base = port_base("4321")
-    assert base == cluster.PORT_BASE + 4321
+    assert base == cluster.PORT_BASE + cluster.PORT_STRIDE * (4321 % (cluster.PORT_SPAN // cluster.PORT_STRIDE))
     assert found.workers == (f"gpu07:{base}", f"gpu07:{base + 1}", f"gpu08:{base}", f"gpu08:{base + 1}")
     assert (found.index, found.source, found.is_chief) == (3, "slurm", False)
     assert "CUDA_VISIBLE_DEVICES" not in os.environ  # left to SLURM
@@ -66,7 +66,7 @@ def test_a_one_task_slurm_step_is_a_single_process():
 def test_a_submitit_local_job_of_two_tasks_gets_a_port_per_task():
     env = {"SUBMITIT_LOCAL_JOB_ID": "777", "SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1"}
     found = discover(env)
-    base = cluster.PORT_BASE + 777
+    base = port_base("777")
     assert found.workers == (f"127.0.0.1:{base}", f"127.0.0.1:{base + 1}")
     assert (found.index, found.source) == (1, "submitit")
     assert discover({**env, "SUBMITIT_LOCAL_NTASKS": "1"}) == Cluster()
@@ -75,7 +75,8 @@ def test_a_submitit_local_job_of_two_tasks_gets_a_port_per_task():
 def test_ports_of_jobs_stay_in_their_range_for_any_job_id():
     for job in ("0", "9999", "10000", "123456789", "local-abc"):
         assert cluster.PORT_BASE <= port_base(job) < cluster.PORT_BASE + cluster.PORT_SPAN
-    assert port_base("12") != port_base("13")
+    # jobs with consecutive ids (started together) get disjoint blocks of ports for their tasks
+    assert port_base("13") - port_base("12") == cluster.PORT_STRIDE
 
 
 def test_export_writes_tf_config_and_drops_proxies_for_local_workers():

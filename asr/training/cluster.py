@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 TF_CONFIG = "TF_CONFIG"
-# Ports of a job's workers start at PORT_BASE + (job id mod PORT_SPAN): two jobs on one node rarely meet, and
-# the range stays below the Linux ephemeral ports (32768-60999), which the OS hands to outgoing connections.
+# Ports of a job's workers on a node start at PORT_BASE + PORT_STRIDE x (job id mod PORT_SPAN / PORT_STRIDE):
+# jobs with consecutive ids (a submitit batch, a job array) get disjoint blocks of PORT_STRIDE ports (tasks per
+# node), and the range stays below the Linux ephemeral ports (32768-60999) the OS hands to outgoing connections.
 PORT_BASE = 20000
 PORT_SPAN = 10000
+PORT_STRIDE = 16
 # Proxy variables gRPC honours even for the workers' own addresses (DESIGN.md §4): dropped for local clusters.
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "grpc_proxy", "HTTP_PROXY", "HTTPS_PROXY", "GRPC_PROXY")
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -59,7 +61,7 @@ class Cluster:
 def port_base(job_id: str) -> int:
     """The first port of a job's workers: a stable function of the scheduler's job id."""
     number = int(job_id) if job_id.isdigit() else zlib.crc32(job_id.encode("utf-8"))
-    return PORT_BASE + number % PORT_SPAN
+    return PORT_BASE + PORT_STRIDE * (number % (PORT_SPAN // PORT_STRIDE))
 
 
 def from_tf_config(text: str) -> Cluster:
@@ -108,6 +110,8 @@ def from_submitit(environ: Mapping[str, str]) -> Cluster | None:
     tasks = int(environ.get("SUBMITIT_LOCAL_NTASKS", "1"))
     if tasks < 2:
         return None
+    if tasks > PORT_STRIDE:
+        raise ClusterError(f"{tasks} tasks on one machine: at most {PORT_STRIDE} (a block of ports per job)")
     base = port_base(environ["SUBMITIT_LOCAL_JOB_ID"])
     workers = tuple(f"127.0.0.1:{base + rank}" for rank in range(tasks))
     return Cluster(workers, int(environ.get("SUBMITIT_LOCAL_GLOBALID", "0")), "submitit")
