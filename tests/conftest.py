@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,9 @@ absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 # list where it was (rebuilding it costs a second per test process).
 _user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 os.environ.setdefault("MPLCONFIGDIR", str(_user_cache / "matplotlib"))
-os.environ["XDG_CACHE_HOME"] = str(Path(__import__("tempfile").mkdtemp(prefix="asr-test-cache-")))
+_test_cache = tempfile.mkdtemp(prefix="asr-test-cache-")  # removed when this test process exits
+atexit.register(shutil.rmtree, _test_cache, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = _test_cache
 
 
 def pytest_configure(config: pytest.Config) -> None:

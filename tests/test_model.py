@@ -17,14 +17,36 @@ def _model(augment: AugmentOptions | None = None, **options):
     return model
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_padding_does_not_change_the_real_frames(bidirectional):
-    model = _model(bidirectional=bidirectional)
+@pytest.mark.parametrize(
+    "options",
+    [{"bidirectional": False}, {"bidirectional": True}, {"stride": 3, "conv_layers": 2, "conv_channels": 6}],
+    ids=["lstm", "bilstm", "conv"],
+)
+def test_padding_does_not_change_the_real_frames(options):
+    model = _model(**options)
     x = np.random.default_rng(0).normal(size=(1, 7, 4)).astype(np.float32)
     alone = model({"features": x, "lengths": np.array([7])}).numpy()
     padded = np.concatenate([x, np.full((1, 5, 4), 3.0, np.float32)], axis=1)
     batch = model({"features": padded, "lengths": np.array([7])}).numpy()
-    np.testing.assert_allclose(batch[:, :7], alone, atol=1e-5)
+    steps = alone.shape[1]
+    assert steps == model.output_lengths(np.array([7])).numpy()[0]
+    np.testing.assert_allclose(batch[:, :steps], alone, atol=1e-5)
+
+
+def test_the_convolutional_front_end_moves_by_the_stride_and_replaces_the_stacking():
+    model = _model(stride=3, conv_layers=2, conv_channels=6, conv_kernel=5)
+    assert [v.path.split("/", 1)[1] for v in model.weights[:4]] == [
+        "conv_0/kernel",
+        "conv_0/bias",
+        "conv_1/kernel",
+        "conv_1/bias",
+    ]
+    assert model.convs[0].kernel.shape == (5, 4, 6) and model.convs[1].kernel.shape == (5, 6, 6)
+    assert model.rnns[0].forward_layer.cell.kernel.shape == (6, 32)  # the LSTM sees the channels, not 3 x 4
+    logits = model({"features": np.ones((2, 10, 4), np.float32), "lengths": np.array([10, 4])})
+    assert logits.shape == (2, 4, 29)
+    with pytest.raises(ValueError, match="conv_kernel .2. must be >= model.stride .3."):
+        ModelOptions(stride=3, conv_layers=1, conv_kernel=2)
 
 
 def test_stride_stacks_frames():

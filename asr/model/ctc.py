@@ -32,7 +32,8 @@ def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
 class CTCModel(BuildFromShapes, keras.Model):
     """Features [B, T, F] + lengths [B] -> logits [B, T', len(characters) + 1]; the blank is the last class.
 
-    T' = ceil(T / stride): with stride > 1 consecutive frames are stacked, so the LSTMs run fewer steps.
+    T' = ceil(T / stride): with stride > 1 consecutive frames are stacked (or, with a convolutional front-end, its
+    first layer moves by `stride` frames), so the LSTMs run fewer steps.
 
     Batches come as ({"features": zero-padded [B, T, F], "lengths": [B]}, labels [B, L] padded with -1);
     the mask and the sparse labels are built inside the step.
@@ -60,6 +61,16 @@ class CTCModel(BuildFromShapes, keras.Model):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)  # SpecAugment's draws
         self.blank_index = len(characters)
+        self.convs = [
+            keras.layers.Conv1D(
+                options.conv_channels,
+                options.conv_kernel,
+                strides=options.stride if i == 0 else 1,
+                activation="relu",
+                name=f"conv_{i}",
+            )
+            for i in range(options.conv_layers)
+        ]
         self.rnns = []
         for i in range(options.num_layers):
             lstm = keras.layers.LSTM(options.units, return_sequences=True, name=f"lstm_{i}")
@@ -118,6 +129,21 @@ class CTCModel(BuildFromShapes, keras.Model):
         padded = tf.pad(features, [[0, 0], [0, (-frames) % self.stride], [0, 0]])
         return tf.reshape(padded, [tf.shape(features)[0], -1, self.num_features * self.stride])
 
+    def convolve(self, features: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """[B, T, F] -> [B, ceil(T / stride), conv_channels] through the convolutional front-end. Each output step
+        sees a window centred on its `stride` frames; frames and steps past an utterance's end are zeroed before every
+        layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds."""
+        x = features * tf.cast(tf.sequence_mask(lengths, tf.shape(features)[1]), features.dtype)[:, :, None]
+        for conv in self.convs:
+            step, kernel = conv.strides[0], conv.kernel_size[0]
+            frames = tf.shape(x)[1]
+            outputs = stacked_frames(frames, step)
+            left = (kernel - step) // 2
+            x = tf.pad(x, [[0, 0], [left, (outputs - 1) * step + kernel - left - frames], [0, 0]])
+            lengths = stacked_frames(lengths, step)
+            x = conv(x) * tf.cast(tf.sequence_mask(lengths, outputs), x.dtype)[:, :, None]
+        return x
+
     def _masks(self, count: int, max_width: int, extent: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
         """[B, size] float, 0 inside `count` random bands of width <= max_width within [0, extent) per row."""
         keep = tf.ones([tf.shape(extent)[0], size])
@@ -142,7 +168,10 @@ class CTCModel(BuildFromShapes, keras.Model):
         return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
-        x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
+        if self.convs:
+            x = self.convolve(inputs["features"], tf.cast(inputs["lengths"], tf.int32))  # [B, T', conv_channels]
+        else:
+            x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
         mask = sequence_mask(self.output_lengths(inputs["lengths"]), x)  # [B, T']
         for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
             x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T, units (x2)]
@@ -153,6 +182,11 @@ class CTCModel(BuildFromShapes, keras.Model):
         load_weights; no forward pass, which would cost most of a second)."""
         width = self.num_features * self.stride  # what each recurrent step sees: [B, T', F * stride]
         with keras.name_scope(self.name, caller=self):  # the variable paths a call gives them
+            if self.convs:
+                width = self.num_features
+                for conv in self.convs:
+                    conv.build((None, None, width))
+                    width = self.options.conv_channels
             for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
                 rnn.build((None, None, width))
                 width = self.options.units * (2 if self.options.bidirectional else 1)
