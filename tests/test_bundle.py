@@ -34,6 +34,17 @@ def test_round_trip_gives_identical_logits(saved):
     np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
 
 
+def test_a_model_with_a_convolutional_front_end_round_trips(tmp_path):
+    options = ModelOptions(num_layers=1, units=8, stride=3, conv_layers=2, conv_channels=6, conv_kernel=4)
+    model = CTCModel(FeatureOptions(deltas=1).num_features, Vocabulary().characters, options)
+    model.build_for()
+    save_bundle(tmp_path, model, FeatureOptions(deltas=1), Vocabulary())
+    bundle = load_bundle(tmp_path)
+    assert bundle.model.options == options and len(bundle.model.convs) == 2
+    x = {"features": np.random.default_rng(1).normal(size=(2, 11, 26)).astype(np.float32), "lengths": np.array([11, 4])}
+    np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
+
+
 def test_the_longest_training_utterance_and_a_unicode_vocabulary_travel_with_the_bundle(tmp_path):
     vocab = Vocabulary(" abcdefghijklmnopqrstuvwxyzéëï")  # as data.characters=auto found them
     model = CTCModel(26, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2))
