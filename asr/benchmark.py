@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from asr.errors import UserError
 from asr.system import usable_cpus
 
 if TYPE_CHECKING:
@@ -214,6 +215,16 @@ def epoch_figures(seconds: Sequence[float]) -> dict:
         "min": round(min(measured), 3),
         "max": round(max(measured), 3),
     }
+
+
+def refuse_conv_front_end(conv_layers: int) -> None:
+    """The FLOP counts cover stacked frames into the LSTM stack: a convolutional front-end would go uncounted."""
+    if conv_layers:
+        raise UserError(
+            f"model.conv_layers={conv_layers}: asr-bench counts the FLOPs of stacked frames into the LSTM stack "
+            "and would leave the convolutions out; benchmark with model.conv_layers=0 (time a run with the "
+            "front-end through asr-train's train_seconds)"
+        )
 
 
 def stack_forward_flop_per_frame(
@@ -580,6 +591,7 @@ def bench_train(overrides: Sequence[str], epochs: int, naive_epochs: int, limit:
     from asr.config import compose
 
     options = compose(overrides)
+    refuse_conv_front_end(options.model.conv_layers)
     started, began = time.perf_counter(), datetime.now().astimezone()
     ours = train_ours(options, epochs, limit)  # the first phase here: this process's peak memory is its peak
     items = ours.pop("items")
@@ -741,6 +753,7 @@ def bench_lstm(
     from asr.config import compose
 
     options = compose(overrides)
+    refuse_conv_front_end(options.model.conv_layers)
     if options.trainer.threads is not None:  # before TensorFlow runs anything: asr-train's thread settings
         import tensorflow as tf
 

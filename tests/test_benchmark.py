@@ -148,3 +148,12 @@ def test_bench_lstm_reports_a_flop_rate_per_batch_size_and_variant(tmp_path, cap
     assert result["model"]["input_width"] == options.features.num_features * options.model.stride
     assert result["matmul_gflops_2048"] > 0
     assert "matmul 2048^3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "lstm"])
+def test_a_convolutional_front_end_is_refused_with_the_fix_since_its_flops_go_uncounted(command, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["--out", str(out), command, "experiment=demo", "model.conv_layers=2"]) != 0
+    err = capsys.readouterr().err
+    assert "model.conv_layers=2: asr-bench counts the FLOPs" in err and "model.conv_layers=0" in err
+    assert "Traceback" not in err and not out.exists()

@@ -133,15 +133,15 @@ class CTCModel(BuildFromShapes, keras.Model):
         """[B, T, F] -> [B, ceil(T / stride), conv_channels] through the convolutional front-end. Each output step
         sees a window centred on its `stride` frames; frames and steps past an utterance's end are zeroed before every
         layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds."""
-        x = features * tf.cast(tf.sequence_mask(lengths, tf.shape(features)[1]), features.dtype)[:, :, None]
+        x = features * tf.cast(sequence_mask(lengths, features), features.dtype)[:, :, None]
         for conv in self.convs:
             step, kernel = conv.strides[0], conv.kernel_size[0]
             frames = tf.shape(x)[1]
-            outputs = stacked_frames(frames, step)
             left = (kernel - step) // 2
-            x = tf.pad(x, [[0, 0], [left, (outputs - 1) * step + kernel - left - frames], [0, 0]])
+            right = (stacked_frames(frames, step) - 1) * step + kernel - left - frames  # ceil(frames / step) outputs
+            x = conv(tf.pad(x, [[0, 0], [left, right], [0, 0]]))
             lengths = stacked_frames(lengths, step)
-            x = conv(x) * tf.cast(tf.sequence_mask(lengths, outputs), x.dtype)[:, :, None]
+            x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
         return x
 
     def _masks(self, count: int, max_width: int, extent: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
