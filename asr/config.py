@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from asr.data.features import FeatureOptions
 from asr.data.options import MASK_FIELDS, AugmentOptions, DataOptions
 from asr.errors import UserError
-from asr.model.options import ModelOptions
+from asr.model.options import LMOptions, ModelOptions
 from asr.system import SOURCE_ROOT
 from asr.training.options import OptimizerOptions, RunOptions, TrainerOptions
 
@@ -68,6 +68,7 @@ AugmentConfig = _schema(AugmentOptions, "AugmentConfig")
 ModelConfig = _schema(ModelOptions, "ModelConfig", [(name, int) for name in MASK_FIELDS])
 OptimizerConfig = _schema(OptimizerOptions, "OptimizerConfig", [("warmup_epochs", float)])
 TrainerConfig = _schema(TrainerOptions, "TrainerConfig")
+LMConfig = _schema(LMOptions, "LMConfig")
 
 # Deprecated keys: (group, old key) -> (group, new key). docs/upgrading.md lists them.
 DEPRECATED = {
@@ -77,7 +78,7 @@ DEPRECATED = {
 }
 
 
-GROUPS = ("data", "features", "augment", "model", "optimizer", "trainer")
+GROUPS = ("data", "features", "augment", "model", "optimizer", "trainer", "lm")
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)  # type: ignore[valid-type]
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # type: ignore[valid-type]
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # type: ignore[valid-type]
+    lm: LMConfig = field(default_factory=LMConfig)  # type: ignore[valid-type]
 
 
 def _plain(group: Any) -> dict:
@@ -134,6 +136,7 @@ def _options(cfg: Config, groups: dict[str, dict]) -> RunOptions:
         model=ModelOptions(**groups["model"]),
         optimizer=OptimizerOptions(**groups["optimizer"]),
         trainer=TrainerOptions(**groups["trainer"]),
+        lm=LMOptions(**groups["lm"]),
     )
 
 

@@ -5,8 +5,9 @@ import pytest
 
 from asr.data.features import FeatureOptions, extract
 from asr.data.text import Vocabulary
-from asr.inference.bundle import BUNDLE_FILE, DEFAULT_MAX_SECONDS, BundleError, load_bundle, save_bundle
+from asr.inference.bundle import BUNDLE_FILE, DEFAULT_MAX_SECONDS, LM_FILE, BundleError, load_bundle, save_bundle
 from asr.model.ctc import CTCModel
+from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm
 from asr.model.options import ModelOptions
 
 
@@ -126,3 +127,20 @@ def test_a_bundle_written_before_options_were_grouped_still_loads(saved):
     assert bundle.model.augment.time_masks == 2
     x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}
     np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
+
+
+def test_a_language_model_travels_with_the_bundle_and_a_missing_one_is_named(tmp_path, built):
+    lm = estimate_character_lm(["the cat sat", "a cat ran"], 4)
+    decoder = LMDecoder(lm, LMWeights(alpha=0.8, beta=2.0), beam_width=12)
+    save_bundle(tmp_path, built, FeatureOptions(deltas=1), Vocabulary(), lm=decoder)
+    loaded = load_bundle(tmp_path).lm
+    assert (loaded.weights, loaded.beam_width, loaded.lm.order) == (LMWeights(0.8, 2.0), 12, 4)
+    assert loaded.lm.log_prob(("c", "a"), "t") == pytest.approx(lm.log_prob(("c", "a"), "t"), abs=1e-5)
+    assert load_bundle(tmp_path).lm is not None
+    (tmp_path / LM_FILE).unlink()
+    with pytest.raises(BundleError, match=f"{LM_FILE}: cannot read the language model.*--lm none"):
+        load_bundle(tmp_path)
+
+
+def test_a_bundle_without_a_language_model_has_none(saved):
+    assert load_bundle(saved[1]).lm is None

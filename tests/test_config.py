@@ -152,6 +152,8 @@ def test_deprecated_keys_keep_working_with_a_warning():
         ("augment.speeds=[1.0,0]", "augment.speeds must be positive factors"),
         ("trainer.epochs=0", "trainer.epochs and trainer.batch_size must be >= 1"),
         ("features.deltas=3", "features.deltas must be 0, 1 or 2"),
+        ("lm.order=-1", "lm.order must be >= 0"),
+        ("lm.alphas=[]", "lm.alphas"),
     ],
 )
 def test_bad_values_fail_once_at_the_boundary_naming_the_key(override, message):
@@ -240,3 +242,11 @@ def test_strategy_keys_arrive_typed_and_bad_values_name_the_key():
 def test_every_run_records_status_and_prepares_a_shared_optuna_study():
     callbacks = _hydra_config([]).hydra.callbacks
     assert callbacks.prepare_study._target_ == "asr.cli.callbacks.PrepareStudy"
+
+
+def test_the_speech_recipe_decodes_with_a_character_lm_and_the_english_presets_stay_greedy():
+    speech = to_options(_compose(["experiment=fillets_nl"])).lm
+    assert (speech.order, speech.beam_width, speech.alphas, speech.betas) == (6, 32, (0.3, 0.5, 0.8), (0.5, 1.0, 2.0))
+    for preset in ("demo", "fsdd", "ldc93s1", "ldc93s1_seed"):
+        assert to_options(_compose([f"experiment={preset}"])).lm.order == 0
+    assert to_options(_compose(["lm=char6", "lm.betas=[1]"])).lm.betas == (1.0,)

@@ -410,3 +410,28 @@ def test_training_on_one_shard_is_refused_with_the_fix(tmp_path, capsys, hydra_r
         main(["data.num_shards=4", "data.shard=1", f"hydra.run.dir={tmp_path}"])
     assert e.value.code == 2
     assert "data.num_shards=4: shards are for asr-prepare" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_character_language_model_is_estimated_tuned_bundled_and_used(shared_data, tmp_path):
+    run_dir = tmp_path / "run"
+    done = run(
+        [str(BIN / "asr-train"), "experiment=ldc93s1", "lm=char6", f"hydra.run.dir={run_dir}", "trainer.verbose=0"]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert [(t["alpha"], t["beta"]) for t in result["lm"]["tried"]] == [
+        (a, b) for a in (0.3, 0.5, 0.8) for b in (0.5, 1.0, 2.0)
+    ]
+    assert result["lm"]["order"] == 6 and result["test"]["ler"] == 0.0 and result["test_greedy"]["ler"] == 0.0
+    spec = json.loads((run_dir / "model" / "bundle.json").read_text())
+    assert spec["language_model"]["file"] == "lm.arpa" and spec["language_model"]["alpha"] == result["lm"]["alpha"]
+    assert "ngram 6=" in (run_dir / "model" / "lm.arpa").read_text(encoding="utf-8")
+    wav = str(shared_data / "ldc93s1" / "LDC93S1.wav")
+    for lm in ("bundle", "none", str(run_dir / "model" / "lm.arpa")):
+        done = run([str(BIN / "asr-transcribe"), str(run_dir), wav, "--lm", lm])
+        assert done.returncode == 0 and done.stdout.split("\t")[1].strip() == SENTENCE, (lm, done.stderr[-2000:])
+    (run_dir / "model" / "lm.arpa").write_text("not a language model\n")
+    done = run([str(BIN / "asr-transcribe"), str(run_dir), wav])
+    assert done.returncode == 2 and "lm.arpa" in done.stderr and "--lm none" in done.stderr
+    assert "Traceback" not in done.stderr

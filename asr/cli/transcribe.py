@@ -50,6 +50,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--n-best", type=int, default=0, help="JSON: also the K best beam transcripts with their log probabilities"
     )
     parser.add_argument("--timestamps", action="store_true", help="JSON: words with start and end times (s)")
+    parser.add_argument(
+        "--lm",
+        default="bundle",
+        metavar="bundle|none|FILE.arpa",
+        help="language model of the beam search: the bundle's if it has one (default), none (the acoustic model "
+        "alone), or an ARPA character model (characters as tokens, <sp> for a space) with the bundle's weights; "
+        "--beam-width sets its beam, --n-best lists the acoustic model's own beam",
+    )
     add_batch_size(parser)
     parser.add_argument(
         "--score",
@@ -59,16 +67,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_debug(parser)
     args = parser.parse_args(argv)
     try:
-        args.decode = DecodeOptions(args.batch_size, args.beam_width, args.n_best, args.timestamps)
+        args.decode = DecodeOptions(args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm)
     except ValueError as e:
         parser.error(str(e))
     return args
 
 
-def check_inputs(model: str, audio: Sequence[str]) -> None:
-    """A UserError naming the first MODEL or AUDIO path that does not exist (checked before TensorFlow loads;
+def check_inputs(model: str, audio: Sequence[str], lm: str = "bundle") -> None:
+    """A UserError naming the first MODEL, --lm or AUDIO path that does not exist (checked before TensorFlow loads;
     an audio file missing from a manifest is a per-file failure instead)."""
     existing(Path(model), MODEL_FIX)
+    if lm not in ("bundle", "none"):
+        existing(Path(lm), "pass --lm bundle, --lm none or the path of an ARPA character language model")
     for name in audio:
         existing(Path(name), AUDIO_FIX)
 
@@ -81,13 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def transcribe(args: argparse.Namespace) -> int:
     """Load the model, print every file's result and the closing line; 1 if any file failed."""
-    check_inputs(args.model, args.audio)
+    check_inputs(args.model, args.audio, args.lm)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_tensorflow()
     from asr.inference.bundle import load_bundle
-    from asr.inference.transcribe import expand_inputs, ready_inference, run
+    from asr.inference.transcribe import choose_lm, expand_inputs, ready_inference, run
 
-    bundle = load_bundle(Path(args.model))
+    bundle = choose_lm(load_bundle(Path(args.model)), args.decode)
     items = expand_inputs(args.audio)
     infer = ready_inference(bundle, args.decode)
     started = time.perf_counter()

@@ -15,9 +15,12 @@ from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.data.text import Vocabulary
 from asr.errors import UserError
 from asr.model.ctc import CTCModel
+from asr.model.lm import LanguageModelError, NgramLM
+from asr.model.lm_search import LMDecoder, LMWeights
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.weights.h5"
+LM_FILE = "lm.arpa"  # the character language model, when the bundle has one
 FORMAT = "asr-bundle"
 VERSION = 1
 # The longest utterance a bundle written before `max_seconds` was recorded is assumed to have been trained on
@@ -38,6 +41,7 @@ class Bundle:
     vocab: Vocabulary
     cmvn: tuple[np.ndarray, np.ndarray] | None = None  # global mean and std per feature, when used
     max_seconds: float = DEFAULT_MAX_SECONDS  # the longest training utterance; longer audio is cut at pauses
+    lm: LMDecoder | None = None  # the character language model and its beam search, when trained with one
 
     def featurize(self, signal: np.ndarray) -> np.ndarray:
         """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
@@ -52,8 +56,10 @@ def save_bundle(
     vocab: Vocabulary,
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    lm: LMDecoder | None = None,
 ) -> Path:
-    """Write `bundle.json` and the weights into `directory`; returns the directory.
+    """Write `bundle.json`, the weights and the language model (`lm.arpa`, with `lm`) into `directory`;
+    returns the directory.
 
     Both files are written into a temporary folder beside it, which then replaces `directory` (an earlier
     bundle of the same run, e.g. before a resume): a kill never leaves a half-written bundle there.
@@ -63,6 +69,8 @@ def save_bundle(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.save_weights(staging / WEIGHTS_FILE)
+    if lm is not None:
+        lm.lm.write_arpa(staging / LM_FILE)
     spec = {
         "format": FORMAT,
         "version": VERSION,
@@ -75,6 +83,15 @@ def save_bundle(
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
         "max_seconds": math.ceil(float(max_seconds) * 1000) / 1000,  # rounded up: that utterance is not "longer"
     }
+    if lm is not None:
+        spec["language_model"] = {
+            "file": LM_FILE,
+            "unit": "character",
+            "order": lm.lm.order,
+            "alpha": lm.weights.alpha,
+            "beta": lm.weights.beta,
+            "beam_width": lm.beam_width,
+        }
     (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if directory.exists():
         retired = directory.with_name(f".{directory.name}.{os.getpid()}.old")
@@ -136,7 +153,23 @@ def load_bundle(path: Path) -> Bundle:
     max_seconds = spec.get("max_seconds", DEFAULT_MAX_SECONDS)
     if not isinstance(max_seconds, int | float) or max_seconds <= 0:
         raise BundleError(f"{directory / BUNDLE_FILE}: max_seconds must be a positive number, got {max_seconds!r}")
-    return Bundle(model, features, vocab, cmvn, float(max_seconds))
+    return Bundle(model, features, vocab, cmvn, float(max_seconds), _read_lm(spec.get("language_model"), directory))
+
+
+def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
+    """The bundle's language model decoder, or None when it has none."""
+    if spec is None:
+        return None
+    try:
+        weights = LMWeights(float(spec["alpha"]), float(spec["beta"]))
+        lm = NgramLM.read_arpa(directory / str(spec.get("file", LM_FILE)))
+        return LMDecoder(lm, weights, int(spec.get("beam_width", 32)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(
+            f"{directory / BUNDLE_FILE}: invalid language_model settings ({e}); re-export the model"
+        ) from e
+    except LanguageModelError as e:
+        raise BundleError(f"{e} (the bundle's language model); copy the bundle again, or pass --lm none") from e
 
 
 def _read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -18,6 +18,9 @@ class DecodeOptions:
     # the first of them (a beam of n_best when beam_width is 0; an explicit beam_width must be >= n_best)
     n_best: int = 0
     timestamps: bool = False  # word start/end times from the CTC alignment
+    # Language model: "bundle" (the bundle's, if it has one), "none" (the acoustic model alone), or the path of
+    # an ARPA character model (tokens: characters, <sp> for a space) used with the bundle's weights
+    lm: str = "bundle"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from asr.inference.bundle import Bundle
 from asr.inference.chunking import pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.model.decoding import decode_batch, log_softmax, nbest, word_timestamps
+from asr.model.lm import NgramLM
+from asr.model.lm_search import LMDecoder, LMWeights
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,27 @@ def inference_function(model) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     return tf.function(lambda f, n: model({"features": f, "lengths": n}, training=False), input_signature=signature)
 
 
+def choose_lm(bundle: Bundle, options: DecodeOptions) -> Bundle:
+    """The bundle with the language model the options ask for (its own, none, or an ARPA file); an explicit
+    beam width is the language model's beam too."""
+    if options.lm == "none":
+        return replace(bundle, lm=None)
+    decoder = bundle.lm
+    if options.lm != "bundle":
+        weights = bundle.lm.weights if bundle.lm is not None else LMWeights()
+        decoder = LMDecoder(NgramLM.read_arpa(Path(options.lm)), weights)
+    if decoder is not None and options.beam_width > 1:
+        decoder = LMDecoder(decoder.lm, decoder.weights, options.beam_width)
+    return replace(bundle, lm=decoder)
+
+
 def ready_inference(bundle, options: DecodeOptions) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     """The inference graph, traced and run once on silence, so that loading pays for it, not the first file."""
     infer = inference_function(bundle.model)
     silence = np.zeros((2, 3 * bundle.model.stride, bundle.model.num_features), np.float32)
-    decode_features(bundle.model, bundle.vocab, list(silence), 2, options.beam_width, options.n_best, 0.0, infer)
+    decode_features(
+        bundle.model, bundle.vocab, list(silence), 2, options.beam_width, options.n_best, 0.0, infer, bundle.lm
+    )
     return infer
 
 
@@ -68,22 +87,18 @@ def decode_features(
     n_best: int = 0,
     seconds_per_frame: float = 0.0,
     infer: Callable | None = None,
+    lm: LMDecoder | None = None,
 ) -> list[dict]:
     """Decode feature matrices [T, F], batched by length, in input order: {"text"} per item, plus
-    "nbest" [{text, score}] when n_best > 0 and "words" [{word, start, end}] when seconds_per_frame > 0."""
-    infer = infer or inference_function(model)
-    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    "nbest" [{text, score}] when n_best > 0 and "words" [{word, start, end}] when seconds_per_frame > 0. With
+    `lm` the transcript is its beam search's (n_best then lists the acoustic model's own beam)."""
     results: list[dict] = [{} for _ in features]
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin : begin + batch_size]
-        lengths = np.array([len(features[i]) for i in batch], dtype=np.int32)
-        padded = np.zeros((len(batch), lengths.max(), model.num_features), np.float32)
-        for row, i in enumerate(batch):
-            padded[row, : lengths[row]] = features[i]
-        logits = infer(padded, lengths)  # [B, T', C]
-        out_lengths = model.output_lengths(lengths).numpy()
+    for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
         lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
-        if lists is not None:  # the transcript is the best of the listed paths, from the same beam search
+        if lm is not None:
+            rows = [log_softmax(logits[row, : out_lengths[row]].numpy()) for row in range(len(batch))]
+            texts = [lm.decode(log_probs, vocab.characters) for log_probs in rows]
+        elif lists is not None:  # the transcript is the best of the listed paths, from the same beam search
             texts = [candidates[0]["text"] for candidates in lists]
         else:
             texts = decode_batch(logits, out_lengths, vocab, beam_width)
@@ -98,11 +113,42 @@ def decode_features(
 
 
 def transcribe_features(
-    model, vocab, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
+    model,
+    vocab,
+    features: Sequence[np.ndarray],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    infer: Callable | None = None,
+    lm: LMDecoder | None = None,
 ) -> list[str]:
-    """Greedy transcripts of feature matrices [T, F], in input order (`infer`: a traced inference_function
-    to reuse across calls)."""
-    return [r["text"] for r in decode_features(model, vocab, features, batch_size, infer=infer)]
+    """Greedy (or, with `lm`, language-model beam) transcripts of feature matrices [T, F], in input order
+    (`infer`: a traced inference_function to reuse across calls)."""
+    return [r["text"] for r in decode_features(model, vocab, features, batch_size, infer=infer, lm=lm)]
+
+
+def features_log_probs(
+    model, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
+) -> list[np.ndarray]:
+    """Per-frame log probabilities [T', C] of feature matrices [T, F], batched by length, in input order."""
+    results: list[np.ndarray] = [np.zeros((0, 0))] * len(features)
+    for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
+        for row, i in enumerate(batch):
+            results[i] = log_softmax(logits[row, : out_lengths[row]].numpy())
+    return results
+
+
+def _logit_batches(
+    model, features: Sequence[np.ndarray], batch_size: int, infer: Callable | None
+) -> Iterator[tuple[list[int], tf.Tensor, np.ndarray]]:
+    """(item indices, logits [B, T', C], logit frames [B]) for batches of items of similar length."""
+    infer = infer or inference_function(model)
+    order = sorted(range(len(features)), key=lambda i: len(features[i]))
+    for begin in range(0, len(order), batch_size):
+        batch = order[begin : begin + batch_size]
+        lengths = np.array([len(features[i]) for i in batch], dtype=np.int32)
+        padded = np.zeros((len(batch), lengths.max(), model.num_features), np.float32)
+        for row, i in enumerate(batch):
+            padded[row, : lengths[row]] = features[i]
+        yield batch, infer(padded, lengths), model.output_lengths(lengths).numpy()
 
 
 def run(
@@ -112,7 +158,9 @@ def run(
     recording longer than the bundle's longest training utterance, which is transcribed piece by piece); or
     audio, error for a file that could not be read."""
     features = bundle.features
-    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
+    seconds_per_frame = (
+        bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
+    )
     infer = infer or inference_function(bundle.model)
     for begin in range(0, len(items), CHUNK_FILES):
         chunk = items[begin : begin + CHUNK_FILES]
@@ -141,6 +189,7 @@ def run(
             options.n_best,
             seconds_per_frame,
             infer,
+            bundle.lm,
         )
         per_file = (time.perf_counter() - started) / max(len(slots), 1)
         for slot, result in zip(slots, decoded, strict=True):
@@ -158,7 +207,9 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
     words and chunks in seconds of the file. The transcript is greedy or, with a beam width, a beam's best."""
     started = time.perf_counter()
     features = bundle.features
-    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
+    seconds_per_frame = (
+        bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
+    )
     spans = pieces(path, bundle.max_seconds)
     chunks: list[dict] = []
     words: list[dict] = []
@@ -167,7 +218,15 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
         group = spans[begin : begin + options.batch_size]
         feats = [bundle.featurize(load_audio(path, features.sample_rate, p.start, p.end)) for p in group]
         decoded = decode_features(
-            bundle.model, bundle.vocab, feats, options.batch_size, options.beam_width, 0, seconds_per_frame, infer
+            bundle.model,
+            bundle.vocab,
+            feats,
+            options.batch_size,
+            options.beam_width,
+            0,
+            seconds_per_frame,
+            infer,
+            bundle.lm,
         )
         for piece, result in zip(group, decoded, strict=True):
             chunks.append({"start": piece.start, "end": piece.end, "text": " ".join(result["text"].split())})
@@ -198,4 +257,4 @@ def transcribe(
     rate = sample_rate or bundle.features.sample_rate
     target = bundle.features.sample_rate
     feats = [bundle.featurize(resample(np.asarray(w, np.float32), rate, target)) for w in waveforms]
-    return [r["text"] for r in decode_features(bundle.model, bundle.vocab, feats, beam_width=beam_width)]
+    return [r["text"] for r in decode_features(bundle.model, bundle.vocab, feats, beam_width=beam_width, lm=bundle.lm)]

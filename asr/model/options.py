@@ -42,3 +42,23 @@ class ModelOptions:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class LMOptions:
+    """A character n-gram language model estimated from the training transcripts after training, used by a beam
+    search; its weights are those of the pair that decodes the validation split best."""
+
+    order: int = 0  # n of the character n-grams (5-7 is usual); 0: no language model, greedy decoding
+    beam_width: int = 32
+    # LM weights and per-character bonuses tried on the validation split (without one, the first of each)
+    alphas: tuple[float, ...] = (0.3, 0.5, 0.8)
+    betas: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.order < 0 or self.beam_width < 1:
+            raise ValueError(f"lm.order must be >= 0 and lm.beam_width >= 1, got {self.order}, {self.beam_width}")
+        if not self.alphas or not self.betas or min(self.alphas) < 0:
+            raise ValueError(f"lm.alphas (each >= 0) and lm.betas must not be empty, got {self.alphas}, {self.betas}")

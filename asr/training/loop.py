@@ -28,8 +28,10 @@ from asr.data.text import Vocabulary, error_rates
 from asr.data.validation import Example
 from asr.files import atomic_write_text
 from asr.inference.bundle import save_bundle
-from asr.inference.transcribe import inference_function, transcribe_features
+from asr.inference.transcribe import features_log_probs, inference_function, transcribe_features
 from asr.model.ctc import CTCModel
+from asr.model.lm_search import LMDecoder, estimate_character_lm, tune_weights
+from asr.model.options import LMOptions
 from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, cluster, provenance
 from asr.training.callbacks import (
@@ -107,9 +109,11 @@ def evaluate(
     batch_size: int,
     samples: int,
     infer: Callable | None = None,
+    lm: LMDecoder | None = None,
 ) -> dict:
-    """Greedy transcripts of a split, scored: ler, wer, utt_acc, n, and the first `samples` results."""
-    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size, infer)
+    """Greedy (with `lm`: language-model beam) transcripts of a split, scored: ler, wer, utt_acc, n, and the
+    first `samples` results."""
+    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size, infer, lm)
     refs = [e.text for e in examples]
     return {
         **error_rates(refs, hyps),
@@ -117,6 +121,43 @@ def evaluate(
             {"audio": e.key, "ref": r, "hyp": h} for e, r, h in list(zip(examples, refs, hyps, strict=True))[:samples]
         ],
     }
+
+
+def fit_lm(
+    options: LMOptions, model: CTCModel, vocab: Vocabulary, examples: dict, batch_size: int, infer: Callable
+) -> tuple[LMDecoder, dict]:
+    """A character language model of the training transcripts, with the weights of those listed in `options`
+    that decode the validation split best; and what was tried (for result.json)."""
+    started = time.perf_counter()
+    lm = estimate_character_lm([e.text for e in examples["train"]], options.order)
+    valid = examples["valid"]
+    log_probs = features_log_probs(model, [e.features for e in valid], batch_size, infer)
+    decoder, tried = tune_weights(
+        LMDecoder(lm, beam_width=options.beam_width),
+        log_probs,
+        [e.text for e in valid],
+        vocab.characters,
+        options.alphas,
+        options.betas,
+    )
+    log.info(
+        "character %d-gram language model: weight %g, bonus %g per character (of %d pairs tried on %d validation "
+        "utterances)",
+        options.order,
+        decoder.weights.alpha,
+        decoder.weights.beta,
+        len(tried),
+        len(valid),
+    )
+    report = {
+        "order": options.order,
+        "alpha": decoder.weights.alpha,
+        "beta": decoder.weights.beta,
+        "beam_width": decoder.beam_width,
+        "tried": tried,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return decoder, report
 
 
 def config_sha256(options: RunOptions) -> str:
@@ -280,9 +321,16 @@ def _fit(
         model.set_weights(state.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
 
-    test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer) if examples["test"] else None
+    decoder, lm_report = (
+        fit_lm(options.lm, model, vocab, examples, batch_size, infer) if options.lm.order else (None, None)
+    )
+    test = greedy = None
+    if examples["test"]:
+        test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer, decoder)
+        if decoder is not None:
+            greedy = evaluate(model, vocab, examples["test"], batch_size, 0, infer)
     longest = options.features.seconds(max(len(e.features) for e in examples["train"]))  # at speed 1
-    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest)
+    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest, decoder)
     best, best_ler = state.best_epoch()
     result = {
         "best_epoch": best,
@@ -296,6 +344,9 @@ def _fit(
         "samples": test["samples"] if test else [],
         "rejected": prepared.report["rejected"],
     }
+    if decoder is not None:  # `test` is then the language model's; the acoustic model's alone beside it
+        result["test_greedy"] = {k: v for k, v in greedy.items() if k != "samples"} if greedy else None
+        result["lm"] = lm_report
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     provenance.finish(run_dir, origin)
     if chief:

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from asr.data.features import FeatureOptions
 from asr.data.options import AugmentOptions, DataOptions
-from asr.model.options import ModelOptions
+from asr.model.options import LMOptions, ModelOptions
 
 
 class Optimizer(StrEnum):
@@ -152,3 +152,4 @@ class RunOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
+    lm: LMOptions = field(default_factory=LMOptions)

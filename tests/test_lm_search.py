@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm, lm_tokens, tune_weights
+
+CHARACTERS = " ackt"  # label ids 0-4, the blank is 5
+BLANK = len(CHARACTERS)
+
+
+def _frames(*rows: dict[str, float]) -> np.ndarray:
+    """Log probabilities [T, C]: each row's named characters ("" is the blank) get their probability, the rest
+    of the mass is spread over the other classes."""
+    out = []
+    for row in rows:
+        probs = np.full(BLANK + 1, 0.0)
+        for char, p in row.items():
+            probs[BLANK if char == "" else CHARACTERS.index(char)] = p
+        rest = [i for i in range(BLANK + 1) if probs[i] == 0]
+        probs[rest] = (1.0 - probs.sum()) / len(rest)
+        out.append(np.log(probs))
+    return np.array(out)
+
+
+def _greedy(log_probs: np.ndarray) -> str:
+    ids = log_probs.argmax(1)
+    kept = [i for n, i in enumerate(ids) if i != BLANK and (n == 0 or i != ids[n - 1])]
+    return "".join(CHARACTERS[i] for i in kept).strip()
+
+
+def test_lm_tokens_mark_spaces():
+    assert lm_tokens("żó d") == "ż ó <sp> d"
+
+
+def test_without_weight_the_search_finds_the_best_path_and_keeps_doubled_letters():
+    # "tacc": a repeat needs a blank between (frames 3-5), a repeat without one merges (frames 0-1)
+    log_probs = _frames({"t": 0.9}, {"t": 0.9}, {"a": 0.9}, {"c": 0.9}, {"": 0.9}, {"c": 0.9}, {" ": 0.9}, {"a": 0.9})
+    decoder = LMDecoder(estimate_character_lm(["kat"], 3), LMWeights(alpha=0.0, beta=0.0), beam_width=8)
+    assert decoder.decode(log_probs, CHARACTERS) == _greedy(log_probs) == "tacc a"
+
+
+def test_the_language_model_settles_what_the_acoustics_leave_open():
+    # c and k nearly tied in the first frame; the language model has only ever seen "kat"
+    log_probs = _frames({"c": 0.48, "k": 0.44}, {"a": 0.9}, {"t": 0.9}, {"": 0.9})
+    lm = estimate_character_lm(["kat", "kat tak", "tak kat"], 4)
+    assert _greedy(log_probs) == "cat"
+    assert LMDecoder(lm, LMWeights(alpha=0.0, beta=0.0)).decode(log_probs, CHARACTERS) == "cat"
+    assert LMDecoder(lm, LMWeights(alpha=0.5, beta=0.0)).decode(log_probs, CHARACTERS) == "kat"
+
+
+def test_any_alphabet():
+    characters = " дом"
+    log_probs = np.log(
+        np.array([[0.01, 0.9, 0.03, 0.03, 0.03], [0.01, 0.03, 0.9, 0.03, 0.03], [0.01, 0.03, 0.03, 0.9, 0.03]])
+    )
+    decoder = LMDecoder(estimate_character_lm(["дом", "дом дом"], 3))
+    assert decoder.decode(log_probs, characters) == "дом"
+
+
+def test_tuning_keeps_the_pair_with_the_lowest_error_and_reports_every_pair():
+    lm = estimate_character_lm(["kat", "kat tak", "tak kat"], 4)
+    log_probs = [_frames({"c": 0.48, "k": 0.44}, {"a": 0.9}, {"t": 0.9})]
+    decoder, tried = tune_weights(LMDecoder(lm), log_probs, ["kat"], CHARACTERS, [0.0, 0.5], [0.0])
+    assert decoder.weights == LMWeights(0.5, 0.0)
+    assert [(t["alpha"], t["beta"]) for t in tried] == [(0.0, 0.0), (0.5, 0.0)]
+    assert tried[0]["valid_ler"] == pytest.approx(1 / 3) and tried[1]["valid_ler"] == 0.0
+
+
+def test_bad_weights_are_refused():
+    with pytest.raises(ValueError, match="LM weight must be >= 0"):
+        LMWeights(alpha=-1.0)
+    with pytest.raises(ValueError, match="beam width must be >= 1"):
+        LMDecoder(estimate_character_lm(["a"], 2), beam_width=0)
