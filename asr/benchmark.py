@@ -46,13 +46,14 @@ if TYPE_CHECKING:
 
 
 def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, baseline_files: int) -> dict:
-    """RTF of batched transcription and of the one-file-at-a-time eager baseline."""
+    """RTF of batched transcription and of the one-file-at-a-time eager baseline (both with the bundle's language
+    model when it has one)."""
     import tensorflow as tf
 
     from asr.inference.bundle import load_bundle
     from asr.inference.options import DecodeOptions
     from asr.inference.transcribe import expand_inputs, ready_inference, run
-    from asr.model.decoding import decode_batch
+    from asr.model.decoding import decode_batch, log_softmax
 
     bundle = load_bundle(model_dir)
     items = expand_inputs(audio)
@@ -76,7 +77,11 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
         feats = bundle.featurize(signal)[None]
         lengths = np.array([feats.shape[1]], np.int32)
         logits = bundle.model({"features": tf.constant(feats), "lengths": tf.constant(lengths)}, training=False)
-        baseline_texts += decode_batch(logits, bundle.model.output_lengths(lengths), bundle.vocab)
+        if bundle.lm is not None:
+            frames = int(bundle.model.output_lengths(lengths)[0])
+            baseline_texts.append(bundle.lm.decode(log_softmax(logits[0, :frames].numpy()), bundle.vocab.characters))
+        else:
+            baseline_texts += decode_batch(logits, bundle.model.output_lengths(lengths), bundle.vocab)
     baseline_seconds = time.perf_counter() - started
     same = sum(t == r.get("text") for t, r in zip(baseline_texts, records, strict=False))
     batched_rtf = batched_seconds / audio_seconds
@@ -85,6 +90,7 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
         "benchmark": "transcribe",
         "model": str(model_dir),
         "files": len(items),
+        "language_model": bundle.lm is not None,
         "failed": len(records) - len(ok),
         "audio_seconds": round(audio_seconds, 3),
         "batched": {"seconds": round(batched_seconds, 3), "rtf": round(batched_rtf, 5), "batch_size": batch_size},
