@@ -27,6 +27,8 @@ LIGHT = [
     "data/validation",
     "data/preparation",
     "model/options",
+    "model/lm",  # the language model and its search: NumPy and Python only
+    "model/lm_search",
     "training/options",
     "training/cluster",  # asr-train reads the cluster before TensorFlow starts
     "inference/options",
