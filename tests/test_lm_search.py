@@ -65,6 +65,12 @@ def test_tuning_keeps_the_pair_with_the_lowest_error_and_reports_every_pair():
     assert tried[0]["valid_ler"] == pytest.approx(1 / 3) and tried[1]["valid_ler"] == 0.0
 
 
+def test_without_a_validation_split_the_first_pair_is_kept_untried():
+    lm = estimate_character_lm(["kat"], 3)
+    decoder, tried = tune_weights(LMDecoder(lm, beam_width=4), [], [], CHARACTERS, [0.3, 0.5], [1.0, 2.0])
+    assert (decoder.weights, decoder.beam_width, tried) == (LMWeights(0.3, 1.0), 4, [{"alpha": 0.3, "beta": 1.0}])
+
+
 def test_bad_weights_are_refused():
     with pytest.raises(ValueError, match="LM weight must be >= 0"):
         LMWeights(alpha=-1.0)

@@ -137,12 +137,14 @@ def tune_weights(
     betas: Iterable[float],
 ) -> tuple[LMDecoder, list[dict]]:
     """The decoder with the (alpha, beta) pair whose transcripts of `log_probs` have the lowest LER against
-    `refs` (the first pair on a tie, or without refs), and the LER of every pair tried."""
+    `refs` (the first pair on a tie, or without refs: then none is tried), and the LER of every pair tried."""
     pairs = [LMWeights(a, b) for a in alphas for b in betas]
+    if not refs:  # nothing to tune on
+        return LMDecoder(decoder.lm, pairs[0], decoder.beam_width), [{"alpha": pairs[0].alpha, "beta": pairs[0].beta}]
     tried, best = [], None
-    for weights in pairs if refs else pairs[:1]:
+    for weights in pairs:
         candidate = LMDecoder(decoder.lm, weights, decoder.beam_width)
-        ler = error_rates(refs, [candidate.decode(lp, characters) for lp in log_probs])["ler"] if refs else math.nan
+        ler = error_rates(refs, [candidate.decode(lp, characters) for lp in log_probs])["ler"]
         tried.append({"alpha": weights.alpha, "beta": weights.beta, "valid_ler": ler})
         if best is None or ler < best[0]:
             best = (ler, candidate)
