@@ -10,6 +10,7 @@ def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
         a,
         trainer=replace(a.trainer, resume="never", verbose=0, threads=1, samples=3),
         data=replace(a.data, workers=4, cache=False, storage="memory"),
+        lm=replace(a.lm, order=6, alphas=(0.1,)),  # the language model comes after training
     )
     assert config_sha256(a) == config_sha256(b)
     assert config_sha256(a) != config_sha256(replace(a, optimizer=replace(a.optimizer, lr=a.optimizer.lr * 2)))

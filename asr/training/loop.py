@@ -161,10 +161,11 @@ def fit_lm(
 
 
 def config_sha256(options: RunOptions) -> str:
-    """Hash of the settings that decide a run's numbers (not: resume, progress display, samples listed,
-    threads, strategy and devices, feature extraction processes and shards, cache and storage): a run resumes on
-    another number of devices or workers."""
+    """Hash of the settings that decide a run's training numbers (not: resume, progress display, samples listed,
+    threads, strategy and devices, feature extraction processes and shards, cache and storage, and the language
+    model, which comes after training): a run resumes on another number of devices or workers."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
+    settings.pop("lm")
     for key in (
         "resume",
         "verbose",
