@@ -158,9 +158,7 @@ def run(
     recording longer than the bundle's longest training utterance, which is transcribed piece by piece); or
     audio, error for a file that could not be read."""
     features = bundle.features
-    seconds_per_frame = (
-        bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
-    )
+    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     infer = infer or inference_function(bundle.model)
     for begin in range(0, len(items), CHUNK_FILES):
         chunk = items[begin : begin + CHUNK_FILES]
@@ -204,12 +202,10 @@ def run(
 def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: Callable) -> dict:
     """The record of a long recording: cut at pauses into pieces no longer than the bundle's longest training
     utterance, transcribed a batch of pieces at a time (memory stays bounded): text, and with timestamps
-    words and chunks in seconds of the file. The transcript is greedy or, with a beam width, a beam's best."""
+    words and chunks in seconds of the file. The transcript is greedy, a beam's best, or the language model's."""
     started = time.perf_counter()
     features = bundle.features
-    seconds_per_frame = (
-        bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
-    )
+    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     spans = pieces(path, bundle.max_seconds)
     chunks: list[dict] = []
     words: list[dict] = []
