@@ -27,7 +27,7 @@ class LanguageModelError(UserError):
 
 @dataclass
 class NgramLM:
-    """A back-off n-gram model over words: p(w | h) = p*(h w) if listed, else bow(h) p(w | h minus its first word)."""
+    """A back-off n-gram model over tokens: p(w | h) = p*(h w) if listed, else bow(h) p(w | h without its first)."""
 
     order: int
     logp: dict[tuple[str, ...], float] = field(default_factory=dict)  # log10 p of each listed n-gram
@@ -38,16 +38,12 @@ class NgramLM:
         """The words the model lists (without <s>, </s> and <unk>)."""
         return {g[0] for g in self.logp if len(g) == 1} - {BOS, EOS, UNK}
 
-    def knows(self, word: str) -> bool:
-        """Whether the model lists `word` as a unigram."""
-        return (word,) in self.logp and word not in (BOS, EOS, UNK)
-
     def log_prob(self, context: tuple[str, ...], word: str) -> float:
         """Natural-log probability of `word` after `context` (the preceding words, <s> first at a sentence
         start; only the last order - 1 count). Words the model does not list are scored as <unk>."""
         if (word,) not in self.logp:
             word = UNK
-        context = context[len(context) - self.order + 1 :] if self.order > 1 else ()
+        context = context[-(self.order - 1) :] if self.order > 1 else ()
         total = 0.0
         while True:
             found = self.logp.get((*context, word))
