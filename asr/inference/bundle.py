@@ -163,7 +163,7 @@ def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
     try:
         weights = LMWeights(float(spec["alpha"]), float(spec["beta"]))
         lm = NgramLM.read_arpa(directory / str(spec.get("file", LM_FILE)))
-        return LMDecoder(lm, weights, int(spec.get("beam_width", 32)))
+        return LMDecoder(lm, weights, int(spec.get("beam_width", LMDecoder.beam_width)))
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(
             f"{directory / BUNDLE_FILE}: invalid language_model settings ({e}); re-export the model"
