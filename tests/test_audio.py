@@ -358,3 +358,22 @@ def test_written_samples_read_back_in_range_and_nan_or_inf_is_refused(written, r
             assert len(y) == len(samples)
             if writer in FLOAT_WRITERS:
                 np.testing.assert_allclose(y, samples.astype(np.float32).mean(axis=1), atol=1e-6)
+
+
+def test_trimming_cuts_the_silence_around_speech_to_the_margin():
+    from asr.data.audio import TRIM_MARGIN_SECONDS, speech_span, trim_silence
+
+    rate = 16000
+    rng = np.random.default_rng(0)
+    speech = sine(rate, seconds=1.0, hz=300.0, amplitude=0.3)
+    hiss = rng.normal(0.0, 1e-4, 2 * rate).astype(np.float32)  # 2 s of room noise, 67 dB under the tone
+    margin = int(TRIM_MARGIN_SECONDS * rate)
+    assert speech_span(np.concatenate([hiss, speech, hiss[: rate // 2]]), rate) == (
+        2 * rate - margin,
+        3 * rate + margin,
+    )
+    assert len(trim_silence(np.concatenate([np.zeros(rate // 10, np.float32), speech]), rate)) == rate + rate // 10
+    # noise within 40 dB of the speech is not silence: nothing is cut; all zeros stays as it is
+    loud_hiss = rng.normal(0.0, 0.02, rate).astype(np.float32)
+    assert speech_span(np.concatenate([loud_hiss, speech, loud_hiss]), rate) == (0, 3 * rate)
+    assert speech_span(np.zeros(500, np.float32), rate) == (0, 500)

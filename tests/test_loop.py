@@ -1,7 +1,7 @@
 from dataclasses import replace
 
 from asr.config import compose
-from asr.training.loop import config_sha256, set_determinism
+from asr.training.loop import config_sha256, hashed_settings, set_determinism
 
 
 def test_settings_that_do_not_change_the_numbers_do_not_block_a_resume():
@@ -26,3 +26,11 @@ def test_determinism_can_be_traded_for_speed_within_one_process():
     assert not compat.op_determinism_enabled()
     set_determinism(0, True)
     assert compat.op_determinism_enabled()
+
+
+def test_runs_made_before_a_setting_was_added_still_resume():
+    a = compose([])
+    trimmed = replace(a, data=replace(a.data, trim_silence=True))
+    assert "trim_silence" not in hashed_settings(a)["data"]  # at its default: as before the key existed
+    assert hashed_settings(trimmed)["data"]["trim_silence"] is True
+    assert config_sha256(trimmed) != config_sha256(a)

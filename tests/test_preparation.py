@@ -203,3 +203,28 @@ def test_two_processes_extracting_overlapping_shards_at_once_leave_identical_who
         assert hashlib.sha256(entry.read_bytes()).hexdigest() == side["sha256"]  # whole, not torn
         alone = tmp_path / "alone" / entry.relative_to(cache)
         assert entry.read_bytes() == alone.read_bytes()  # the same bytes as one process alone
+
+
+def test_trim_silence_cuts_training_utterances_only_and_keeps_its_own_cache_entries(tmp_path):
+    import numpy as np
+    import soundfile
+    from conftest import require_shared_data
+
+    samples, rate = soundfile.read(require_shared_data() / "ldc93s1" / "LDC93S1.wav", dtype="float32")
+    quiet = np.zeros(rate, np.float32)
+    soundfile.write(tmp_path / "a.wav", np.concatenate([quiet, samples, quiet]), rate)  # 1 s of silence each side
+    line = json.dumps({"audio": "a.wav", "text": "she had your dark suit"}) + "\n"
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"{name}.jsonl").write_text(line)
+    options = FeatureOptions(sample_rate=16000)
+    frames = {}
+    for trim in (False, True, False):  # the untrimmed features again: the cache does not mix them up
+        cfg = DataOptions(root=str(tmp_path), cache_dir=str(tmp_path / "cache"), trim_silence=trim)
+        examples = prepare_data(cfg, options, 1, AugmentOptions(speeds=(1.0, 0.9))).examples
+        found = {name: [len(e.features), *map(len, e.variants)] for name, items in examples.items() for e in items}
+        assert frames.setdefault(trim, found) == found
+    assert frames[False]["valid"] == frames[True]["valid"] == frames[True]["test"] == [len(samples) // 160 + 199]
+    untrimmed, trimmed = frames[False]["train"], frames[True]["train"]
+    assert untrimmed[0] - 200 < trimmed[0] < untrimmed[0] - 150  # the 2 s of silence, less the 0.4 s kept and any
+    # silence of the recording itself
+    assert trimmed[1] > trimmed[0]  # the slower copy of the trimmed audio

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.data.audio import AudioError, Levels, read_audio, resample
+from asr.data.audio import AudioError, Levels, read_audio, resample, trim_silence
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.files import atomic_write, atomic_write_text
 from asr.system import usable_cpus
@@ -45,6 +45,7 @@ class Job:
     start: float | None = None
     end: float | None = None
     speed: float = 1.0
+    trim: bool = False  # cut the silence around the speech (audio.trim_silence) before the speed change
 
 
 @dataclass
@@ -192,6 +193,8 @@ def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, Au
         raise AudioError(job.audio, silence, "check the recording or remove it from the dataset", kind="silent_audio")
     facts = AudioFacts(recording.channels, recording.samplerate, recording.subtype, *astuple(levels))
     signal = resample(recording.samples, recording.samplerate, options.sample_rate)
+    if job.trim:
+        signal = trim_silence(signal, options.sample_rate)
     if job.speed != 1.0:
         signal = resample(signal, int(round(options.sample_rate * job.speed)), options.sample_rate)
     if signal.size == 0:
@@ -226,7 +229,7 @@ class FeatureCache:
             content = hashlib.sha256(Path(job.audio).read_bytes()).hexdigest()
         except OSError:
             return None
-        spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}"
+        spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}" + ("|trim" if job.trim else "")
         return hashlib.sha256(spec.encode()).hexdigest()
 
     def _paths(self, key: str) -> tuple[Path, Path]:

@@ -67,6 +67,10 @@ class DataOptions:
     # Training utterances longer than this (seconds, at speed 1) are left out and reported (null: none);
     # validation and test keep theirs.
     max_seconds: float | None = None
+    # Cut the silence before and after the speech of each training utterance (everything 40 dB under its loudest
+    # 10 ms, but 0.2 s of it on each side): recordings that trail off in a second of silence cost that second in
+    # every epoch. Validation and test keep their audio as it is, as asr-transcribe reads it.
+    trim_silence: bool = False
     # asr-prepare: extract only shard `shard` of `num_shards` (a stable split of every split's utterances, by
     # key) into the feature cache, so that a job array of num_shards jobs prepares a corpus in parallel.
     shard: int = 0

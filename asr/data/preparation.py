@@ -130,8 +130,20 @@ def prepare_data(
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
         limit = cfg.max_seconds if name == "train" else None
+        trim = cfg.trim_silence and name == "train"
         checked = prepare_all(
-            items, options, vocab, stride, name, speeds, cache, cfg.workers, cfg.unknown_characters, on_disk, limit
+            items,
+            options,
+            vocab,
+            stride,
+            name,
+            speeds,
+            cache,
+            cfg.workers,
+            cfg.unknown_characters,
+            on_disk,
+            limit,
+            trim=trim,
         )
         if checked.rejected and cfg.on_error == OnError["raise"]:
             first = checked.rejected[0]

@@ -144,6 +144,7 @@ def prepare_all(
     unknown: UnknownCharacters = UnknownCharacters.skip,
     on_disk: bool = False,
     max_seconds: float | None = None,
+    trim: bool = False,
 ) -> Checked:
     """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
     (except under unknown=raise), doubtful ones as warnings.
@@ -152,7 +153,7 @@ def prepare_all(
     `variants`); a speed at which CTC becomes infeasible is left out for that utterance. `stride` is the
     model's frame stacking: CTC then has ceil(frames / stride) steps for the labels. With `on_disk` (and a
     cache) the features stay in the cache (StoredFeatures). Utterances longer than `max_seconds` are
-    rejected (too_long).
+    rejected (too_long). With `trim` the silence around each utterance's speech is cut first (Job.trim).
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
@@ -165,7 +166,7 @@ def prepare_all(
         if problem:
             warnings.append(problem)
         usable.append((utterance, text))
-    jobs = [Job(str(u.audio), u.start, u.end, speed) for u, _ in usable for speed in speeds]
+    jobs = [Job(str(u.audio), u.start, u.end, speed, trim) for u, _ in usable for speed in speeds]
     features, stats = extract_all(jobs, options, cache, workers, desc, on_disk)
     examples, converted = [], Counter()
     for n, (utterance, text) in enumerate(usable):

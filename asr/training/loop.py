@@ -160,10 +160,21 @@ def fit_lm(
     return decoder, report
 
 
+# Settings added after runs were made: at these values (the behaviour before them) they stay out of the hash, so
+# that those runs still resume.
+ADDED_AT_DEFAULT = {("data", "trim_silence"): False}
+
+
 def config_sha256(options: RunOptions) -> str:
-    """Hash of the settings that decide a run's training numbers (not: resume, progress display, samples listed,
-    threads, strategy and devices, feature extraction processes and shards, cache and storage, and the language
-    model, which comes after training): a run resumes on another number of devices or workers."""
+    """Hash of the settings that decide a run's training numbers (hashed_settings): a run resumes on another
+    number of devices or workers."""
+    return hashlib.sha256(json.dumps(hashed_settings(options), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def hashed_settings(options: RunOptions) -> dict:
+    """The settings that decide a run's training numbers, as JSON values: not resume, progress display, samples
+    listed, threads, strategy and devices, feature extraction processes and shards, cache and storage, the
+    language model (it comes after training), nor a setting of ADDED_AT_DEFAULT at its default."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
     settings.pop("lm")
     for key in (
@@ -179,7 +190,10 @@ def config_sha256(options: RunOptions) -> str:
         settings["trainer"].pop(key)
     for key in ("workers", "cache", "cache_dir", "storage", "shard", "num_shards"):
         settings["data"].pop(key)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+    for (group, key), default in ADDED_AT_DEFAULT.items():
+        if settings[group][key] == default:
+            settings[group].pop(key)
+    return settings
 
 
 def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> checkpoint.Checkpoint | None:
