@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asr.data.audio import AudioError, Levels, read_audio, resample, trim_silence
+from asr.data.audio import TRIM_MARGIN_SECONDS, TRIM_TOP_DB, AudioError, Levels, read_audio, resample, trim_silence
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.files import atomic_write, atomic_write_text
 from asr.system import usable_cpus
@@ -229,7 +229,9 @@ class FeatureCache:
             content = hashlib.sha256(Path(job.audio).read_bytes()).hexdigest()
         except OSError:
             return None
-        spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}" + ("|trim" if job.trim else "")
+        spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}"
+        if job.trim:  # with what trims: other settings, other features
+            spec += f"|trim {TRIM_TOP_DB:g} dB {TRIM_MARGIN_SECONDS:g} s"
         return hashlib.sha256(spec.encode()).hexdigest()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
