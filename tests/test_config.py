@@ -180,6 +180,9 @@ def test_the_speech_recipe_needs_a_corpus_and_fillets_nl_sets_only_its_data():
     speech = OmegaConf.structured(_compose(["experiment=speech", "data.root=/corpus"]))
     fillets = OmegaConf.structured(_compose(["experiment=fillets_nl"]))
     assert speech.data.characters == "auto" and not speech.data.fold_accents
+    assert speech.data.trim_silence and len(speech.augment.speeds) == 5
+    for preset in ("demo", "fsdd", "ldc93s1", "ldc93s1_seed"):  # their numbers stay as they were
+        assert not _compose([f"experiment={preset}"]).data.trim_silence
     for cfg in (speech, fillets):
         cfg.name = ""
         for key in ("root", "train", "valid", "test"):
