@@ -53,7 +53,7 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
     from asr.inference.bundle import load_bundle
     from asr.inference.options import DecodeOptions
     from asr.inference.transcribe import expand_inputs, ready_inference, run
-    from asr.model.decoding import decode_batch, log_softmax
+    from asr.model.decoding import decode_batch, utterance_log_probs
 
     bundle = load_bundle(model_dir)
     items = expand_inputs(audio)
@@ -78,8 +78,8 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
         lengths = np.array([feats.shape[1]], np.int32)
         logits = bundle.model({"features": tf.constant(feats), "lengths": tf.constant(lengths)}, training=False)
         if bundle.lm is not None:
-            frames = int(bundle.model.output_lengths(lengths)[0])
-            baseline_texts.append(bundle.lm.decode(log_softmax(logits[0, :frames].numpy()), bundle.vocab.characters))
+            (log_probs,) = utterance_log_probs(logits, bundle.model.output_lengths(lengths))
+            baseline_texts.append(bundle.lm.decode(log_probs, bundle.vocab.characters))
         else:
             baseline_texts += decode_batch(logits, bundle.model.output_lengths(lengths), bundle.vocab)
     baseline_seconds = time.perf_counter() - started

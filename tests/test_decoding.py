@@ -83,3 +83,13 @@ def test_nbest_is_sorted_and_led_by_the_beam_result():
         assert scores == sorted(scores, reverse=True)
         assert len({c["text"] for c in candidates}) == 3
         assert candidates[0]["text"] == decode_batch(logits, np.array([12, 9]), vocab, beam_width=8)[row]
+
+
+def test_utterance_log_probs_drop_the_padding_and_sum_to_one_per_frame():
+    from asr.model.decoding import utterance_log_probs
+
+    logits = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
+    rows = utterance_log_probs(logits, np.array([5, 3]))
+    assert [r.shape for r in rows] == [(5, 4), (3, 4)]
+    np.testing.assert_allclose(np.exp(rows[1]).sum(axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(rows[1], utterance_log_probs(logits[1:, :3], [3])[0])  # padding plays no part

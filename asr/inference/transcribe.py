@@ -18,7 +18,7 @@ from asr.data.datasets import Utterance, read_csv, read_jsonl
 from asr.inference.bundle import Bundle
 from asr.inference.chunking import pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
-from asr.model.decoding import decode_batch, log_softmax, nbest, word_timestamps
+from asr.model.decoding import decode_batch, nbest, utterance_log_probs, word_timestamps
 from asr.model.lm import NgramLM
 from asr.model.lm_search import LMDecoder, LMWeights
 
@@ -95,8 +95,8 @@ def decode_features(
     results: list[dict] = [{} for _ in features]
     for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
         lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
+        rows = utterance_log_probs(logits, out_lengths) if lm is not None or seconds_per_frame > 0 else None
         if lm is not None:
-            rows = [log_softmax(logits[row, : out_lengths[row]].numpy()) for row in range(len(batch))]
             texts = [lm.decode(log_probs, vocab.characters) for log_probs in rows]
         elif lists is not None:  # the transcript is the best of the listed paths, from the same beam search
             texts = [candidates[0]["text"] for candidates in lists]
@@ -107,8 +107,7 @@ def decode_features(
             if lists is not None:
                 results[i]["nbest"] = lists[row]
             if seconds_per_frame > 0:
-                log_probs = log_softmax(logits[row, : out_lengths[row]].numpy())
-                results[i]["words"] = word_timestamps(texts[row], log_probs, vocab, seconds_per_frame)
+                results[i]["words"] = word_timestamps(texts[row], rows[row], vocab, seconds_per_frame)
     return results
 
 
@@ -131,8 +130,8 @@ def features_log_probs(
     """Per-frame log probabilities [T', C] of feature matrices [T, F], batched by length, in input order."""
     results: list[np.ndarray] = [np.zeros((0, 0))] * len(features)
     for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
-        for row, i in enumerate(batch):
-            results[i] = log_softmax(logits[row, : out_lengths[row]].numpy())
+        for i, log_probs in zip(batch, utterance_log_probs(logits, out_lengths), strict=True):
+            results[i] = log_probs
     return results
 
 

@@ -73,6 +73,13 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def utterance_log_probs(logits, lengths) -> list[np.ndarray]:
+    """Each utterance's per-frame log probabilities [T_i, C] from a batch's logits [B, T, C] and logit frames [B],
+    without the padding."""
+    values = np.asarray(logits)
+    return [log_softmax(values[row, : int(lengths[row])]) for row in range(values.shape[0])]
+
+
 def ctc_align(log_probs: np.ndarray, labels: list[int], blank_index: int) -> list[tuple[int, int]]:
     """Most likely CTC alignment (Viterbi) of `labels` to frames log_probs [T, C]: each label's (first, last) frame.
 
