@@ -4,6 +4,8 @@ import functools
 import json
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
 from asr.model.ctc import CTCModel
@@ -100,6 +102,28 @@ def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path, no_plots):
     run.model.set_weights([w + 1.0 for w in best])
     run.epoch(1, 0.7)  # worse: the copy stays the one of epoch 1
     assert all((a == b).all() for a, b in zip(run.state.best_weights, best, strict=True))
+
+
+def test_with_a_moving_average_validation_and_the_best_epoch_use_the_averaged_weights(tmp_path, no_plots):
+    run = Run(tmp_path, TrainerOptions(keep_best=True), OptimizerOptions(lr=0.1, ema_momentum=0.5))
+    assert any(isinstance(c, keras.callbacks.SwapEMAWeights) for c in run.callbacks)  # around validation
+    variables = run.model.trainable_variables
+    optimizer = run.model.optimizer
+    for _ in range(2):  # two steps: the average lies between the two weights
+        optimizer.apply([keras.ops.ones_like(v) for v in variables], variables)
+    own = run.model.get_weights()
+    averages = [keras.ops.convert_to_numpy(a) for a in optimizer._model_variables_moving_average]
+    run.epoch(0, 0.5)
+    kept = dict(zip([id(v) for v in run.model.weights], run.state.best_weights, strict=True))
+    for variable, average in zip(variables, averages, strict=True):
+        np.testing.assert_array_equal(kept[id(variable)], average)
+        assert not np.array_equal(kept[id(variable)], keras.ops.convert_to_numpy(variable))
+    for a, b in zip(run.model.get_weights(), own, strict=True):  # training goes on from its own weights
+        np.testing.assert_array_equal(a, b)
+    assert not any(
+        isinstance(c, keras.callbacks.SwapEMAWeights)
+        for c in Run(tmp_path, TrainerOptions(), OptimizerOptions()).callbacks
+    )
 
 
 def test_a_nan_loss_stops_the_run_with_a_clear_error(tmp_path, no_plots):

@@ -131,3 +131,19 @@ def test_a_checkpoint_holding_pickled_objects_is_never_unpickled(tmp_path):
     arrays["model_0"] = np.array([{"payload": "would run code when unpickled"}], dtype=object)
     np.savez(path, **arrays)  # needs pickle to load
     assert checkpoint.latest(tmp_path) is None  # refused as unreadable, not loaded
+
+
+def test_the_moving_averages_of_the_weights_are_saved_and_restored(tmp_path):
+    models = []
+    for seed in (1, 2):
+        model = _model(seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(0.01, use_ema=True, ema_momentum=0.9))
+        model.optimizer.build(model.trainable_variables)
+        models.append(model)
+    model, fresh = models
+    model.optimizer.apply([keras.ops.ones_like(v) for v in model.trainable_variables], model.trainable_variables)
+    averages = _values(model.optimizer._model_variables_moving_average)
+    checkpoint.save(tmp_path, model, RunState(epoch=1))
+    checkpoint.restore(fresh, checkpoint.latest(tmp_path))
+    for a, b in zip(_values(fresh.optimizer._model_variables_moving_average), averages, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -34,3 +34,7 @@ def test_runs_made_before_a_setting_was_added_still_resume():
     assert "trim_silence" not in hashed_settings(a)["data"]  # at its default: as before the key existed
     assert hashed_settings(trimmed)["data"]["trim_silence"] is True
     assert config_sha256(trimmed) != config_sha256(a)
+    averaged = replace(a, optimizer=replace(a.optimizer, ema_momentum=0.99))
+    assert "ema_momentum" not in hashed_settings(a)["optimizer"]
+    assert hashed_settings(averaged)["optimizer"]["ema_momentum"] == 0.99
+    assert config_sha256(averaged) != config_sha256(a)

@@ -1,7 +1,8 @@
 import keras
+import numpy as np
 import pytest
 
-from asr.training.optimizers import build_optimizer, learning_rate
+from asr.training.optimizers import averaged_weights, build_optimizer, learning_rate, uses_average
 from asr.training.options import OptimizerOptions
 
 
@@ -33,3 +34,27 @@ def test_optimizer_choice_and_clipping():
     adamw = build_optimizer(OptimizerOptions(name="adamw", weight_decay=0.01, clipnorm=1.0), 10, 2)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.clipnorm == 1.0
     assert build_optimizer(OptimizerOptions(clipnorm=0.0), 10, 2).clipnorm is None  # 0: the old "off"
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0, 1.2, -0.5])
+def test_a_moving_average_momentum_outside_0_1_is_refused(momentum):
+    with pytest.raises(ValueError, match=r"optimizer.ema_momentum .* must be in \(0, 1\)"):
+        OptimizerOptions(ema_momentum=momentum)
+
+
+def test_averaged_weights_lends_the_moving_averages_and_gives_the_weights_back():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    optimizer = build_optimizer(OptimizerOptions(name="sgd", lr=0.5, clipnorm=None, ema_momentum=0.9), 10, 2)
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9 and uses_average(optimizer)
+    assert not uses_average(build_optimizer(OptimizerOptions(), 10, 2))
+    model.compile(optimizer=optimizer, loss="mse")
+    (kernel,) = model.trainable_variables
+    start = keras.ops.convert_to_numpy(kernel).copy()
+    for _ in range(3):  # gradient 1 everywhere: each SGD step takes 0.5 off every weight
+        optimizer.apply([keras.ops.ones_like(kernel)], [kernel])
+    own = keras.ops.convert_to_numpy(kernel).copy()
+    np.testing.assert_allclose(own, start - 1.5, rtol=1e-6)
+    # the first step copies the weights, later ones move 10 % of the way: start - 0.5, then - 0.55, then - 0.645
+    with averaged_weights(model):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), start - 0.645, rtol=1e-5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), own)

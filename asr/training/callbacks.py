@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from asr.errors import UserError
 from asr.training import checkpoint
+from asr.training.optimizers import averaged_weights
 from asr.training.options import OptimizerOptions, Schedule, TrainerOptions
 from asr.training.plots import learning_curves
 from asr.training.state import RunState
@@ -207,7 +208,8 @@ class WriteMetrics(keras.callbacks.Callback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Hold a copy of the weights of the best epoch so far (lowest validation LER) in the state."""
+    """Hold a copy of the weights of the best epoch so far (lowest validation LER) in the state: the moving
+    averages where the optimizer keeps them."""
 
     def __init__(self, state: RunState) -> None:
         super().__init__()
@@ -215,7 +217,8 @@ class KeepBest(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if self.state.best_epoch()[0] == epoch + 1:
-            self.state.best_weights = self.model.get_weights()
+            with averaged_weights(self.model):  # the weights that were validated
+                self.state.best_weights = self.model.get_weights()
 
 
 class ReduceOnPlateau(keras.callbacks.Callback):
@@ -413,6 +416,8 @@ def training_callbacks(
     `batch_keys(epoch, batch)` names a training batch's utterances; `caught` is stop_signals' list."""
     first = RecordEpoch(state, run_dir, padding_shares)
     callbacks: list[keras.callbacks.Callback] = [first]
+    if optimizer.ema_momentum is not None:  # validation on the averaged weights
+        callbacks.append(keras.callbacks.SwapEMAWeights())
     callbacks.append(SkippedBatches(batch_keys, trainer.max_skipped_in_a_row))
     if caught is not None:
         callbacks.append(StopOnSignal(state, run_dir, caught))

@@ -43,7 +43,7 @@ from asr.training.callbacks import (
     training_callbacks,
 )
 from asr.training.distribute import distributed_dataset, is_distributed, make_strategy
-from asr.training.optimizers import build_optimizer
+from asr.training.optimizers import averaged_weights, build_optimizer
 from asr.training.options import Resume, RunOptions
 from asr.training.state import RunState
 from asr.training.sweep import STATUS_FILE
@@ -162,7 +162,7 @@ def fit_lm(
 
 # Settings added after runs were made: at these values (the behaviour before them) they stay out of the hash, so
 # that those runs still resume.
-ADDED_AT_DEFAULT = {("data", "trim_silence"): False}
+ADDED_AT_DEFAULT = {("data", "trim_silence"): False, ("optimizer", "ema_momentum"): None}
 
 
 def config_sha256(options: RunOptions) -> str:
@@ -285,10 +285,13 @@ def _fit(
     origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
     provenance.start(run_dir, origin)
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
-    samples = None
-    if examples["valid"]:
-        shown = examples["valid"][:TB_SAMPLES]
-        samples = lambda: evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]  # noqa: E731
+    shown = examples["valid"][:TB_SAMPLES]
+
+    def valid_samples() -> list[dict]:
+        with averaged_weights(model):  # the weights that are validated
+            return evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]
+
+    samples = valid_samples if shown else None
     state = RunState(config_sha256=config_sha256(options))
     resumed_from = None
     if resumed is not None:
@@ -335,6 +338,8 @@ def _fit(
     if trainer.keep_best and state.best_weights is not None:
         model.set_weights(state.best_weights)
         log.info("restored the weights of epoch %d (best validation LER)", state.best_epoch()[0])
+    else:  # the moving averages of the weights where the optimizer keeps them (fit did so if it ran)
+        model.optimizer.finalize_variable_values(model.trainable_variables)
 
     decoder, lm_report = (
         fit_lm(options.lm, model, vocab, examples, batch_size, infer) if options.lm.order else (None, None)

@@ -62,9 +62,18 @@ class OptimizerOptions:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 0.0
+    # Keep an exponential moving average of the weights (Polyak averaging) with this momentum, None: none.
+    # Validation, the best epoch's weights and the bundle then use the average; 0.99 averages over about the
+    # last 100 optimizer steps.
+    ema_momentum: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", Optimizer(self.name))
+        if self.ema_momentum is not None and not 0.0 < self.ema_momentum < 1.0:
+            raise ValueError(
+                f"optimizer.ema_momentum is the weight of the running average at each step and must be in (0, 1) "
+                f"(0.99 is usual) or null for no average, got {self.ema_momentum}"
+            )
         object.__setattr__(self, "schedule", Schedule(self.schedule))
         if self.clipnorm is not None and self.clipnorm <= 0:  # 0 meant "no clipping" before null did
             object.__setattr__(self, "clipnorm", None)
