@@ -39,7 +39,10 @@ def repo_root() -> str:
 
 
 def _schema_type(hint: Any) -> Any:
-    """The annotation OmegaConf understands for a field type: `X | None` -> Optional[X], tuple[X, ...] -> list[X]."""
+    """The annotation OmegaConf understands for a field type: `X | None` -> Optional[X], tuple[X, ...] -> list[X];
+    any other union (a path or a list of paths) -> Any, checked by the options class."""
+    if isinstance(hint, types.UnionType) and type(None) not in hint.__args__:
+        return Any
     if isinstance(hint, types.UnionType):
         return typing.Union[hint.__args__]  # noqa: UP007 (OmegaConf 2.3 reads typing.Union, not X | Y)
     if typing.get_origin(hint) is tuple:

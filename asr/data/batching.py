@@ -102,7 +102,7 @@ def padding_share(lengths: Sequence[int], plan: Sequence[np.ndarray]) -> float:
     """Padded frames / real frames when the batches of `plan` are padded to their longest item."""
     lengths = np.asarray(lengths)
     padded = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in plan)
-    return float(padded / max(lengths.sum(), 1))
+    return float(padded / max(sum(int(lengths[b].sum()) for b in plan), 1))
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,17 @@ class EpochPlan:
     lengths: np.ndarray | None = None  # [N] frames of the variant each example plays this epoch
 
 
+def weighted_members(groups: np.ndarray, weights: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """The example indices one epoch plays when group g (groups[i]: example i's) contributes round(weights[g] x
+    its size) of them: every example floor(weight) times, plus the rest drawn without replacement."""
+    members = []
+    for group, weight in enumerate(weights):
+        mine = np.flatnonzero(groups == group)
+        whole, rest = divmod(round(weight * len(mine)), len(mine)) if len(mine) else (0, 0)
+        members += [np.tile(mine, whole), np.sort(rng.choice(mine, rest, replace=False))]
+    return np.concatenate(members).astype(np.int64) if members else np.zeros(0, np.int64)
+
+
 def epoch_plan(
     examples: Sequence[Example],
     batch_size: int,
@@ -123,9 +134,13 @@ def epoch_plan(
     bucketing: bool,
     batch_frames: int | None = None,
     min_items: int = 1,
+    groups: np.ndarray | None = None,
+    weights: Sequence[float] = (),
 ) -> EpochPlan:
     """The batches of epoch `epoch` (0-based), a function of (seed, epoch) only; fixed order without a seed.
-    Batches hold at least `min_items` utterances where the split has that many (see join_small)."""
+    Batches hold at least `min_items` utterances where the split has that many (see join_small). With
+    `weights` (and a seed) the epoch plays each group of examples (`groups`: a group index per example) as
+    weighted_members draws it; without, every example once."""
     if seed is None:
         variant = np.zeros(len(examples), np.int64)
         rng = None
@@ -133,7 +148,11 @@ def epoch_plan(
         rng = np.random.default_rng([seed, epoch])
         variant = np.array([rng.integers(len(e.variants) + 1) if e.variants else 0 for e in examples], np.int64)
     lengths = np.array([len((e.features, *e.variants)[k]) for e, k in zip(examples, variant, strict=True)], np.int64)
-    plan = batch_plan(lengths, batch_size, rng, bucketing, batch_frames)
+    if weights and rng is not None:
+        members = weighted_members(np.asarray(groups), weights, rng)
+        plan = [members[b] for b in batch_plan(lengths[members], batch_size, rng, bucketing, batch_frames)]
+    else:
+        plan = batch_plan(lengths, batch_size, rng, bucketing, batch_frames)
     if min_items > 1:
         plan = join_small(plan, min_items)
     return EpochPlan(plan, variant, padding_share(lengths, plan), lengths)
@@ -147,8 +166,11 @@ def epoch_plans(
     epochs: int = 1,
     batch_frames: int | None = None,
     min_items: int = 1,
+    groups: np.ndarray | None = None,
+    weights: Sequence[float] = (),
 ) -> list[EpochPlan]:
-    """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch.
+    """The plans of epochs 0 .. epochs - 1; without a seed, the one fixed-order epoch (`groups` and `weights`:
+    see epoch_plan).
 
     With `batch_frames` the epochs' batch counts differ; Keras fits a fixed count of steps per epoch, so every
     epoch gets the largest count, the others by halving their costliest batches (see split_to_count).
@@ -156,7 +178,8 @@ def epoch_plans(
     if seed is None and epochs != 1:
         raise ValueError("a fixed-order (unseeded) dataset has exactly one epoch")
     plans = [
-        epoch_plan(examples, batch_size, seed, epoch, bucketing, batch_frames, min_items) for epoch in range(epochs)
+        epoch_plan(examples, batch_size, seed, epoch, bucketing, batch_frames, min_items, groups, weights)
+        for epoch in range(epochs)
     ]
     count = max(len(p.batches) for p in plans)
     for i, p in enumerate(plans):

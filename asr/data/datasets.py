@@ -4,6 +4,7 @@ FSDD, LibriSpeech and Common Voice as they are distributed."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -14,11 +15,11 @@ import re
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.data.audio import AUDIO_SUFFIXES, audio_files
-from asr.data.options import DataFormat
+from asr.data.options import DataFormat, split_paths
 from asr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Utterance:
     end: float | None = None
     speaker: str | None = None  # where the corpus says (FSDD, LibriSpeech, Common Voice's client_id)
     problem: tuple[str, str] | None = None  # (kind, reason) when the reader found the item unusable
+    # the split path it was read from (data.train=[a,b]: a or b), for per-corpus figures
+    source: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
@@ -374,35 +377,45 @@ def carve(items: list[Utterance], fraction: float) -> tuple[list[Utterance], lis
 
 def load_splits(
     root: Path,
-    train: str,
-    valid: str,
-    test: str,
+    train: str | Sequence[str],
+    valid: str | Sequence[str],
+    test: str | Sequence[str],
     valid_fraction: float = 0.0,
     audio_root: Path | None = None,
     fmt: DataFormat | str = DataFormat.auto,
     holdout_speakers: Sequence[str] = (),
 ) -> dict[str, list[Utterance]]:
-    """Train / valid / test utterance lists from config; an empty `valid` is carved out of train.
+    """Train / valid / test utterance lists from config; an empty `valid` is carved out of train. A split given
+    as several paths is their utterances joined, each read with its own format detection and marked with its
+    path (Utterance.source).
 
-    A `fmt` other than auto applies to every split; for FSDD (`fmt` fsdd, or detected) train and test come
-    from the dataset's own split of `root / train`, and a valid path is detected.
+    A `fmt` other than auto applies to every split; for FSDD (`fmt` fsdd, or detected, on a single training
+    path) train and test come from the dataset's own split of `root / train`, and a valid path is detected.
     """
     fmt = data_format(fmt)
     others = DataFormat.auto if fmt in (DataFormat.auto, DataFormat.fsdd) else fmt  # how valid and test are read
 
-    def split(name: str, spec: str, how: DataFormat) -> list[Utterance]:
-        try:
-            return read_split(root, spec, audio_root, how)
-        except DatasetError as e:  # name the key the user sets
-            raise DatasetError(f"data.{name}={spec} (data.format={how.value}): {e}") from None
+    def split(name: str, spec: str | Sequence[str], how: DataFormat) -> list[Utterance]:
+        items = []
+        for path in split_paths(spec):
+            try:
+                part = read_split(root, path, audio_root, how)
+            except DatasetError as e:  # name the key the user sets
+                raise DatasetError(f"data.{name}={path} (data.format={how.value}): {e}") from None
+            items += [dataclasses.replace(u, source=path) for u in part]
+        return items
 
-    if fmt == DataFormat.auto:
+    several = len(split_paths(train)) > 1
+    if fmt == DataFormat.auto and not several:
         try:
             fmt = detect_format(root / train)
         except DatasetError as e:
             raise DatasetError(f"data.train={train}: {e}") from None
-    if fmt == "fsdd":
-        splits = dict(zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True))
+    if fmt == "fsdd" and not several:
+        splits = {
+            name: [dataclasses.replace(u, source=train) for u in items]
+            for name, items in zip(("train", "test"), read_fsdd(root / train, holdout_speakers), strict=True)
+        }
     else:
         splits = {"train": split("train", train, fmt)}
         splits["test"] = split("test", test, others) if test else []

@@ -45,13 +45,18 @@ UnknownCharacters = StrEnum("UnknownCharacters", ["skip", "drop", "raise"], modu
 
 @dataclass(frozen=True)
 class DataOptions:
-    """Where the utterances are. Split paths are relative to `root` (or absolute): a manifest or a folder."""
+    """Where the utterances are. A split is a path relative to `root` (or absolute), a manifest or a folder, or
+    a list of such paths (several corpora: each read with its own format detection, then joined)."""
 
     root: str
     format: DataFormat = DataFormat.auto
-    train: str = "train.jsonl"
-    valid: str = "valid.jsonl"  # empty: carve valid_fraction of train (none if 0)
-    test: str = "test.jsonl"  # empty: no test evaluation
+    train: str | tuple[str, ...] = "train.jsonl"
+    valid: str | tuple[str, ...] = "valid.jsonl"  # empty: carve valid_fraction of train (none if 0)
+    test: str | tuple[str, ...] = "test.jsonl"  # empty: no test evaluation
+    # One factor per training path: each epoch draws round(factor x its usable utterances) from it (without
+    # replacement below 1, every utterance floor(factor) times plus a draw for the rest above), so a small corpus
+    # is not drowned by a large one. Empty: every utterance once per epoch.
+    train_weights: tuple[float, ...] = ()
     valid_fraction: float = 0.0
     holdout_speakers: tuple[str, ...] = ()  # fsdd: these speakers go wholly to test
     audio_root: str = ""  # relative audio paths in manifests resolve against this; empty: the manifest's folder
@@ -77,6 +82,17 @@ class DataOptions:
     num_shards: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("train", "valid", "test"):
+            object.__setattr__(self, name, _split_spec(name, getattr(self, name)))
+        object.__setattr__(self, "train_weights", tuple(float(w) for w in self.train_weights))
+        if self.train_weights:
+            if len(self.train_weights) != len(self.train_paths):
+                raise ValueError(
+                    f"data.train_weights needs one factor per data.train path: {len(self.train_paths)} paths, "
+                    f"{len(self.train_weights)} weights"
+                )
+            if any(not w > 0 for w in self.train_weights):
+                raise ValueError(f"data.train_weights must be positive factors, got {list(self.train_weights)}")
         object.__setattr__(self, "format", DataFormat(self.format))
         object.__setattr__(self, "on_error", OnError(self.on_error))
         object.__setattr__(self, "unknown_characters", UnknownCharacters(self.unknown_characters))
@@ -97,6 +113,32 @@ class DataOptions:
             raise ValueError(f"data.workers must be >= 1 or null (one per core), got {self.workers}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+
+
+    @property
+    def train_paths(self) -> tuple[str, ...]:
+        """The training split's paths (one for a single path)."""
+        return split_paths(self.train)
+
+
+def split_paths(spec: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A split's paths: () for an empty one, (path,) for a single path, the list's paths otherwise."""
+    if isinstance(spec, str):
+        return (spec,) if spec else ()
+    return tuple(spec)
+
+
+def _split_spec(name: str, value: object) -> str | tuple[str, ...]:
+    """data.<name> as a path or a tuple of paths (a list of one path is that path); ValueError naming the key
+    for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value):
+        return "" if not value else value[0] if len(value) == 1 else tuple(value)
+    raise ValueError(
+        f"data.{name} must be a path or a list of paths (e.g. data.{name}=[a/{name}.jsonl,b/{name}.jsonl]), "
+        f"got {value!r}"
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from asr.data.audio import CLIP_LEVEL, CLIP_SHARE, SILENCE_PEAK_DBFS, SILENCE_RM
 from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha256
 from asr.data.extraction import FeatureCache, StoredFeatures, default_cache_dir
 from asr.data.features import FeatureOptions, apply_global_stats, global_stats
-from asr.data.options import AUTO_MEMORY_BYTES, AugmentOptions, DataOptions, OnError, Storage
+from asr.data.options import AUTO_MEMORY_BYTES, AugmentOptions, DataOptions, OnError, Storage, split_paths
 from asr.data.text import AUTO, Vocabulary, derive_characters
 from asr.data.validation import SPEAKING_RATE, Example, prepare_all
 from asr.files import atomic_write_text
@@ -71,6 +71,20 @@ def _durations(examples: list[Example], options: FeatureOptions) -> dict:
 def _speaking_rates(examples: list[Example], options: FeatureOptions) -> dict:
     """Characters per second of audio over a split's examples: min, mean, max."""
     return _spread([len(e.text) / options.seconds(len(e.features)) for e in examples], 2)
+
+
+def _per_source(
+    sources: Sequence[str], items: Sequence[Utterance], examples: Sequence[Example], options: FeatureOptions
+) -> dict[str, dict]:
+    """Utterances, usable ones and their audio (seconds) of each path of a split given as several."""
+    return {
+        source: {
+            "utterances": sum(u.source == source for u in items),
+            "usable": len(mine := [e for e in examples if e.source == source]),
+            "duration_s": _durations(mine, options)["total"],
+        }
+        for source in sources
+    }
 
 
 def vocabulary(cfg: DataOptions, train: Sequence[Utterance]) -> Vocabulary:
@@ -162,10 +176,13 @@ def prepare_data(
             "duration_s": _durations(checked.examples, options),
             "speaking_rate": _speaking_rates(checked.examples, options),
         }
+        if len(sources := split_paths(getattr(cfg, name))) > 1:
+            report_splits[name]["sources"] = _per_source(sources, items, checked.examples, options)
     if not examples["train"] and not sharded:
         kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(r["kind"] for r in rejected).items()) or "none"
+        paths = ", ".join(str(Path(cfg.root) / p) for p in cfg.train_paths)
         raise DatasetError(
-            f"no usable training utterances in {Path(cfg.root) / cfg.train} ({len(rejected)} rejected: {kinds}); "
+            f"no usable training utterances in {paths} ({len(rejected)} rejected: {kinds}); "
             f"the reasons are listed in the log above"
         )
     feature_bytes = sum(_nbytes(e) for split in examples.values() for e in split)

@@ -28,6 +28,7 @@ class Example:
     labels: np.ndarray  # [L] int32
     # Features of the same audio at other speeds (augmentation); each epoch draws one of features + variants.
     variants: tuple[np.ndarray | StoredFeatures, ...] = ()
+    source: str = ""  # the split path it was read from (Utterance.source)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def prepare_all(
             for f in features[first + 1 : first + len(speeds)]
             if f is not None and not ctc_problem(len(f), labels, stride)
         )
-        examples.append(Example(utterance.key, text, features[first], labels, variants))
+        examples.append(Example(utterance.key, text, features[first], labels, variants, utterance.source))
     for r in rejected:
         log.warning("skipping %s: %s", r.key, r.reason)
     for w in warnings:

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from asr import compat
 from asr.data.batching import epoch_plans
@@ -117,6 +118,7 @@ def evaluate(
     refs = [e.text for e in examples]
     return {
         **error_rates(refs, hyps),
+        "hyps": hyps,
         "samples": [
             {"audio": e.key, "ref": r, "hyp": h} for e, r, h in list(zip(examples, refs, hyps, strict=True))[:samples]
         ],
@@ -270,8 +272,18 @@ def _fit(
     examples = prepared.examples
     batch_size, epochs = trainer.batch_size, trainer.epochs
     replicas = strategy.num_replicas_in_sync  # every batch gives each replica at least one utterance
+    sources = options.data.train_paths  # data.train_weights: a factor per path, in this order
+    groups = np.array([sources.index(e.source) if e.source in sources else 0 for e in examples["train"]], np.int64)
     plans = epoch_plans(
-        examples["train"], batch_size, options.seed, trainer.bucketing, epochs, trainer.batch_frames, replicas
+        examples["train"],
+        batch_size,
+        options.seed,
+        trainer.bucketing,
+        epochs,
+        trainer.batch_frames,
+        replicas,
+        groups,
+        options.data.train_weights,
     )
     steps_per_epoch = len(plans[0].batches)  # the same every epoch
     # float16 layers (variables and the CTC loss float32; Keras adds loss scaling) or float32 throughout
@@ -360,12 +372,14 @@ def _fit(
         "end_of_epoch_seconds": round(sum(r.get("end_of_epoch_seconds", 0.0) for r in state.records), 3),
         "wall_seconds": round(time.time() - job_started, 3),
         "resumed_from_epoch": resumed_from,
-        "test": {k: v for k, v in test.items() if k != "samples"} if test else None,
+        "test": {k: v for k, v in test.items() if k not in ("samples", "hyps")} if test else None,
         "samples": test["samples"] if test else [],
         "rejected": prepared.report["rejected"],
     }
+    if test and (splits := per_source(test["hyps"], examples["test"])):  # a test split of several paths
+        result["test_splits"] = splits
     if decoder is not None:  # `test` is then the language model's; the acoustic model's alone beside it
-        result["test_greedy"] = {k: v for k, v in greedy.items() if k != "samples"} if greedy else None
+        result["test_greedy"] = {k: v for k, v in greedy.items() if k not in ("samples", "hyps")} if greedy else None
         result["lm"] = lm_report
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
     provenance.finish(run_dir, origin)
@@ -374,6 +388,16 @@ def _fit(
     if not math.isfinite(best_ler):
         raise TrainingDiverged(f"the best validation LER is {best_ler}")
     return float(best_ler)
+
+
+def per_source(hyps: Sequence[str], examples: Sequence[Example]) -> dict[str, dict] | None:
+    """Error rates of the transcripts of each path of a split read from several (None for one)."""
+    sources = list(dict.fromkeys(e.source for e in examples))
+    if len(sources) < 2:
+        return None
+    pairs = list(zip(examples, hyps, strict=True))
+    refs = {source: [e.text for e, _ in pairs if e.source == source] for source in sources}
+    return {source: error_rates(refs[source], [h for e, h in pairs if e.source == source]) for source in sources}
 
 
 def weights_digest(model: keras.Model) -> str:
