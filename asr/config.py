@@ -108,6 +108,11 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
     """Typed, validated options of a composed config; deprecated keys are moved to their new place with a
     warning. Raises ValueError naming the key for a value the schema cannot catch (a negative rate...)."""
     if isinstance(cfg, DictConfig):
+        if required := required_keys(cfg):
+            raise ConfigError(
+                f"{', '.join(required)}: this preset needs a value here; add "
+                f"{' '.join(f'{key}=<value>' for key in required)} to the command (README.md, asr-train --help)"
+            )
         cfg = OmegaConf.to_object(cfg)
     groups = {name: _plain(getattr(cfg, name)) for name in GROUPS}
     for (old_group, old), (new_group, new) in DEPRECATED.items():
@@ -122,6 +127,21 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
         return _options(cfg, groups)
     except ValueError as e:  # raised by the options' own checks, each naming its key
         raise ConfigError(str(e)) from None
+
+
+# A preset marks a key the user must set as `key: ${asr_required:}` (a `???` would not override the schema's
+# default when Hydra merges the preset in).
+REQUIRED = "${asr_required:}"
+
+
+def required_keys(cfg: DictConfig) -> list[str]:
+    """The keys of the run's groups still holding REQUIRED."""
+    return [
+        f"{group}.{key}"
+        for group in GROUPS
+        for key in cfg[group]
+        if OmegaConf.is_interpolation(cfg[group], key) and cfg[group]._get_node(key)._value() == REQUIRED
+    ]
 
 
 class ConfigError(UserError, ValueError):
@@ -147,7 +167,14 @@ def register() -> None:
     """Register the schema and the `asr_repo` resolver (idempotent)."""
     if not OmegaConf.has_resolver("asr_repo"):
         OmegaConf.register_new_resolver("asr_repo", repo_root)
+    if not OmegaConf.has_resolver("asr_required"):  # reached only where required_keys was not asked first
+        OmegaConf.register_new_resolver("asr_required", _required)
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+def _required() -> None:
+    """The asr_required resolver: a key a preset requires was read without a value."""
+    raise ConfigError("a key this preset requires has no value (asr-train --help lists the keys)")
 
 
 def compose(overrides: Sequence[str] = ()) -> RunOptions:

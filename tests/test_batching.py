@@ -78,6 +78,24 @@ def test_epochs_reshuffle_reproducibly_from_the_seed():
     assert json.dumps(sorted(sum(a[0], []))) == json.dumps(list(range(5, 45)))
 
 
+def test_split_weights_set_each_splits_utterances_per_epoch():
+    examples = _examples(50)
+    groups = np.array([0] * 40 + [1] * 10)  # a large corpus and a small one
+    plans = epoch_plans(examples, 4, seed=3, epochs=3, groups=groups, weights=(0.25, 2.5))
+    played = [np.concatenate(p.batches) for p in plans]
+    for members in played:
+        counts = np.bincount(members, minlength=50)
+        assert counts[:40].sum() == 10 and counts[:40].max() == 1  # a quarter, drawn without replacement
+        assert counts[40:].sum() == 25 and set(counts[40:]) <= {2, 3}  # every one twice, half of them thrice
+    assert len({tuple(np.sort(m[m < 40])) for m in played}) == 3  # another draw each epoch
+    assert [len(p.batches) for p in plans] == [9, 9, 9]
+    again = epoch_plans(examples, 4, seed=3, epochs=3, groups=groups, weights=(0.25, 2.5))
+    pairs = [(a, b) for p, q in zip(plans, again, strict=True) for a, b in zip(p.batches, q.batches, strict=True)]
+    assert all(np.array_equal(a, b) for a, b in pairs)
+    unweighted = epoch_plans(examples, 4, seed=3, epochs=1)[0]  # no weights: every utterance once
+    assert sorted(np.concatenate(unweighted.batches).tolist()) == list(range(50))
+
+
 def test_frame_budget_batches_stay_within_the_budget_and_every_epoch_has_as_many():
     rng = np.random.default_rng(0)
     lengths = np.concatenate([rng.integers(100, 2000, size=300), [5000]])  # 1-20 s sentences, one too long

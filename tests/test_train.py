@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -435,3 +436,73 @@ def test_a_character_language_model_is_estimated_tuned_bundled_and_used(shared_d
     done = run([str(BIN / "asr-transcribe"), str(run_dir), wav])
     assert done.returncode == 2 and "lm.arpa" in done.stderr and "--lm none" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _manifest(path: Path, lines: list[str]) -> Path:
+    """A JSONL manifest in another folder than data/, its audio paths made absolute."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        record["audio"] = str(ROOT / "data" / record["audio"])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.slow
+def test_two_corpora_fine_tune_a_base_model_and_another_source_is_refused_on_resume(demo_run, tmp_path):
+    extra = _manifest(tmp_path / "other" / "extra.jsonl", (ROOT / "data" / "valid.jsonl").read_text().splitlines()[:20])
+    held = _manifest(tmp_path / "other" / "held.jsonl", (ROOT / "data" / "valid.jsonl").read_text().splitlines()[20:40])
+    run_dir = tmp_path / "tuned"
+    overrides = [
+        f"trainer.init_from={demo_run}",
+        f"data.train=[train.jsonl,{extra}]",
+        "data.train_weights=[0.5,2]",
+        f"data.test=[test.jsonl,{held}]",
+        "trainer.freeze_layers=1",
+        "trainer.freeze_epochs=1",
+        "trainer.epochs=2",
+        "trainer.verbose=0",
+        "augment=none",
+    ]
+    done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *overrides])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "prepare_report.json").read_text())
+    assert report["splits"]["train"]["sources"]["train.jsonl"]["usable"] == 580
+    assert report["splits"]["train"]["sources"][str(extra)]["usable"] == 20
+    result = json.loads((run_dir / "result.json").read_text())
+    assert {name: r["n"] for name, r in result["test_splits"].items()} == {"test.jsonl": 150, str(held): 20}
+    assert result["test"]["n"] == 170
+    assert result["init_from"]["freeze_layers"] == 1 and result["init_from"]["fresh"] == ""
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["init_from"]["sha256"] == result["init_from"]["sha256"]
+    # the base's model, written into the run's config; the base's features (8 kHz)
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "units: 64" in config and "num_layers: 1" in config
+    assert json.loads((run_dir / "model" / "bundle.json").read_text())["sample_rate"] == 8000
+    # (580 / 2 + 20 * 2) utterances in batches of 32 per epoch
+    assert [m["epoch"] for m in read_metrics(run_dir)] == [1, 2]
+
+    other = tmp_path / "other-base"
+    shutil.copytree(demo_run / "model", other)
+    spec = json.loads((other / "bundle.json").read_text())
+    (other / "bundle.json").write_text(json.dumps({**spec, "note": "another base"}))
+    overrides[0] = f"trainer.init_from={other}"
+    done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *overrides])
+    assert done.returncode != 0 and "holds a run with other settings" in done.stderr
+
+
+@pytest.mark.slow  # imports TensorFlow
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.init_from=/nowhere/run"], "trainer.init_from=/nowhere/run: no such file or directory; pass"),
+        (["experiment=speech_transfer"], "trainer.init_from: this preset needs a value here; add trainer.init_from="),
+    ],
+)
+def test_a_missing_source_stops_before_any_data_is_read(overrides, message, tmp_path, capsys, hydra_restore_singletons):
+    with pytest.raises(SystemExit) as e:
+        main([*overrides, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "data.root" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "prepare_report.json").exists()

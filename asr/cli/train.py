@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from asr.cli.app import one_line_errors, run_hydra_app
 from asr.config import ConfigError, to_options
+from asr.files import atomic_write_text
+from asr.training.options import RunOptions
 from asr.training.sweep import threads_per_job
 
 
@@ -28,6 +31,7 @@ def _train(cfg: DictConfig) -> float:
 
     cluster.setup()  # TF_CONFIG from SLURM or submitit, before TensorFlow starts
     from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
+    from asr.training.transfer import adopt_source
 
     options = to_options(cfg)
     if options.data.num_shards > 1:
@@ -45,7 +49,20 @@ def _train(cfg: DictConfig) -> float:
     options = replace(
         options, trainer=replace(options.trainer, threads=threads), data=replace(options.data, workers=workers)
     )
-    return train(options, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    adopted, source = adopt_source(options)  # checked here, before any data is read
+    if source is not None and hydra_cfg.output_subdir is not None:
+        record_adopted(cfg, adopted, run_dir / hydra_cfg.output_subdir / "config.yaml")
+    return train(options, run_dir, list(hydra_cfg.overrides.task))
+
+
+def record_adopted(cfg: DictConfig, options: RunOptions, path: Path) -> None:
+    """Rewrite the run's composed config (Hydra's .hydra/config.yaml) with the feature and model settings taken
+    from trainer.init_from's bundle, so that the config says what the run trained."""
+    adopted = OmegaConf.to_container(cfg, resolve=True)
+    adopted["features"] = json.loads(json.dumps(asdict(options.features)))  # enums as their values
+    adopted["model"] = json.loads(json.dumps(asdict(options.model)))
+    atomic_write_text(path, OmegaConf.to_yaml(adopted))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

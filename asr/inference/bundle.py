@@ -113,7 +113,7 @@ def find_bundle(path: Path) -> Path:
     )
 
 
-def _read_spec(directory: Path) -> dict:
+def read_spec(directory: Path) -> dict:
     """Parse and check bundle.json."""
     path = directory / BUNDLE_FILE
     try:
@@ -133,7 +133,7 @@ def _read_spec(directory: Path) -> dict:
 def load_bundle(path: Path) -> Bundle:
     """Load a bundle (or a run dir's model/) without Hydra or the training config."""
     directory = find_bundle(Path(path))
-    spec = _read_spec(directory)
+    spec = read_spec(directory)
     try:
         features = FeatureOptions(**spec["features"])
         # bundles written before accent folding became an option always folded accents

@@ -89,6 +89,22 @@ class CTCModel(BuildFromShapes, keras.Model):
         self.skipped = keras.metrics.Sum(name="skipped_batches")  # training batches with a non-finite loss or gradient
         self._words_table = text_table(characters)
         self.clipnorm: float | None = None  # set by compile
+        self.frozen_layers = 0  # set by freeze_lowest
+        self.trainable_share: tf.Variable | None = None  # 0.0 while the frozen layers are held, 1.0 after
+
+    def freeze_lowest(self, layers: int) -> None:
+        """Hold the lowest `layers` LSTM layers (and a convolutional front-end below them) fixed while
+        `trainable_share` is 0: their gradients are zeroed before the optimizer sees them (Adam then leaves them,
+        and its moments, as they are). Call before the first training step, under the model's strategy."""
+        self.frozen_layers = layers
+        if layers and self.trainable_share is None:
+            self.trainable_share = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="trainable_share")
+
+    def frozen_variables(self) -> list:
+        """The variables freeze_lowest holds."""
+        if not self.frozen_layers:
+            return []
+        return [v for layer in [*self.convs, *self.rnns[: self.frozen_layers]] for v in layer.trainable_variables]
 
     def compile(self, optimizer, clipnorm: float | None = None, **kwargs) -> None:
         """Keras compile; `clipnorm` clips each gradient tensor's norm after the all-reduce over replicas (the
@@ -224,6 +240,12 @@ class CTCModel(BuildFromShapes, keras.Model):
             loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
             target = self.optimizer.scale_loss(loss) if scaled else loss
         gradients = tape.gradient(target, self.trainable_variables)
+        if self.frozen_layers:
+            held = {id(v) for v in self.frozen_variables()}
+            gradients = [
+                g * tf.cast(self.trainable_share, g.dtype) if id(v) in held else g
+                for g, v in zip(gradients, self.trainable_variables, strict=True)
+            ]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         total = loss
         if replicas > 1:  # the global batch's loss and gradients, on every replica

@@ -402,6 +402,21 @@ class SaveCheckpoint(keras.callbacks.Callback):
             self._saved_epoch, self._saved_at = epoch + 1, time.perf_counter()
 
 
+class FreezeLayers(keras.callbacks.Callback):
+    """Holds the model's frozen layers (CTCModel.freeze_lowest) fixed in the first `epochs` epochs and lets them
+    learn after; a resumed run picks up where the epoch count says."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        held = epoch < self.epochs
+        self.model.trainable_share.assign(0.0 if held else 1.0)
+        if epoch == self.epochs and epoch:
+            log.info("epoch %d: the lowest %d LSTM layers learn from now on", epoch + 1, self.model.frozen_layers)
+
+
 def training_callbacks(
     state: RunState,
     run_dir: Path,
@@ -418,6 +433,8 @@ def training_callbacks(
     callbacks: list[keras.callbacks.Callback] = [first]
     if optimizer.ema_momentum is not None:  # validation on the averaged weights
         callbacks.append(keras.callbacks.SwapEMAWeights())
+    if trainer.freeze_layers and trainer.freeze_epochs:
+        callbacks.append(FreezeLayers(trainer.freeze_epochs))
     callbacks.append(SkippedBatches(batch_keys, trainer.max_skipped_in_a_row))
     if caught is not None:
         callbacks.append(StopOnSignal(state, run_dir, caught))

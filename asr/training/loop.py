@@ -48,6 +48,7 @@ from asr.training.optimizers import averaged_weights, build_optimizer
 from asr.training.options import Resume, RunOptions
 from asr.training.state import RunState
 from asr.training.sweep import STATUS_FILE
+from asr.training.transfer import Source, adopt_source, initialize_from, read_source
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,14 @@ def fit_lm(
 
 # Settings added after runs were made: at these values (the behaviour before them) they stay out of the hash, so
 # that those runs still resume.
-ADDED_AT_DEFAULT = {("data", "trim_silence"): False, ("optimizer", "ema_momentum"): None}
+ADDED_AT_DEFAULT = {
+    ("data", "trim_silence"): False,
+    ("optimizer", "ema_momentum"): None,
+    ("data", "train_weights"): [],
+    ("trainer", "init_from"): None,
+    ("trainer", "freeze_layers"): 0,
+    ("trainer", "freeze_epochs"): 0,
+}
 
 
 def config_sha256(options: RunOptions) -> str:
@@ -195,6 +203,8 @@ def hashed_settings(options: RunOptions) -> dict:
     for (group, key), default in ADDED_AT_DEFAULT.items():
         if settings[group][key] == default:
             settings[group].pop(key)
+    if options.trainer.init_from is not None:  # the source's content, wherever it lies
+        settings["trainer"]["init_from"] = read_source(options.trainer.init_from).sha256
     return settings
 
 
@@ -237,6 +247,7 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
 def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_started: float) -> float:
     """The body of `train`; `job_started` is the wall-clock time (time.time()) the job's wall_seconds count from."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
+    options, source = adopt_source(options)  # trainer.init_from checked before any data is read
     trainer = options.trainer
     set_threads(trainer.threads)
     workers = cluster.discover()
@@ -246,12 +257,12 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one
         scratch = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
         try:
-            best = _fit(options, scratch, overrides, job_started, strategy, resumed, chief=False)
+            best = _fit(options, scratch, overrides, job_started, strategy, resumed, source, chief=False)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         print(f"worker {workers.index} of {workers.num_workers} done; the chief writes {run_dir}")
         return best
-    return _fit(options, run_dir, overrides, job_started, strategy, resumed)
+    return _fit(options, run_dir, overrides, job_started, strategy, resumed, source)
 
 
 def _fit(
@@ -261,10 +272,11 @@ def _fit(
     job_started: float,
     strategy,
     resumed: checkpoint.Checkpoint | None,
+    source: Source | None = None,
     chief: bool = True,
 ) -> float:
-    """Prepare, fit under `strategy` (resuming from `resumed`), evaluate, save into run_dir (and, the chief,
-    report on the console)."""
+    """Prepare, fit under `strategy` (from `source`'s weights, or resuming from `resumed`), evaluate, save into
+    run_dir (and, the chief, report on the console)."""
     trainer = options.trainer
     prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
     write_report(prepared.report, run_dir)
@@ -294,7 +306,15 @@ def _fit(
             optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs, clip=False),
             clipnorm=options.optimizer.clipnorm,
         )
+        transfer = None
+        if source is not None:
+            model.build_for()
+            transfer = initialize_from(model, source)
+            transfer.update(freeze_layers=trainer.freeze_layers, freeze_epochs=trainer.freeze_epochs)
+        model.freeze_lowest(trainer.freeze_layers if trainer.freeze_epochs else 0)
     origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
+    if source is not None:
+        origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}
     provenance.start(run_dir, origin)
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
     shown = examples["valid"][:TB_SAMPLES]
@@ -376,6 +396,8 @@ def _fit(
         "samples": test["samples"] if test else [],
         "rejected": prepared.report["rejected"],
     }
+    if transfer is not None:
+        result["init_from"] = transfer
     if test and (splits := per_source(test["hyps"], examples["test"])):  # a test split of several paths
         result["test_splits"] = splits
     if decoder is not None:  # `test` is then the language model's; the acoustic model's alone beside it

@@ -121,6 +121,12 @@ class TrainerOptions:
     cpu_devices: int | None = None
     # Layers compute in float16 (GPUs with tensor cores), variables and the CTC loss stay float32.
     mixed_precision: bool = False
+    # Start from a trained bundle (a run directory or its model/ folder): its feature and model settings and
+    # weights; the output rows of the characters both alphabets share (asr.training.transfer). null: from scratch.
+    init_from: str | None = None
+    # Hold the lowest freeze_layers LSTM layers fixed during the first freeze_epochs epochs (0: never).
+    freeze_layers: int = 0
+    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
@@ -143,6 +149,18 @@ class TrainerOptions:
             raise ValueError(
                 f"trainer.checkpoint_every_epochs must be >= 1 and trainer.checkpoint_every_seconds >= 0, got "
                 f"{self.checkpoint_every_epochs}, {self.checkpoint_every_seconds}"
+            )
+        if self.init_from == "":
+            object.__setattr__(self, "init_from", None)
+        if self.freeze_layers < 0 or self.freeze_epochs < 0:
+            raise ValueError(
+                f"trainer.freeze_layers and trainer.freeze_epochs must be >= 0, got {self.freeze_layers}, "
+                f"{self.freeze_epochs}"
+            )
+        if self.freeze_layers and self.freeze_epochs and self.init_from is None:
+            raise ValueError(
+                "trainer.freeze_layers holds layers of a trained model fixed; it needs trainer.init_from=<run "
+                "directory or bundle> (or trainer.freeze_layers=0)"
             )
         for name in ("threads", "patience", "max_skipped_in_a_row", "cpu_devices"):
             if (getattr(self, name) or 0) < 0:

@@ -1,0 +1,166 @@
+"""Starting a run from a trained bundle (trainer.init_from): its feature and model settings, its weights, and the
+output rows of the characters the two alphabets share.
+
+`adopt_source` reads only the source's bundle.json (before any data is read); `initialize_from` copies the
+weights into the new run's built model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import unicodedata
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from asr.data.features import FeatureOptions
+from asr.errors import UserError
+from asr.inference.bundle import BUNDLE_FILE, WEIGHTS_FILE, BundleError, find_bundle, load_bundle, read_spec
+from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
+from asr.training.options import RunOptions
+
+log = logging.getLogger(__name__)
+
+KEY = "trainer.init_from"
+FIX = "pass trainer.init_from=<a training run directory or its model/ folder>"
+
+
+# The lowest feature rate a source may have: 4 kHz audio keeps speech only up to 2 kHz (the first two formants),
+# half the telephone band (8 kHz, the lowest rate speech corpora are recorded at); below it the corpus audio would
+# be resampled into features that no longer hold speech.
+MIN_SAMPLE_RATE = 4000
+
+
+class SourceError(UserError):
+    """trainer.init_from names no usable bundle, or one whose settings cannot serve this run."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The bundle a run starts from: where it is, the SHA-256 of its settings and weights, what it was trained
+    with."""
+
+    directory: Path
+    sha256: str
+    features: FeatureOptions
+    model: ModelOptions
+    characters: str
+
+
+def bundle_sha256(directory: Path) -> str:
+    """SHA-256 over a bundle's settings (bundle.json) and weights: what decides the weights a run starts from."""
+    digest = hashlib.sha256()
+    for name in (BUNDLE_FILE, WEIGHTS_FILE):
+        with open(directory / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_source(path: str) -> Source:
+    """The bundle at `path` (a run directory or its model/ folder), checked without loading TensorFlow weights;
+    SourceError naming trainer.init_from, the problem and the fix."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise SourceError(f"{KEY}={path}: no such file or directory; {FIX}")
+    try:
+        directory = find_bundle(where)
+        spec = read_spec(directory)
+        if not (directory / WEIGHTS_FILE).is_file():
+            raise BundleError(f"{directory}: no {WEIGHTS_FILE}; train the source run to its end first")
+        features = FeatureOptions(**spec["features"])
+        model = ModelOptions(**spec["model"]["options"])
+        characters = str(spec["vocabulary"])
+        sha256 = bundle_sha256(directory)
+    except BundleError as e:
+        raise SourceError(f"{KEY}={path}: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"{KEY}={path}: its {BUNDLE_FILE} has settings this asr cannot use ({e}); {FIX}") from None
+    except OSError as e:
+        raise SourceError(f"{KEY}={path}: cannot read the bundle ({e}); {FIX}") from None
+    if features.sample_rate < MIN_SAMPLE_RATE:
+        raise SourceError(
+            f"{KEY}={path}: its features are computed at {features.sample_rate} Hz, a rate speech audio cannot be "
+            f"resampled to without losing the speech (at least {MIN_SAMPLE_RATE} Hz); start from a model trained at "
+            f"the corpus's rate (8000 or 16000 Hz), or train from scratch without {KEY}"
+        )
+    if model.num_layers < 1 or features.num_features != spec["model"].get("num_features"):
+        raise SourceError(f"{KEY}={path}: its {BUNDLE_FILE} has features and a model that do not fit together; {FIX}")
+    return Source(directory, sha256, features, model, characters)
+
+
+def adopt_source(options: RunOptions) -> tuple[RunOptions, Source | None]:
+    """`options` with the feature and model settings of trainer.init_from's bundle (logged where they differ),
+    and the source; unchanged options and None without one. SourceError for a source that cannot serve the run
+    (unreadable, or trainer.freeze_layers beyond its LSTM layers)."""
+    trainer = options.trainer
+    if trainer.init_from is None:
+        return options, None
+    source = read_source(trainer.init_from)
+    if trainer.freeze_layers > source.model.num_layers:
+        raise SourceError(
+            f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
+            f"{source.model.num_layers} LSTM layers; freeze at most that many"
+        )
+    adopted = (("features", options.features, source.features), ("model", options.model, source.model))
+    for group, mine, theirs in adopted:
+        changed = {k: v for k, v in asdict(theirs).items() if asdict(mine)[k] != v}
+        if changed:
+            log.info("%s from %s: %s", group, source.directory, ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return replace(options, features=source.features, model=source.model), source
+
+
+def base_character(character: str) -> str:
+    """The letter a character is written on: the first code point of its canonical decomposition (č -> c)."""
+    return unicodedata.normalize("NFD", character)[0]
+
+
+def source_rows(characters: str, source: str) -> tuple[list[int | None], dict[str, str]]:
+    """For each character of `characters`, its output row in a model of alphabet `source` (the same character,
+    else its base letter, else None: a fresh row); and the characters that took their base letter's row."""
+    rows, from_base = [], {}
+    for c in characters:
+        if c in source:
+            rows.append(source.index(c))
+        elif (base := base_character(c)) != c and base in source:
+            rows.append(source.index(base))
+            from_base[c] = base
+        else:
+            rows.append(None)
+    return rows, from_base
+
+
+def initialize_from(model: CTCModel, source: Source) -> dict:
+    """Copy the source bundle's front-end and LSTM weights into `model` (built, same architecture), and the
+    output rows of the blank and of every character the alphabets share (a new letter: its base letter's row);
+    returns what was copied, for result.json."""
+    trained = load_bundle(source.directory).model
+    for mine, theirs in zip([*model.convs, *model.rnns], [*trained.convs, *trained.rnns], strict=True):
+        mine.set_weights(theirs.get_weights())
+    kernel, bias = trained.logits.get_weights()  # [units (x2), len(source) + 1], [len(source) + 1]
+    new_kernel, new_bias = model.logits.get_weights()
+    rows, from_base = source_rows(model.characters, trained.characters)
+    for i, row in enumerate([*rows, trained.blank_index]):  # the blank is the last row of both
+        if row is not None:
+            new_kernel[:, i], new_bias[i] = kernel[:, row], bias[row]
+    model.logits.set_weights([new_kernel, new_bias])
+    fresh = "".join(c for c, row in zip(model.characters, rows, strict=True) if row is None)
+    shared = "".join(c for c in model.characters if c in trained.characters)
+    log.info(
+        "started from %s: %d LSTM layers copied; output rows of %d shared characters and the blank kept, %s from "
+        "their base letters, %r new",
+        source.directory,
+        len(model.rnns),
+        len(shared),
+        json.dumps(from_base, ensure_ascii=False),
+        fresh,
+    )
+    return {
+        "bundle": str(source.directory),
+        "sha256": source.sha256,
+        "shared": shared,
+        "from_base": from_base,
+        "fresh": fresh,
+    }
