@@ -27,7 +27,9 @@ def test_all_presets_are_there():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_to_the_schema(preset):
-    cfg = _compose([f"experiment={preset}"] + (["data.root=/corpus"] if preset == "speech" else []))
+    needs = {"speech": ["data.root=/corpus"], "speech_transfer": ["data.root=/corpus", "trainer.init_from=/base"]}
+    needs["fillets_nl_transfer"] = ["trainer.init_from=/base"]
+    cfg = _compose([f"experiment={preset}", *needs.get(preset, [])])
     assert isinstance(cfg, Config)
     assert cfg.name == preset
     assert Path(cfg.data.root).is_absolute()
@@ -253,3 +255,30 @@ def test_the_speech_recipe_decodes_with_a_character_lm_and_the_english_presets_s
     for preset in ("demo", "fsdd", "ldc93s1", "ldc93s1_seed"):
         assert to_options(_compose([f"experiment={preset}"])).lm.order == 0
     assert to_options(_compose(["lm=char6", "lm.betas=[1]"])).lm.betas == (1.0,)
+
+
+def test_a_split_is_a_path_or_a_list_of_paths_with_one_weight_each():
+    options = to_options(_compose(["experiment=english"]))
+    assert options.data.train == ("speechocean762/train.jsonl", "cathy/train.jsonl")
+    assert options.data.test == "speechocean762/test.jsonl" and options.data.train_weights == ()
+    assert to_options(_compose(["data.train=[a.jsonl]"])).data.train == "a.jsonl"
+    weighted = to_options(_compose(["data.train=[a.jsonl,b.jsonl]", "data.train_weights=[0.5,3]"]))
+    assert weighted.data.train_paths == ("a.jsonl", "b.jsonl") and weighted.data.train_weights == (0.5, 3.0)
+    with pytest.raises(ValueError, match="data.train_weights needs one factor per data.train path: 2 paths, 1"):
+        to_options(_compose(["data.train=[a.jsonl,b.jsonl]", "data.train_weights=[2]"]))
+    with pytest.raises(ValueError, match="data.train_weights must be positive factors"):
+        to_options(_compose(["data.train=[a.jsonl,b.jsonl]", "data.train_weights=[0,1]"]))
+    with pytest.raises(ValueError, match="data.valid must be a path or a list of paths"):
+        to_options(_compose(["data.valid=3"]))
+
+
+def test_the_transfer_presets_need_a_base_model_and_differ_from_speech_only_in_the_recipe():
+    from asr.config import ConfigError, compose
+
+    with pytest.raises(ConfigError, match="trainer.init_from: this preset needs a value here"):
+        compose(["experiment=fillets_nl_transfer"])
+    tuned = compose(["experiment=fillets_nl_transfer", "trainer.init_from=/base"])
+    plain = compose(["experiment=fillets_nl"])
+    assert tuned.trainer.init_from == "/base" and tuned.data == plain.data
+    for group in ("features", "model", "augment", "lm"):
+        assert getattr(tuned, group) == getattr(plain, group)

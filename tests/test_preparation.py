@@ -126,6 +126,17 @@ def test_storage_leaves_features_on_disk_with_the_same_values_and_max_seconds_sk
         np.testing.assert_allclose(np.asarray(d.features), e.features, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.asarray(d.variants[0]), e.variants[0], rtol=1e-5, atol=1e-6)
 
+    # a base model's statistics (trainer.init_cmvn=source) are used as given
+    given = (memory.cmvn[0] + 1.0, memory.cmvn[1] * 2.0)
+    based = prepare_data(cfg, options, 1, AugmentOptions(), cmvn=given)
+    assert based.cmvn is given
+    np.testing.assert_allclose(
+        np.asarray(based.examples["test"][0].features),
+        (memory.examples["test"][0].features * memory.cmvn[1] + memory.cmvn[0] - given[0]) / given[1],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
     cfg = DataOptions(root=str(tmp_path), valid="", cache_dir=str(tmp_path / "cache"), max_seconds=2.0)
     limited = prepare_data(cfg, options, 1, AugmentOptions())
     assert [e.key for e in limited.examples["train"]] == [e.key for e in memory.examples["train"]][:3]

@@ -20,6 +20,10 @@ def _task(cfg: DictConfig) -> None:
 
     with one_line_errors("asr-prepare"):
         options = to_options(cfg)
+        if options.trainer.init_from is not None:  # the features of the model the run will start from
+            from asr.training.transfer import adopt_source
+
+            options, _ = adopt_source(options)
         prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
         write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
 

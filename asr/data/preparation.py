@@ -120,11 +120,13 @@ def prepare_data(
     stride: int,
     augment: AugmentOptions,
     splits: dict[str, list[Utterance]] | None = None,
+    cmvn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Prepared:
     """Load every split (or take `splits`, as load_data returns them), settle the vocabulary, check each
     utterance once, compute (or reuse) features (the training split at every speed of `augment`); skip or
     raise on bad items. With data.num_shards > 1 only shard data.shard of every split (the vocabulary still
-    comes from the whole training split)."""
+    comes from the whole training split). Global normalization uses `cmvn` where given (a base model's), else
+    the statistics of the training split."""
     splits = load_data(cfg) if splits is None else splits
     vocab = vocabulary(cfg, splits["train"])
     sharded = cfg.num_shards > 1
@@ -190,9 +192,11 @@ def prepare_data(
         examples = {name: [in_memory(e) for e in split] for name, split in examples.items()}
     storage = "disk" if any(isinstance(e.features, StoredFeatures) for e in examples["train"]) else "memory"
     log.info("features: %.1f MB, kept in %s", feature_bytes / 1e6, storage)
-    cmvn = None
-    if options.normalize in ("global", "both") and examples["train"]:
+    if options.normalize not in ("global", "both"):
+        cmvn = None
+    elif cmvn is None and examples["train"]:
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
+    if cmvn is not None:
         examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
     report = {
         "vocabulary": vocab.characters,

@@ -143,7 +143,7 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(f"{directory / BUNDLE_FILE}: invalid settings ({e})") from e
     if model.characters != vocab.characters or spec.get("blank_index") != vocab.blank_index:
         raise BundleError(f"{directory / BUNDLE_FILE}: vocabulary and model disagree")
-    cmvn = _read_cmvn(spec.get("normalization"), features, directory / BUNDLE_FILE)
+    cmvn = read_cmvn(spec.get("normalization"), features, directory / BUNDLE_FILE)
     model.build_for()
     weights = directory / WEIGHTS_FILE
     try:
@@ -172,7 +172,7 @@ def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
         raise BundleError(f"{e} (the bundle's language model); copy the bundle again, or pass --lm none") from e
 
 
-def _read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """Global normalization statistics from bundle.json, checked against the feature settings."""
     needed = features.normalize in ("global", "both")
     if spec is None:

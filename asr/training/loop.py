@@ -45,7 +45,7 @@ from asr.training.callbacks import (
 )
 from asr.training.distribute import distributed_dataset, is_distributed, make_strategy
 from asr.training.optimizers import averaged_weights, build_optimizer
-from asr.training.options import Resume, RunOptions
+from asr.training.options import InitCMVN, Resume, RunOptions
 from asr.training.state import RunState
 from asr.training.sweep import STATUS_FILE
 from asr.training.transfer import Source, adopt_source, initialize_from, read_source
@@ -172,6 +172,7 @@ ADDED_AT_DEFAULT = {
     ("trainer", "init_from"): None,
     ("trainer", "freeze_layers"): 0,
     ("trainer", "freeze_epochs"): 0,
+    ("trainer", "init_cmvn"): "train",
 }
 
 
@@ -278,7 +279,8 @@ def _fit(
     """Prepare, fit under `strategy` (from `source`'s weights, or resuming from `resumed`), evaluate, save into
     run_dir (and, the chief, report on the console)."""
     trainer = options.trainer
-    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
+    cmvn = source.cmvn if source is not None and trainer.init_cmvn == InitCMVN.source else None
+    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment, cmvn=cmvn)
     write_report(prepared.report, run_dir)
     vocab = prepared.vocab
     examples = prepared.examples

@@ -38,6 +38,15 @@ class Strategy(StrEnum):
     multi_worker = "multi_worker"
 
 
+class InitCMVN(StrEnum):
+    """With trainer.init_from and global normalization (features.normalize=global or both): the statistics the
+    run normalizes with. train: its own training split's (the inputs then have zero mean and unit variance on this
+    corpus, as the base's had on its own); source: the base model's, as it was trained with."""
+
+    train = "train"
+    source = "source"
+
+
 class Resume(StrEnum):
     """auto: continue from the run directory's last checkpoint if it has one; never: move the earlier run's
     files aside (into previous-<time>/) and start over."""
@@ -127,10 +136,12 @@ class TrainerOptions:
     # Hold the lowest freeze_layers LSTM layers fixed during the first freeze_epochs epochs (0: never).
     freeze_layers: int = 0
     freeze_epochs: int = 0
+    init_cmvn: InitCMVN = InitCMVN.train
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
         object.__setattr__(self, "strategy", Strategy(self.strategy))
+        object.__setattr__(self, "init_cmvn", InitCMVN(self.init_cmvn))
         # 0 (threads, patience) and negative (stop_at_val_ler) meant "off" before null did
         for name in ("threads", "patience", "cpu_devices"):
             if getattr(self, name) == 0:
@@ -162,6 +173,8 @@ class TrainerOptions:
                 "trainer.freeze_layers holds layers of a trained model fixed; it needs trainer.init_from=<run "
                 "directory or bundle> (or trainer.freeze_layers=0)"
             )
+        if self.init_cmvn == InitCMVN.source and self.init_from is None:
+            raise ValueError("trainer.init_cmvn=source takes a base model's statistics; it needs trainer.init_from")
         for name in ("threads", "patience", "max_skipped_in_a_row", "cpu_devices"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")

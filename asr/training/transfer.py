@@ -14,9 +14,19 @@ import unicodedata
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from asr.data.features import FeatureOptions
 from asr.errors import UserError
-from asr.inference.bundle import BUNDLE_FILE, WEIGHTS_FILE, BundleError, find_bundle, load_bundle, read_spec
+from asr.inference.bundle import (
+    BUNDLE_FILE,
+    WEIGHTS_FILE,
+    BundleError,
+    find_bundle,
+    load_bundle,
+    read_cmvn,
+    read_spec,
+)
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
 from asr.training.options import RunOptions
@@ -47,6 +57,7 @@ class Source:
     features: FeatureOptions
     model: ModelOptions
     characters: str
+    cmvn: tuple[np.ndarray, np.ndarray] | None = None  # its global normalization statistics, when it has them
 
 
 def bundle_sha256(directory: Path) -> str:
@@ -73,6 +84,7 @@ def read_source(path: str) -> Source:
         features = FeatureOptions(**spec["features"])
         model = ModelOptions(**spec["model"]["options"])
         characters = str(spec["vocabulary"])
+        cmvn = read_cmvn(spec.get("normalization"), features, directory / BUNDLE_FILE)
         sha256 = bundle_sha256(directory)
     except BundleError as e:
         raise SourceError(f"{KEY}={path}: {e}") from None
@@ -88,7 +100,7 @@ def read_source(path: str) -> Source:
         )
     if model.num_layers < 1 or features.num_features != spec["model"].get("num_features"):
         raise SourceError(f"{KEY}={path}: its {BUNDLE_FILE} has features and a model that do not fit together; {FIX}")
-    return Source(directory, sha256, features, model, characters)
+    return Source(directory, sha256, features, model, characters, cmvn)
 
 
 def adopt_source(options: RunOptions) -> tuple[RunOptions, Source | None]:
