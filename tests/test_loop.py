@@ -38,3 +38,8 @@ def test_runs_made_before_a_setting_was_added_still_resume():
     assert "ema_momentum" not in hashed_settings(a)["optimizer"]
     assert hashed_settings(averaged)["optimizer"]["ema_momentum"] == 0.99
     assert config_sha256(averaged) != config_sha256(a)
+    for group, key in (("data", "train_weights"), ("trainer", "init_from"), ("trainer", "freeze_layers")):
+        assert key not in hashed_settings(a)[group]
+    weighted = replace(a, data=replace(a.data, train=("a.jsonl", "b.jsonl"), train_weights=(1.0, 2.0)))
+    assert hashed_settings(weighted)["data"]["train_weights"] == [1.0, 2.0]
+    assert config_sha256(weighted) != config_sha256(replace(weighted, data=replace(weighted.data, train_weights=())))
