@@ -156,11 +156,16 @@ def test_deprecated_keys_keep_working_with_a_warning():
         ("features.deltas=3", "features.deltas must be 0, 1 or 2"),
         ("lm.order=-1", "lm.order must be >= 0"),
         ("lm.alphas=[]", "lm.alphas"),
+        ("trainer.intermediate_ctc=1.5", r"trainer.intermediate_ctc is the auxiliary loss's weight, in \[0, 1\)"),
+        (
+            "trainer.intermediate_ctc=0.3;trainer.intermediate_ctc_layer=2",
+            r"trainer.intermediate_ctc_layer must name a layer below the top one \(1 to 1\), got 2",
+        ),
     ],
 )
 def test_bad_values_fail_once_at_the_boundary_naming_the_key(override, message):
     with pytest.raises(ValueError, match=message):
-        to_options(_compose([override]))
+        to_options(_compose(override.split(";")))  # ";" between overrides
 
 
 def test_empty_valid_and_test_mean_none():

@@ -146,3 +146,23 @@ def test_mixed_precision_keeps_logits_and_loss_float32_and_scales_the_loss():
         assert all(v.dtype == "float32" for v in model.trainable_variables)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_intermediate_ctc_adds_the_lower_layers_ctc_through_the_shared_output_layer():
+    model, x, y = _training_batch()
+    model.intermediate_ctc(0.25)  # 2 layers: the middle one is layer 1
+    assert model.intermediate_layer == 1
+    objective, top, logits = model.training_loss(x, tf.constant(y))
+    # dropout is 0 in _training_batch's model: training and inference outputs agree
+    lower = model.logits(model.encode(x)[0])
+
+    def ctc(scores):
+        return float(tf.reduce_mean(model.per_example_loss(tf.constant(y), scores, x["lengths"])))
+
+    assert float(top) == pytest.approx(ctc(model(x)), rel=1e-5)
+    assert float(objective) == pytest.approx(0.75 * ctc(model(x)) + 0.25 * ctc(lower), rel=1e-5)
+    np.testing.assert_allclose(logits, model(x), atol=1e-6)
+    with pytest.raises(ValueError, match="intermediate_ctc_layer must name a layer below the top one .1 to 1., got 2"):
+        model.intermediate_ctc(0.3, 2)
+    with pytest.raises(ValueError, match=r"intermediate_ctc must be in \[0, 1\), got 1.0"):
+        model.intermediate_ctc(1.0)

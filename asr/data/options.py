@@ -114,7 +114,6 @@ class DataOptions:
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
 
-
     @property
     def train_paths(self) -> tuple[str, ...]:
         """The training split's paths (one for a single path)."""

@@ -91,6 +91,23 @@ class CTCModel(BuildFromShapes, keras.Model):
         self.clipnorm: float | None = None  # set by compile
         self.frozen_layers = 0  # set by freeze_lowest
         self.trainable_share: tf.Variable | None = None  # 0.0 while the frozen layers are held, 1.0 after
+        self.intermediate_weight = 0.0  # set by intermediate_ctc
+        self.intermediate_layer = 0
+
+    def intermediate_ctc(self, weight: float, layer: int | None = None) -> None:
+        """Train with an auxiliary CTC loss on the output of LSTM layer `layer` (1-based; None: the middle one,
+        (num_layers + 1) // 2) through the same output layer: loss = (1 - weight) CTC(top) + weight CTC(layer)
+        (intermediate CTC, Lee & Watanabe 2021). Inference and validation use the top layer alone."""
+        if not 0.0 <= weight < 1.0:
+            raise ValueError(f"trainer.intermediate_ctc must be in [0, 1), got {weight}")
+        layers = len(self.rnns)
+        layer = (layers + 1) // 2 if layer is None else layer
+        if weight and not 1 <= layer < layers:
+            raise ValueError(
+                f"trainer.intermediate_ctc_layer must name a layer below the top one (1 to {layers - 1}), got {layer}"
+            )
+        self.intermediate_weight = float(weight)
+        self.intermediate_layer = layer if weight else 0
 
     def freeze_lowest(self, layers: int) -> None:
         """Hold the lowest `layers` LSTM layers (and a convolutional front-end below them) fixed while
@@ -184,14 +201,35 @@ class CTCModel(BuildFromShapes, keras.Model):
         return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
+        return self.logits(self.encode(inputs, training)[-1])  # [B, T', C]
+
+    def encode(self, inputs: dict, training: bool = False) -> list[tf.Tensor]:
+        """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]."""
         if self.convs:
             x = self.convolve(inputs["features"], tf.cast(inputs["lengths"], tf.int32))  # [B, T', conv_channels]
         else:
             x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
         mask = sequence_mask(self.output_lengths(inputs["lengths"]), x)  # [B, T']
+        outputs = []
         for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
-            x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T, units (x2)]
-        return self.logits(x)  # [B, T', C]
+            x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T', units (x2)]
+            outputs.append(x)
+        return outputs
+
+    def training_loss(self, inputs: dict, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(loss to minimize, the top layer's CTC loss, its logits [B, T', C]) of a training batch: with
+        intermediate CTC the loss also counts the CTC loss of the chosen lower layer's output."""
+        if not self.intermediate_weight:
+            logits = self(inputs, training=True)
+            loss = self.global_mean(self.per_example_loss(labels, logits, inputs["lengths"]))
+            return loss, loss, logits
+        outputs = self.encode(inputs, training=True)
+        logits = self.logits(outputs[-1])
+        lower = self.logits(outputs[self.intermediate_layer - 1])  # the shared output layer on a lower layer
+        loss = self.global_mean(self.per_example_loss(labels, logits, inputs["lengths"]))
+        inner = self.global_mean(self.per_example_loss(labels, lower, inputs["lengths"]))
+        weight = self.intermediate_weight
+        return (1.0 - weight) * loss + weight * inner, loss, logits
 
     def build_for(self) -> None:
         """Create the weights from the layer shapes, in the order a first call creates them (needed before
@@ -236,9 +274,8 @@ class CTCModel(BuildFromShapes, keras.Model):
         # scaled gradients overflow and lowers its scale.
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         with tf.GradientTape() as tape:
-            logits = self(augmented, training=True)
-            loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
-            target = self.optimizer.scale_loss(loss) if scaled else loss
+            objective, loss, logits = self.training_loss(augmented, labels)  # `loss`: the top layer's, as validated
+            target = self.optimizer.scale_loss(objective) if scaled else objective
         gradients = tape.gradient(target, self.trainable_variables)
         if self.frozen_layers:
             held = {id(v) for v in self.frozen_variables()}
@@ -247,10 +284,10 @@ class CTCModel(BuildFromShapes, keras.Model):
                 for g, v in zip(gradients, self.trainable_variables, strict=True)
             ]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        total = loss
+        total = objective
         if replicas > 1:  # the global batch's loss and gradients, on every replica
             total, *gradients = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, [loss, *gradients]
+                tf.distribute.ReduceOp.SUM, [objective, *gradients]
             )
         # A batch whose loss or gradients are not finite is skipped (counted, never applied): NaN or inf never
         # reaches the weights or the optimizer's moments. Decided on all-reduced values: the same everywhere.

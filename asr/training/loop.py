@@ -173,6 +173,8 @@ ADDED_AT_DEFAULT = {
     ("trainer", "freeze_layers"): 0,
     ("trainer", "freeze_epochs"): 0,
     ("trainer", "init_cmvn"): "train",
+    ("trainer", "intermediate_ctc"): 0.0,
+    ("trainer", "intermediate_ctc_layer"): None,
 }
 
 
@@ -314,6 +316,7 @@ def _fit(
             transfer = initialize_from(model, source)
             transfer.update(freeze_layers=trainer.freeze_layers, freeze_epochs=trainer.freeze_epochs)
         model.freeze_lowest(trainer.freeze_layers if trainer.freeze_epochs else 0)
+        model.intermediate_ctc(trainer.intermediate_ctc, trainer.intermediate_ctc_layer)
     origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
     if source is not None:
         origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}

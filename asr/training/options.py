@@ -137,6 +137,10 @@ class TrainerOptions:
     freeze_layers: int = 0
     freeze_epochs: int = 0
     init_cmvn: InitCMVN = InitCMVN.train
+    # Weight of an auxiliary CTC loss on the output of LSTM layer intermediate_ctc_layer (null: the middle one)
+    # through the shared output layer (intermediate CTC, Lee & Watanabe 2021); 0: off.
+    intermediate_ctc: float = 0.0
+    intermediate_ctc_layer: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
@@ -175,6 +179,11 @@ class TrainerOptions:
             )
         if self.init_cmvn == InitCMVN.source and self.init_from is None:
             raise ValueError("trainer.init_cmvn=source takes a base model's statistics; it needs trainer.init_from")
+        if not 0.0 <= self.intermediate_ctc < 1.0:
+            raise ValueError(
+                "trainer.intermediate_ctc is the auxiliary loss's weight, in [0, 1) (0: off), got "
+                f"{self.intermediate_ctc}"
+            )
         for name in ("threads", "patience", "max_skipped_in_a_row", "cpu_devices"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")
@@ -193,3 +202,10 @@ class RunOptions:
     optimizer: OptimizerOptions = field(default_factory=OptimizerOptions)
     trainer: TrainerOptions = field(default_factory=TrainerOptions)
     lm: LMOptions = field(default_factory=LMOptions)
+
+    def __post_init__(self) -> None:
+        layer, layers = self.trainer.intermediate_ctc_layer, self.model.num_layers
+        if self.trainer.intermediate_ctc and layer is not None and not 1 <= layer < layers:
+            raise ValueError(
+                f"trainer.intermediate_ctc_layer must name a layer below the top one (1 to {layers - 1}), got {layer}"
+            )
