@@ -50,10 +50,11 @@ def test_the_longest_training_utterance_and_a_unicode_vocabulary_travel_with_the
     vocab = Vocabulary(" abcdefghijklmnopqrstuvwxyzéëï")  # as data.characters=auto found them
     model = CTCModel(26, vocab.characters, ModelOptions(num_layers=1, units=8, stride=2))
     model.build_for()
-    save_bundle(tmp_path, model, FeatureOptions(deltas=1), vocab, max_seconds=7.25)
+    save_bundle(tmp_path, model, FeatureOptions(deltas=1), vocab, max_seconds=7.25, margins=(0.09, 0.45))
     assert "éëï" in (tmp_path / BUNDLE_FILE).read_text(encoding="utf-8")  # stored as text, not \u escapes
     bundle = load_bundle(tmp_path)
     assert bundle.vocab == vocab and bundle.max_seconds == 7.25 and not bundle.vocab.fold_accents
+    assert bundle.margins == (0.09, 0.45)
 
 
 def test_not_a_bundle(tmp_path):
@@ -73,6 +74,7 @@ def _with(model: dict, **options) -> dict:
         (lambda spec: json.dumps({**spec, "format": "other"}), "not an asr bundle"),
         (lambda spec: json.dumps({**spec, "model": _with(spec["model"], units=9)}), "cannot load the weights"),
         (lambda spec: json.dumps({**spec, "features": {**spec["features"], "deltas": 7}}), "invalid settings"),
+        (lambda spec: json.dumps({**spec, "silence_margins": [0.1]}), "silence_margins must be two seconds >= 0"),
     ],
 )
 def test_tampered_bundle_fails_clearly(saved, edit, message):
@@ -119,10 +121,12 @@ def test_a_bundle_written_before_options_were_grouped_still_loads(saved):
     flat = {"num_features": 26, "characters": spec["model"]["characters"], "seed": 0, "dropout": 0.0}
     flat |= {"num_layers": 1, "units": 8, "bidirectional": True, "logits_init_stddev": 0.0, "stride": 2}
     flat |= {"time_masks": 2, "time_mask_width": 6, "freq_masks": 0, "freq_mask_width": 0}
-    old = {k: v for k, v in spec.items() if k not in ("fold_accents", "max_seconds")}  # fields added later
+    added_later = ("fold_accents", "max_seconds", "silence_margins")
+    old = {k: v for k, v in spec.items() if k not in added_later}
     path.write_text(json.dumps({**old, "model": flat, "features": {**spec["features"], "normalize": "utterance"}}))
     bundle = load_bundle(run_dir)
     assert bundle.max_seconds == DEFAULT_MAX_SECONDS and bundle.vocab.fold_accents  # as such bundles behaved
+    assert bundle.margins is None  # long recordings then get the default margins
     assert bundle.model.options == ModelOptions(num_layers=1, units=8, stride=2)
     assert bundle.model.augment.time_masks == 2
     x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+import pytest
 from conftest import sine, write_wav
 
 from asr.data.features import FeatureOptions
@@ -239,3 +241,15 @@ def test_trim_silence_cuts_training_utterances_only_and_keeps_its_own_cache_entr
     assert untrimmed[0] - 200 < trimmed[0] < untrimmed[0] - 150  # the 2 s of silence, less the 0.4 s kept and any
     # silence of the recording itself
     assert trimmed[1] > trimmed[0]  # the slower copy of the trimmed audio
+
+
+def test_the_silence_around_the_training_speech_is_measured_for_long_recordings(tmp_path):
+    rate = 8000
+    signal = np.concatenate([np.zeros(int(0.3 * rate)), sine(rate, seconds=1.0), np.zeros(int(0.15 * rate))])
+    write_wav(tmp_path / "a.wav", rate, signal.astype(np.float32))
+    (tmp_path / "train.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "a"}) + "\n")
+    cfg = DataOptions(root=str(tmp_path), valid="", test="", cache=False)
+    prepared = prepare_data(cfg, FeatureOptions(sample_rate=rate), 1, AugmentOptions())
+    lead, trail = prepared.margins
+    assert lead == pytest.approx(0.3, abs=0.04) and trail == pytest.approx(0.15, abs=0.04)
+    assert prepared.report["silence_margins_s"] == [lead, trail]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
-from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
+from asr.inference.options import DEFAULT_BATCH_SIZE, MIN_PAUSE_SECONDS, DecodeOptions
 from asr.system import quiet_tensorflow
 
 DESCRIPTION = f"""\
@@ -58,6 +58,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "alone), or an ARPA character model (characters as tokens, <sp> for a space) with the bundle's weights; "
         "--beam-width sets its beam, --n-best lists the acoustic model's own beam",
     )
+    parser.add_argument(
+        "--min-pause",
+        type=float,
+        default=MIN_PAUSE_SECONDS,
+        metavar="SECONDS",
+        help="a recording longer than the longest training utterance is cut at every pause at least this long "
+        f"(default {MIN_PAUSE_SECONDS:g}); raise it if words of one sentence come out split apart",
+    )
     add_batch_size(parser)
     parser.add_argument(
         "--score",
@@ -67,7 +75,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_debug(parser)
     args = parser.parse_args(argv)
     try:
-        args.decode = DecodeOptions(args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm)
+        args.decode = DecodeOptions(
+            args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm, args.min_pause
+        )
     except ValueError as e:
         parser.error(str(e))
     return args

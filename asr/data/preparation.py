@@ -15,7 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.data.audio import CLIP_LEVEL, CLIP_SHARE, SILENCE_PEAK_DBFS, SILENCE_RMS_DBFS
+from asr.data.activity import sample_evenly, silence_margins
+from asr.data.audio import (
+    CLIP_LEVEL,
+    CLIP_SHARE,
+    SILENCE_PEAK_DBFS,
+    SILENCE_RMS_DBFS,
+    AudioError,
+    read_audio,
+    resample,
+    trim_silence,
+)
 from asr.data.datasets import DatasetError, Utterance, load_splits, manifest_sha256
 from asr.data.extraction import FeatureCache, StoredFeatures, default_cache_dir
 from asr.data.features import FeatureOptions, apply_global_stats, global_stats
@@ -40,6 +50,8 @@ class Prepared:
     cmvn: tuple[np.ndarray, np.ndarray] | None
     report: dict
     vocab: Vocabulary
+    # Median silence before and after the speech of the training utterances, seconds (None: none has speech)
+    margins: tuple[float, float] | None = None
 
 
 def load_data(cfg: DataOptions) -> dict[str, list[Utterance]]:
@@ -198,6 +210,8 @@ def prepare_data(
         cmvn = global_stats([e.features for e in examples["train"]])  # training split only
     if cmvn is not None:
         examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
+    usable = {e.key for e in examples["train"]}
+    margins = training_margins([u for u in splits["train"] if u.key in usable], options, cfg.trim_silence)
     report = {
         "vocabulary": vocab.characters,
         "unseen_characters": {name: unseen_characters(items, vocab) for name, items in splits.items()},
@@ -217,10 +231,27 @@ def prepare_data(
         "cache_misses": totals["misses"],
         "storage": storage,
         "feature_bytes": feature_bytes,
+        "silence_margins_s": None if margins is None else list(margins),
         "cache": cache.usage() if cache else None,
         "shard": {"shard": cfg.shard, "num_shards": cfg.num_shards} if sharded else None,
     }
-    return Prepared(examples, cmvn, report, vocab)
+    return Prepared(examples, cmvn, report, vocab, margins)
+
+
+def training_margins(items: Sequence[Utterance], options: FeatureOptions, trim: bool) -> tuple[float, float] | None:
+    """Median silence before and after the speech of (up to MARGIN_SAMPLE of) the training utterances, as the
+    model saw them (at its sample rate, trimmed with data.trim_silence), in seconds."""
+
+    def signals():
+        for i in sample_evenly(len(items)):
+            try:
+                recording = read_audio(items[i].audio, items[i].start, items[i].end)
+            except AudioError:
+                continue
+            signal = resample(recording.samples, recording.samplerate, options.sample_rate)
+            yield (trim_silence(signal, options.sample_rate) if trim else signal), options.sample_rate
+
+    return silence_margins(signals())
 
 
 def _nbytes(example: Example) -> int:

@@ -42,6 +42,9 @@ class Bundle:
     cmvn: tuple[np.ndarray, np.ndarray] | None = None  # global mean and std per feature, when used
     max_seconds: float = DEFAULT_MAX_SECONDS  # the longest training utterance; longer audio is cut at pauses
     lm: LMDecoder | None = None  # the character language model and its beam search, when trained with one
+    # Median silence before and after the speech of the training utterances, in seconds (asr.data.activity);
+    # the pieces of a long recording get as much. None in bundles written before it was measured.
+    margins: tuple[float, float] | None = None
 
     def featurize(self, signal: np.ndarray) -> np.ndarray:
         """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
@@ -57,6 +60,7 @@ def save_bundle(
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
     max_seconds: float = DEFAULT_MAX_SECONDS,
     lm: LMDecoder | None = None,
+    margins: tuple[float, float] | None = None,
 ) -> Path:
     """Write `bundle.json`, the weights and the language model (`lm.arpa`, with `lm`) into `directory`;
     returns the directory.
@@ -83,6 +87,8 @@ def save_bundle(
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
         "max_seconds": math.ceil(float(max_seconds) * 1000) / 1000,  # rounded up: that utterance is not "longer"
     }
+    if margins is not None:
+        spec["silence_margins"] = [float(m) for m in margins]
     if lm is not None:
         spec["language_model"] = {
             "file": LM_FILE,
@@ -153,7 +159,13 @@ def load_bundle(path: Path) -> Bundle:
     max_seconds = spec.get("max_seconds", DEFAULT_MAX_SECONDS)
     if not isinstance(max_seconds, int | float) or max_seconds <= 0:
         raise BundleError(f"{directory / BUNDLE_FILE}: max_seconds must be a positive number, got {max_seconds!r}")
-    return Bundle(model, features, vocab, cmvn, float(max_seconds), _read_lm(spec.get("language_model"), directory))
+    margins = spec.get("silence_margins")
+    if margins is not None and not (
+        isinstance(margins, list) and len(margins) == 2 and all(isinstance(m, int | float) and m >= 0 for m in margins)
+    ):
+        raise BundleError(f"{directory / BUNDLE_FILE}: silence_margins must be two seconds >= 0, got {margins!r}")
+    lm = _read_lm(spec.get("language_model"), directory)
+    return Bundle(model, features, vocab, cmvn, float(max_seconds), lm, None if margins is None else tuple(margins))
 
 
 def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:

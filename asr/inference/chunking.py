@@ -1,7 +1,8 @@
-"""Long recordings: where to cut a file at its pauses so that no piece is longer than the model was trained on.
+"""Long recordings: where to cut a file so that each piece is speech the way the training utterances were.
 
-A pass over the file, a block at a time (memory stays bounded whatever its length), marks each 30 ms frame
-as speech or not with WebRTC's voice activity detector; the cuts then go into the pauses.
+The file is cut at every pause that the voice activity detector finds (asr.data.activity): one piece per
+stretch of speech, with as much of the surrounding silence as the training utterances had before and after
+their speech.
 """
 
 from __future__ import annotations
@@ -10,25 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import webrtcvad
 
-from asr.data.audio import AudioError, audio_info, resample
+from asr.data.activity import FRAME_SECONDS, SILENT_DB, file_activity
+from asr.data.audio import audio_info
+from asr.inference.options import MIN_PAUSE_SECONDS
 
-# webrtcvad reads 16-bit mono PCM at 8, 16, 32 or 48 kHz in frames of 10, 20 or 30 ms.
-VAD_RATE = 16000
-FRAME_SECONDS = 0.03
-FRAME_SAMPLES = int(VAD_RATE * FRAME_SECONDS)
-# webrtcvad's aggressiveness, 0-3: 2 calls breaths and room noise non-speech without clipping soft words.
-VAD_MODE = 2
-# Audio read at once while looking for pauses: one minute of float32 at 48 kHz is 11.5 MB.
-BLOCK_SECONDS = 60.0
-# A piece starts this long before its first speech frame: the VAD is late on soft onsets such as "sh".
-LEAD_SECONDS = 0.2
-# A piece ends in the middle of the latest pause of at least MIN_PAUSE_SECONDS that fits (so that pieces are
-# as long as allowed and cuts fall between sentences), else of its longest pause; a piece without any pause
-# is cut at the longest length allowed.
-MIN_PAUSE_SECONDS = 0.3
+# Silence kept before and after a piece's speech when the bundle does not say how much its training
+# utterances had (bundles written before it was measured): the detector is late on soft onsets such as "sh".
+DEFAULT_MARGIN_SECONDS = 0.2
+# A stretch of speech shorter than this (a click, a cough, a breath the detector took for speech) is too short
+# to be decoded alone: it joins the neighbour across the shorter pause when the two fit in one piece.
+MIN_SPEECH_SECONDS = 0.15
 
 
 @dataclass(frozen=True)
@@ -39,62 +32,90 @@ class Piece:
     end: float
 
 
-def speech_frames(path: str | Path, block_seconds: float = BLOCK_SECONDS) -> np.ndarray:
-    """Speech (True) or not per 30 ms frame of an audio file [frames], read a block at a time."""
-    vad = webrtcvad.Vad(VAD_MODE)
-    flags: list[bool] = []
-    carry = np.zeros(0, np.int16)
-    try:
-        with soundfile.SoundFile(str(path)) as f:
-            rate = f.samplerate
-            for block in f.blocks(blocksize=max(int(block_seconds * rate), 1), dtype="float32", always_2d=True):
-                mono = np.clip(np.nan_to_num(block.mean(axis=1)), -1.0, 1.0)
-                pcm = np.concatenate([carry, (resample(mono, rate, VAD_RATE) * 32767).astype(np.int16)])
-                usable = len(pcm) - len(pcm) % FRAME_SAMPLES
-                frames = pcm[:usable].reshape(-1, FRAME_SAMPLES)
-                flags += [vad.is_speech(frame.tobytes(), VAD_RATE) for frame in frames]
-                carry = pcm[usable:]
-    except (soundfile.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, f"damaged audio file ({e})", "re-export the file") from e
-    return np.array(flags, dtype=bool)
-
-
 def split_points(
     speech: np.ndarray,
     max_frames: int,
-    lead: int = round(LEAD_SECONDS / FRAME_SECONDS),
+    energy: np.ndarray | None = None,
     min_pause: int = round(MIN_PAUSE_SECONDS / FRAME_SECONDS),
+    margins: tuple[int, int] = (round(DEFAULT_MARGIN_SECONDS / FRAME_SECONDS),) * 2,
+    min_speech: int = round(MIN_SPEECH_SECONDS / FRAME_SECONDS),
 ) -> list[tuple[int, int]]:
-    """[start, end) frame spans over the speech of `speech` [frames], each at most `max_frames` long, starting
-    `lead` frames before speech and ending in a pause (see _cut); stretches without speech are left out (a
-    recording in which no frame is speech is cut into equal pieces, all of it)."""
+    """[start, end) frame spans to decode one by one, at most `max_frames` each: one per stretch of speech in
+    `speech` [frames] (stretches apart by pauses of at least `min_pause` frames), with `margins` (before,
+    after) frames of the pause around it (at most half of it each, and none of its frames that hold no signal
+    by `energy` [frames]); a stretch under `min_speech` frames joins a
+    neighbour when the two fit together, and a span over `max_frames` is cut at its quietest frame (else, without
+    `energy`, at the limit). Silence between the spans is left out; a recording in which no frame is
+    speech is cut into equal pieces."""
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    total = len(speech)
     if not speech.any():
         speech = np.ones_like(speech)
-    lead = min(lead, max_frames // 4)  # a piece is mostly what follows its onset
-    spans, start, total = [], 0, len(speech)
-    voiced = np.flatnonzero(speech)
-    while True:
-        following = voiced[np.searchsorted(voiced, start) :]
-        if not len(following):
-            break
-        start = max(start, int(following[0]) - lead)
-        end = total if total - start <= max_frames else start + _cut(speech[start : start + max_frames], min_pause)
-        spans.append((start, end))
-        start = end
+    lead, trail = (min(m, max_frames // 4) for m in margins)  # a piece is mostly speech
+    stretches = _merge_short(_stretches(speech, min_pause), min_speech, max_frames - lead - trail)
+    spans = []
+    for i, (a, b) in enumerate(stretches):
+        before = 0 if i == 0 else (stretches[i - 1][1] + a + 1) // 2  # the middle of the pause before
+        after = total if i == len(stretches) - 1 else (b + stretches[i + 1][0]) // 2
+        start, end = max(a - lead, before), min(b + trail, after)
+        if energy is not None:  # a margin holds the recording's silence, never digital silence (no signal)
+            while start < a and energy[start] <= SILENT_DB:
+                start += 1
+            while end > b and energy[end - 1] <= SILENT_DB:
+                end -= 1
+        spans += _within_limit(start, end, max_frames, energy)
     return spans
 
 
-def _cut(window: np.ndarray, min_pause: int) -> int:
-    """Where to end a piece that starts at window[0]: in the middle of its latest pause of at least
-    `min_pause` frames, else of its longest pause, else at the window's end."""
-    pauses = [(a, b) for a, b in _runs(~window) if a > 0]
-    if not pauses:
-        return len(window)
-    long = [(a, b) for a, b in pauses if b - a >= min_pause]
-    a, b = long[-1] if long else max(pauses, key=lambda run: run[1] - run[0])
-    return max((a + b) // 2, 1)
+def _stretches(speech: np.ndarray, min_pause: int) -> list[tuple[int, int]]:
+    """[start, end) of each stretch of speech: runs of speech frames joined across pauses under `min_pause`."""
+    joined: list[list[int]] = []
+    for a, b in _runs(speech):
+        if joined and a - joined[-1][1] < min_pause:
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    return [(a, b) for a, b in joined]
+
+
+def _merge_short(stretches: list[tuple[int, int]], min_speech: int, limit: int) -> list[tuple[int, int]]:
+    """Stretches under `min_speech` frames joined to the neighbour across the shorter pause, where the two
+    together span at most `limit` frames; the others as they are."""
+    merged = list(stretches)
+    i = 0
+    while i < len(merged):
+        a, b = merged[i]
+        neighbours = []  # (pause between, neighbour's index)
+        if i > 0:
+            neighbours.append((a - merged[i - 1][1], i - 1))
+        if i + 1 < len(merged):
+            neighbours.append((merged[i + 1][0] - b, i + 1))
+        joined = False
+        for _, j in sorted(neighbours) if b - a < min_speech else ():
+            lo, hi = min(i, j), max(i, j)
+            if merged[hi][1] - merged[lo][0] <= limit:
+                merged[lo : hi + 1] = [(merged[lo][0], merged[hi][1])]
+                i, joined = lo, True
+                break
+        i += not joined
+    return merged
+
+
+def _within_limit(start: int, end: int, max_frames: int, energy: np.ndarray | None) -> list[tuple[int, int]]:
+    """[start, end) as spans of at most `max_frames`, each ending after the quietest frame of the second half of
+    the longest piece allowed (`energy` [frames]), or at the limit without energies."""
+    spans = []
+    while end - start > max_frames:
+        if energy is None or len(energy) < start + max_frames:
+            cut = start + max_frames
+        else:
+            lowest = start + max_frames // 2
+            cut = lowest + int(np.argmin(energy[lowest : start + max_frames])) + 1
+        spans.append((start, cut))
+        start = cut
+    spans.append((start, end))
+    return spans
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -103,13 +124,24 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def pieces(path: str | Path, max_seconds: float) -> list[Piece]:
-    """The spans of a recording to transcribe one by one: each at most `max_seconds`, cut at pauses; the last
-    one reaches the end of the file."""
+def pieces(
+    path: str | Path,
+    max_seconds: float,
+    margins: tuple[float, float] = (DEFAULT_MARGIN_SECONDS, DEFAULT_MARGIN_SECONDS),
+    min_pause: float = MIN_PAUSE_SECONDS,
+) -> list[Piece]:
+    """The spans of a recording to transcribe one by one: one per stretch of speech between pauses of at least
+    `min_pause` seconds, with `margins` (before, after) seconds of silence, each at most `max_seconds`."""
     duration = audio_info(path).seconds
-    speech = speech_frames(path)
-    spans = split_points(speech, max(int(max_seconds / FRAME_SECONDS), 1))
-    found = [Piece(round(a * FRAME_SECONDS, 3), round(b * FRAME_SECONDS, 3)) for a, b in spans]
-    if found and spans[-1][1] == len(speech) and duration - found[-1].start <= max_seconds:
+    activity = file_activity(path)
+    spans = split_points(
+        activity.voiced,
+        max(int(max_seconds / FRAME_SECONDS), 1),
+        activity.energy,
+        min_pause=max(round(min_pause / FRAME_SECONDS), 1),
+        margins=(round(margins[0] / FRAME_SECONDS), round(margins[1] / FRAME_SECONDS)),
+    )
+    found = [Piece(round(a * FRAME_SECONDS, 3), round(min(b * FRAME_SECONDS, duration), 3)) for a, b in spans]
+    if found and spans[-1][1] == len(activity.voiced):
         found[-1] = Piece(found[-1].start, duration)  # the frames leave out the last few milliseconds
     return found or [Piece(0.0, duration)]

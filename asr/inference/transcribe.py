@@ -16,7 +16,7 @@ from tqdm import tqdm
 from asr.data.audio import AudioError, audio_files, audio_info, load_audio
 from asr.data.datasets import Utterance, read_csv, read_jsonl
 from asr.inference.bundle import Bundle
-from asr.inference.chunking import pieces
+from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.model.decoding import decode_batch, nbest, utterance_log_probs, word_timestamps
 from asr.model.lm import NgramLM
@@ -205,7 +205,8 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
     started = time.perf_counter()
     features = bundle.features
     seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
-    spans = pieces(path, bundle.max_seconds)
+    margins = bundle.margins or (DEFAULT_MARGIN_SECONDS, DEFAULT_MARGIN_SECONDS)
+    spans = pieces(path, bundle.max_seconds, margins, options.min_pause)
     chunks: list[dict] = []
     words: list[dict] = []
     progress = tqdm(total=len(spans), desc=path.name, unit="piece", disable=not sys.stderr.isatty(), leave=False)

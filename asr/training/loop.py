@@ -387,7 +387,7 @@ def _fit(
         if decoder is not None:
             greedy = evaluate(model, vocab, examples["test"], batch_size, 0, infer)
     longest = options.features.seconds(max(len(e.features) for e in examples["train"]))  # at speed 1
-    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest, decoder)
+    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest, decoder, prepared.margins)
     best, best_ler = state.best_epoch()
     result = {
         "best_epoch": best,
