@@ -28,6 +28,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,24 +47,40 @@ if TYPE_CHECKING:
 
 
 def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, baseline_files: int) -> dict:
-    """RTF of batched transcription and of the one-file-at-a-time eager baseline (both with the bundle's language
-    model when it has one)."""
+    """RTF of batched transcription, greedy and (when the bundle has one) with its language model, of the same
+    files in one run, with their error rates where the inputs carry transcripts; and of the one-file-at-a-time
+    eager baseline (with the language model when there is one)."""
     import tensorflow as tf
 
+    from asr.data.text import error_rates
     from asr.inference.bundle import load_bundle
     from asr.inference.options import DecodeOptions
-    from asr.inference.transcribe import expand_inputs, ready_inference, run
+    from asr.inference.transcribe import choose_lm, expand_inputs, ready_inference, run
     from asr.model.decoding import decode_batch, utterance_log_probs
 
     bundle = load_bundle(model_dir)
     items = expand_inputs(audio)
     options = DecodeOptions(batch_size=batch_size)
     infer = ready_inference(bundle, options)  # part of loading, as in asr-transcribe
-    started = time.perf_counter()
-    records = list(run(items, bundle, options, infer))
-    batched_seconds = time.perf_counter() - started
-    ok = [r for r in records if "error" not in r]
-    audio_seconds = sum(r["duration_s"] for r in ok)
+    decodings = {}
+    for name, lm in (("greedy", "none"), ("language_model", "bundle")):
+        if lm == "bundle" and bundle.lm is None:
+            continue
+        chosen = choose_lm(bundle, replace(options, lm=lm))
+        started = time.perf_counter()
+        records = list(run(items, chosen, options, infer))
+        seconds = time.perf_counter() - started
+        ok = [r for r in records if "error" not in r]
+        audio_seconds = sum(r["duration_s"] for r in ok)
+        scored = [r for r in ok if "ref" in r]
+        decodings[name] = {"seconds": round(seconds, 3), "rtf": round(seconds / audio_seconds, 5)}
+        if scored:
+            rates = error_rates([r["ref"] for r in scored], [r["text"] for r in scored])
+            decodings[name] |= {"cer": round(rates["ler"], 5), "wer": round(rates["wer"], 5)}
+    batched = decodings["language_model" if bundle.lm is not None else "greedy"]
+    batched_seconds = batched["seconds"]
+    if bundle.lm is not None:
+        decodings["language_model"]["x_greedy"] = round(batched_seconds / decodings["greedy"]["seconds"], 2)
 
     from asr.data.audio import load_audio
 
@@ -94,6 +111,7 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
         "failed": len(records) - len(ok),
         "audio_seconds": round(audio_seconds, 3),
         "batched": {"seconds": round(batched_seconds, 3), "rtf": round(batched_rtf, 5), "batch_size": batch_size},
+        "decodings": decodings,
         "baseline_one_file_eager": {
             "files": len(subset),
             "seconds": round(baseline_seconds, 3),

@@ -154,7 +154,8 @@ def test_deprecated_keys_keep_working_with_a_warning():
         ("augment.speeds=[1.0,0]", "augment.speeds must be positive factors"),
         ("trainer.epochs=0", "trainer.epochs and trainer.batch_size must be >= 1"),
         ("features.deltas=3", "features.deltas must be 0, 1 or 2"),
-        ("lm.order=-1", "lm.order must be >= 0"),
+        ("lm.order=-1", "lm.order must be 0 \\(no language model\\) or >= 2"),
+        ("lm.order=1", "lm.order must be 0 \\(no language model\\) or >= 2"),
         ("lm.alphas=[]", "lm.alphas"),
         ("trainer.intermediate_ctc=1.5", r"trainer.intermediate_ctc is the auxiliary loss's weight, in \[0, 1\)"),
         (

@@ -23,11 +23,12 @@ LIGHT = [
     "data/text",
     "data/datasets",
     "data/audio",
+    "data/activity",
     "data/extraction",
     "data/validation",
     "data/preparation",
     "model/options",
-    "model/lm",  # the language model and its search: NumPy and Python only
+    "model/lm",  # the language model and its search (flashlight-text): no TensorFlow
     "model/lm_search",
     "training/options",
     "training/cluster",  # asr-train reads the cluster before TensorFlow starts

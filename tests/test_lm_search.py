@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm, lm_tokens, tune_weights
+from asr.model.lm import LanguageModelError
+from asr.model.lm_search import (
+    LMDecoder,
+    LMWeights,
+    _without_certain_blanks,
+    estimate_character_lm,
+    lm_tokens,
+    tune_weights,
+)
 
 CHARACTERS = " ackt"  # label ids 0-4, the blank is 5
 BLANK = len(CHARACTERS)
@@ -76,3 +84,21 @@ def test_bad_weights_are_refused():
         LMWeights(alpha=-1.0)
     with pytest.raises(ValueError, match="beam width must be >= 1"):
         LMDecoder(estimate_character_lm(["a"], 2), beam_width=0)
+
+
+def test_a_unigram_model_is_refused_by_name(capfd):
+    log_probs = _frames({"k": 0.9}, {"a": 0.9})
+    with pytest.raises(LanguageModelError, match="order 1: the beam search needs an order of at least 2"):
+        LMDecoder(estimate_character_lm(["kat"], 1)).decode(log_probs, CHARACTERS)
+
+
+def test_kenlm_reads_the_model_without_drawing_on_stderr(capfd):
+    LMDecoder(estimate_character_lm(["kat"], 3)).decode(_frames({"k": 0.9}, {"a": 0.9}), CHARACTERS)
+    assert capfd.readouterr().err == ""
+
+
+def test_certain_blanks_are_skipped_but_keep_a_doubled_letter_apart():
+    # "cc" needs the blank between its halves: of the three certain blank frames only the first stays
+    log_probs = _frames({"c": 0.9}, {"": 0.9999}, {"": 0.9999}, {"": 0.9999}, {"c": 0.9}, {"a": 0.9})
+    assert len(_without_certain_blanks(log_probs, BLANK)) == 4
+    assert LMDecoder(estimate_character_lm(["kat"], 3), LMWeights(0.0, 0.0)).decode(log_probs, CHARACTERS) == "cca"

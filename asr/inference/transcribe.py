@@ -64,7 +64,7 @@ def choose_lm(bundle: Bundle, options: DecodeOptions) -> Bundle:
         weights = bundle.lm.weights if bundle.lm is not None else LMWeights()
         decoder = LMDecoder(NgramLM.read_arpa(Path(options.lm)), weights)
     if decoder is not None and options.beam_width > 1:
-        decoder = LMDecoder(decoder.lm, decoder.weights, options.beam_width)
+        decoder = replace(decoder, beam_width=options.beam_width)
     return replace(bundle, lm=decoder)
 
 

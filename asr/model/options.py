@@ -58,7 +58,10 @@ class LMOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.order < 0 or self.beam_width < 1:
-            raise ValueError(f"lm.order must be >= 0 and lm.beam_width >= 1, got {self.order}, {self.beam_width}")
+        if self.order < 0 or self.order == 1 or self.beam_width < 1:
+            raise ValueError(
+                f"lm.order must be 0 (no language model) or >= 2 and lm.beam_width >= 1, got {self.order}, "
+                f"{self.beam_width}"
+            )
         if not self.alphas or not self.betas or min(self.alphas) < 0:
             raise ValueError(f"lm.alphas (each >= 0) and lm.betas must not be empty, got {self.alphas}, {self.betas}")
