@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from asr.data.text import Vocabulary
 from asr.model.decoding import (
@@ -9,6 +10,7 @@ from asr.model.decoding import (
     log_softmax,
     nbest,
     sparse_to_lists,
+    transcript_confidence,
     word_timestamps,
 )
 
@@ -62,7 +64,11 @@ def test_crafted_logits_give_known_words_and_times():
     assert text == "one two"
     words = word_timestamps(text, log_softmax(_peaky(vocab, spaced)), vocab, seconds_per_frame=0.03)
     # "o" starts at frame 2, "e" ends at frame 7; "t" starts at frame 12, "o" ends at frame 17
-    assert words == [{"word": "one", "start": 0.06, "end": 0.24}, {"word": "two", "start": 0.36, "end": 0.54}]
+    assert [{k: w[k] for k in ("word", "start", "end")} for w in words] == [
+        {"word": "one", "start": 0.06, "end": 0.24},
+        {"word": "two", "start": 0.36, "end": 0.54},
+    ]
+    assert all(0.99 < w["confidence"] <= 1.0 for w in words)  # every letter's spike is near certain
     assert ctc_align(log_probs, [vocab.characters.index(c) for c in "onetwo"], vocab.blank_index) == [
         (2, 3),
         (5, 5),
@@ -93,3 +99,22 @@ def test_utterance_log_probs_drop_the_padding_and_sum_to_one_per_frame():
     assert [r.shape for r in rows] == [(5, 4), (3, 4)]
     np.testing.assert_allclose(np.exp(rows[1]).sum(axis=-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(rows[1], utterance_log_probs(logits[1:, :3], [3])[0])  # padding plays no part
+
+
+def test_a_doubtful_letter_lowers_its_words_confidence_and_only_that_words():
+    vocab = Vocabulary()
+    logits = _peaky(vocab, "__oo_n_e__ _tt_w_o__")
+    logits[15, vocab.characters.index("w")] = 0.0  # "w" of "two": its frame now leans on no class
+    logits[15, vocab.characters.index("v")] = 0.0
+    log_probs = log_softmax(logits)
+    one, two = word_timestamps("one two", log_probs, vocab, seconds_per_frame=0.03)
+    peak_w = float(np.exp(log_probs[15, vocab.characters.index("w")]))
+    peak_t, peak_o = (float(np.exp(log_probs[t, vocab.characters.index(c)])) for t, c in ((12, "t"), (17, "o")))
+    assert one["confidence"] > 0.99 and peak_w < 0.5  # the mean of its letters' spikes
+    assert two["confidence"] == pytest.approx((peak_t + peak_w + peak_o) / 3, abs=1e-4) and two["confidence"] < 0.85
+    # the transcript's: its words' weighted by their letters; an empty one, how sure the model is of silence
+    both = (3 * one["confidence"] + 3 * two["confidence"]) / 6
+    assert transcript_confidence("one two", log_probs, vocab) == pytest.approx(both, abs=1e-4)
+    silence = log_softmax(_peaky(vocab, "_____"))
+    assert transcript_confidence("", silence, vocab) > 0.99
+    assert transcript_confidence("", log_softmax(_peaky(vocab, "ooooo")), vocab) < 0.01

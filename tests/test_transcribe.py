@@ -53,6 +53,12 @@ def test_beam_nbest_and_timestamps(demo_run, transcribe):
     assert all(0 <= w["start"] < w["end"] <= record["duration_s"] + 0.05 for w in words)
     assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:], strict=False))
     assert "(RTF " in done.stderr
+    # confidence: per word, and per record the words' weighted by their letters
+    assert all(0.0 <= w["confidence"] <= 1.0 for w in words) and 0.0 <= record["confidence"] <= 1.0
+    letters = sum(len(w["word"]) for w in words)
+    weighted = sum(len(w["word"]) * w["confidence"] for w in words) / letters
+    assert record["confidence"] == pytest.approx(weighted, abs=2e-4)
+    assert "confidence" not in transcribe(str(demo_run / "model"), wav).stdout  # plain output: text only
 
 
 def test_csv_manifest_scores_against_references(demo_run, tmp_path, transcribe):
@@ -138,6 +144,7 @@ def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_o
     assert [w["word"] for w in words] == record["text"].split()
     assert [w["start"] for w in words] == sorted(w["start"] for w in words) and words[-1]["end"] <= t
     assert all(any(c["start"] <= w["start"] < w["end"] <= c["end"] for c in chunks) for w in words)
+    assert all(0.0 <= c["confidence"] <= 1.0 for c in chunks) and 0.0 <= record["confidence"] <= 1.0
     # each piece reads as the same span cut by a manifest would
     manifest = tmp_path / "pieces.jsonl"
     manifest.write_text("".join(json.dumps({"audio": "long.flac", **c}) + "\n" for c in chunks))

@@ -44,12 +44,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="asr-transcribe", description=DESCRIPTION)
     parser.add_argument("model", help="training run directory, or a bundle directory (model/)")
     parser.add_argument("audio", nargs="+", help="audio files, folders (searched recursively), .jsonl / .csv manifests")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line: audio, text, duration_s, ...")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line: audio, text, duration_s, confidence (0-1), ...",
+    )
     parser.add_argument("--beam-width", type=int, default=0, help="beam search width; 0 or 1: greedy (default)")
     parser.add_argument(
         "--n-best", type=int, default=0, help="JSON: also the K best beam transcripts with their log probabilities"
     )
-    parser.add_argument("--timestamps", action="store_true", help="JSON: words with start and end times (s)")
+    parser.add_argument(
+        "--timestamps", action="store_true", help="JSON: words with start and end times (s) and confidence"
+    )
     parser.add_argument(
         "--lm",
         default="bundle",
@@ -76,7 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.decode = DecodeOptions(
-            args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm, args.min_pause
+            args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm, args.min_pause, args.json
         )
     except ValueError as e:
         parser.error(str(e))

@@ -18,7 +18,7 @@ from asr.data.datasets import Utterance, read_csv, read_jsonl
 from asr.inference.bundle import Bundle
 from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
-from asr.model.decoding import decode_batch, nbest, utterance_log_probs, word_timestamps
+from asr.model.decoding import decode_batch, nbest, transcript_confidence, utterance_log_probs, word_timestamps
 from asr.model.lm import NgramLM
 from asr.model.lm_search import LMDecoder, LMWeights
 
@@ -88,14 +88,17 @@ def decode_features(
     seconds_per_frame: float = 0.0,
     infer: Callable | None = None,
     lm: LMDecoder | None = None,
+    confidence: bool = False,
 ) -> list[dict]:
     """Decode feature matrices [T, F], batched by length, in input order: {"text"} per item, plus
-    "nbest" [{text, score}] when n_best > 0 and "words" [{word, start, end}] when seconds_per_frame > 0. With
-    `lm` the transcript is its beam search's (n_best then lists the acoustic model's own beam)."""
+    "nbest" [{text, score}] when n_best > 0, "words" [{word, start, end, confidence}] when seconds_per_frame > 0
+    and "confidence" with `confidence` (asr.model.decoding.aligned_words). With `lm` the transcript is its beam
+    search's (n_best then lists the acoustic model's own beam)."""
     results: list[dict] = [{} for _ in features]
     for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
         lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
-        rows = utterance_log_probs(logits, out_lengths) if lm is not None or seconds_per_frame > 0 else None
+        aligned = seconds_per_frame > 0 or confidence
+        rows = utterance_log_probs(logits, out_lengths) if lm is not None or aligned else None
         if lm is not None:
             texts = [lm.decode(log_probs, vocab.characters) for log_probs in rows]
         elif lists is not None:  # the transcript is the best of the listed paths, from the same beam search
@@ -108,6 +111,8 @@ def decode_features(
                 results[i]["nbest"] = lists[row]
             if seconds_per_frame > 0:
                 results[i]["words"] = word_timestamps(texts[row], rows[row], vocab, seconds_per_frame)
+            if confidence:
+                results[i]["confidence"] = transcript_confidence(texts[row], rows[row], vocab)
     return results
 
 
@@ -187,6 +192,7 @@ def run(
             seconds_per_frame,
             infer,
             bundle.lm,
+            options.confidence,
         )
         per_file = (time.perf_counter() - started) / max(len(slots), 1)
         for slot, result in zip(slots, decoded, strict=True):
@@ -223,9 +229,12 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
             seconds_per_frame,
             infer,
             bundle.lm,
+            options.confidence,
         )
         for piece, result in zip(group, decoded, strict=True):
             chunks.append({"start": piece.start, "end": piece.end, "text": " ".join(result["text"].split())})
+            if options.confidence:
+                chunks[-1]["confidence"] = result["confidence"]
             offset = piece.start
             words += [
                 {**w, "start": round(offset + w["start"], 3), "end": round(offset + w["end"], 3)}
@@ -238,10 +247,21 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
         "duration_s": round(audio_info(path).seconds, 3),
         "text": " ".join(c["text"] for c in chunks if c["text"]),
     }
+    if options.confidence:
+        record["confidence"] = pieces_confidence(chunks)
     if options.timestamps:
         record |= {"words": words, "chunks": chunks}
     record["seconds"] = round(time.perf_counter() - started, 4)
     return record
+
+
+def pieces_confidence(chunks: Sequence[dict]) -> float:
+    """A long recording's confidence: its pieces', weighted by the lengths of their transcripts (alike when all
+    are empty)."""
+    if not chunks:
+        return 1.0
+    sizes = [len(c["text"]) for c in chunks]
+    return round(float(np.average([c["confidence"] for c in chunks], weights=sizes if sum(sizes) else None)), 4)
 
 
 def transcribe(

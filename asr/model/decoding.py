@@ -89,28 +89,27 @@ def ctc_align(log_probs: np.ndarray, labels: list[int], blank_index: int) -> lis
     frames = len(log_probs)
     if not labels:
         return []
-    extended = [blank_index]
-    for label in labels:
-        extended += [label, blank_index]
+    extended = np.full(2 * len(labels) + 1, blank_index)  # [S]
+    extended[1::2] = labels
     states = len(extended)
-    score = np.full((frames, states), -np.inf)
-    back = np.zeros((frames, states), dtype=np.int64)
-    score[0, 0] = log_probs[0, extended[0]]
-    score[0, 1] = log_probs[0, extended[1]]
+    # a label state may also be entered from two states back (over the blank) when the labels differ
+    skip = np.zeros(states, dtype=bool)
+    skip[2:] = (extended[2:] != blank_index) & (extended[2:] != extended[:-2])
+    emitted = log_probs[:, extended]  # [T, S]
+    back = np.zeros((frames, states), dtype=np.int8)  # how many states back each best step came from
+    score = np.full(states, -np.inf)
+    score[:2] = emitted[0, :2]
     for t in range(1, frames):
-        for s in range(states):
-            candidates = [(score[t - 1, s], s)]
-            if s >= 1:
-                candidates.append((score[t - 1, s - 1], s - 1))
-            if s >= 2 and extended[s] != blank_index and extended[s] != extended[s - 2]:
-                candidates.append((score[t - 1, s - 2], s - 2))
-            best, came_from = max(candidates)
-            score[t, s] = best + log_probs[t, extended[s]]
-            back[t, s] = came_from
-    state = states - 1 if score[-1, states - 1] >= score[-1, states - 2] else states - 2
+        stay = score
+        step = np.concatenate([[-np.inf], score[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        choices = np.stack([stay, step, jump])  # [3, S]
+        back[t] = np.argmax(choices, axis=0)
+        score = choices[back[t], np.arange(states)] + emitted[t]
+    state = states - 1 if states == 1 or score[-1] >= score[-2] else states - 2
     path = [state]
     for t in range(frames - 1, 0, -1):
-        state = back[t, state]
+        state -= int(back[t, state])
         path.append(state)
     path.reverse()  # state per frame
     spans: list[list[int]] = [[-1, -1] for _ in labels]
@@ -122,23 +121,55 @@ def ctc_align(log_probs: np.ndarray, labels: list[int], blank_index: int) -> lis
     return [(a, b) for a, b in spans]
 
 
-def word_timestamps(text: str, log_probs: np.ndarray, vocab: Vocabulary, seconds_per_frame: float) -> list[dict]:
-    """Words of `text` with start and end times (seconds) from its CTC alignment to log_probs [T, C]."""
+def aligned_words(text: str, log_probs: np.ndarray, vocab: Vocabulary) -> list[dict]:
+    """The words of `text` aligned to log_probs [T, C]: {word, first, last (frames), confidence}. A character's
+    confidence is the highest posterior it has on the frames aligned to it (its CTC spike); a word's is the mean
+    of its characters' (on fillets_nl validation, ranking right above wrong words: area under the ROC curve 0.72,
+    against 0.69 for their minimum; docs/results.md). Empty when the frames are fewer than the characters."""
     labels = [vocab.characters.index(c) for c in text]
     if len(log_probs) < len(labels):
         return []
     spans = ctc_align(log_probs, labels, vocab.blank_index)
     words, current = [], None
-    for char, (first, last) in zip(text, spans, strict=True):
+    for char, label, (first, last) in zip(text, labels, spans, strict=True):
         if char == " ":
             current = None
             continue
+        peak = float(np.exp(np.max(log_probs[first : last + 1, label])))
         if current is None:
-            current = {"word": "", "start": first * seconds_per_frame, "end": 0.0}
+            current = {"word": "", "first": first, "last": last, "peaks": []}
             words.append(current)
         current["word"] += char
-        current["end"] = (last + 1) * seconds_per_frame
-    return [{"word": w["word"], "start": round(w["start"], 3), "end": round(w["end"], 3)} for w in words]
+        current["last"] = last
+        current["peaks"].append(peak)
+    return [
+        {"word": w["word"], "first": w["first"], "last": w["last"], "confidence": float(np.mean(w["peaks"]))}
+        for w in words
+    ]
+
+
+def word_timestamps(text: str, log_probs: np.ndarray, vocab: Vocabulary, seconds_per_frame: float) -> list[dict]:
+    """Words of `text` with start and end times (seconds) from its CTC alignment to log_probs [T, C], and their
+    confidence in [0, 1] (aligned_words)."""
+    return [
+        {
+            "word": w["word"],
+            "start": round(w["first"] * seconds_per_frame, 3),
+            "end": round((w["last"] + 1) * seconds_per_frame, 3),
+            "confidence": round(w["confidence"], 4),
+        }
+        for w in aligned_words(text, log_probs, vocab)
+    ]
+
+
+def transcript_confidence(text: str, log_probs: np.ndarray, vocab: Vocabulary) -> float:
+    """Confidence in [0, 1] of a whole transcript: its words' (aligned_words), weighted by their lengths; for an
+    empty transcript, the mean posterior of the blank (that nothing was said)."""
+    words = aligned_words(text, log_probs, vocab)
+    if not words:
+        return round(float(np.mean(np.exp(log_probs[:, vocab.blank_index]))), 4) if len(log_probs) else 1.0
+    weights = np.array([len(w["word"]) for w in words], np.float64)
+    return round(float(np.average([w["confidence"] for w in words], weights=weights)), 4)
 
 
 def nbest(
