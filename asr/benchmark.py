@@ -46,10 +46,12 @@ if TYPE_CHECKING:
     from asr.training.options import RunOptions
 
 
-def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, baseline_files: int) -> dict:
-    """RTF of batched transcription, greedy and (when the bundle has one) with its language model, of the same
-    files in one run, with their error rates where the inputs carry transcripts; and of the one-file-at-a-time
-    eager baseline (with the language model when there is one)."""
+def bench_transcribe(
+    model_dir: Path, audio: Sequence[str], batch_size: int, baseline_files: int, hotwords: str | None = None
+) -> dict:
+    """RTF of batched transcription, greedy, with the bundle's language model (when it has one) and with
+    `hotwords` (a file, when given), of the same files in one run, with their error rates where the inputs carry
+    transcripts; and of the one-file-at-a-time eager baseline (with the language model when there is one)."""
     import tensorflow as tf
 
     from asr.data.text import error_rates
@@ -63,10 +65,14 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
     options = DecodeOptions(batch_size=batch_size)
     infer = ready_inference(bundle, options)  # part of loading, as in asr-transcribe
     decodings = {}
-    for name, lm in (("greedy", "none"), ("language_model", "bundle")):
-        if lm == "bundle" and bundle.lm is None:
+    for name, lm, boost in (
+        ("greedy", "none", None),
+        ("hotwords", "bundle", hotwords),
+        ("language_model", "bundle", None),
+    ):
+        if (lm == "bundle" and bundle.lm is None and boost is None) or (name == "hotwords" and boost is None):
             continue
-        chosen = choose_lm(bundle, replace(options, lm=lm))
+        chosen = choose_lm(bundle, replace(options, lm=lm, hotwords=boost))
         started = time.perf_counter()
         records = list(run(items, chosen, options, infer))
         seconds = time.perf_counter() - started
@@ -79,8 +85,9 @@ def bench_transcribe(model_dir: Path, audio: Sequence[str], batch_size: int, bas
             decodings[name] |= {"cer": round(rates["ler"], 5), "wer": round(rates["wer"], 5)}
     batched = decodings["language_model" if bundle.lm is not None else "greedy"]
     batched_seconds = batched["seconds"]
-    if bundle.lm is not None:
-        decodings["language_model"]["x_greedy"] = round(batched_seconds / decodings["greedy"]["seconds"], 2)
+    for name in ("language_model", "hotwords"):
+        if name in decodings:
+            decodings[name]["x_greedy"] = round(decodings[name]["seconds"] / decodings["greedy"]["seconds"], 2)
 
     from asr.data.audio import load_audio
 

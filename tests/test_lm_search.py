@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from asr.model.hotwords import Hotword
 from asr.model.lm import LanguageModelError
 from asr.model.lm_search import (
     LMDecoder,
@@ -102,3 +105,27 @@ def test_certain_blanks_are_skipped_but_keep_a_doubled_letter_apart():
     log_probs = _frames({"c": 0.9}, {"": 0.9999}, {"": 0.9999}, {"": 0.9999}, {"c": 0.9}, {"a": 0.9})
     assert len(_without_certain_blanks(log_probs, BLANK)) == 4
     assert LMDecoder(estimate_character_lm(["kat"], 3), LMWeights(0.0, 0.0)).decode(log_probs, CHARACTERS) == "cca"
+
+
+def test_hotwords_favour_whole_words_only():
+    # "c"/"k" and "k"/"c" are near ties: the acoustics alone read "cat tac"
+    log_probs = _frames(
+        {"c": 0.48, "k": 0.44},
+        {"a": 0.9},
+        {"t": 0.9},
+        {"": 0.9},
+        {" ": 0.9},
+        {"t": 0.9},
+        {"a": 0.9},
+        {"c": 0.5, "k": 0.4},
+    )
+    plain = LMDecoder(None, LMWeights(0.0, 0.0))
+    assert plain.decode(log_probs, CHARACTERS) == "cat tac"
+    assert replace(plain, hotwords=(Hotword("kat"),)).decode(log_probs, CHARACTERS) == "kat tac"
+    assert replace(plain, hotwords=(Hotword("tak"),)).decode(log_probs, CHARACTERS) == "cat tak"
+    # a hotword inside a word earns nothing: "at" would need a word to start at "a"
+    assert replace(plain, hotwords=(Hotword("at"),)).decode(log_probs, CHARACTERS) == "cat tac"
+    # with a language model that knows only "cat tac", a larger weight
+    lm = estimate_character_lm(["cat tac"], 3)
+    both = LMDecoder(lm, LMWeights(0.5, 1.0), hotwords=(Hotword("kat", 2.0), Hotword("tak", 2.0)))
+    assert both.decode(log_probs, CHARACTERS) == "kat tak"

@@ -81,7 +81,8 @@ def test_short_demo_run_trains_saves_and_transcribes(demo_run, tmp_path):
     assert done.returncode == 1  # one file failed
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [Path(r["audio"]).name for r in records] == sorted(p.name for p in folder.iterdir())  # input order
-    assert all(set(r) == {"audio", "text", "duration_s", "seconds"} for r in records[:3])
+    assert all(set(r) == {"audio", "text", "duration_s", "confidence", "seconds"} for r in records[:3])
+    assert all(0.0 <= r["confidence"] <= 1.0 for r in records[:3])
     assert "not a readable audio file" in records[3]["error"]
     done = run([str(BIN / "asr-transcribe"), str(run_dir), str(folder)])
     assert done.returncode == 1 and len(done.stdout.splitlines()) == 3

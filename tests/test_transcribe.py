@@ -154,3 +154,19 @@ def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_o
     assert (
         transcribe(str(demo_run), str(tmp_path / "long.flac")).stdout == f"{tmp_path / 'long.flac'}\t{record['text']}\n"
     )
+
+
+def test_a_hotword_puts_right_a_word_that_greedy_decoding_misspells(demo_run, tmp_path, transcribe):
+    wav = str(ROOT / "data" / "wav" / "test" / "test_00011.wav")  # "one seven five"
+    greedy = json.loads(transcribe(str(demo_run), wav, "--json").stdout)
+    assert "seven" not in greedy["text"].split() and "hotwords" not in greedy
+    (tmp_path / "other.txt").write_text("zero\n")
+    (tmp_path / "hot.txt").write_text("Seven\n")
+    without = json.loads(transcribe(str(demo_run), wav, "--json", "--hotwords", str(tmp_path / "other.txt")).stdout)
+    assert "seven" not in without["text"].split() and without["hotwords"] == []  # the same beam, another hotword
+    boosted = json.loads(transcribe(str(demo_run), wav, "--json", "--hotwords", str(tmp_path / "hot.txt")).stdout)
+    assert "seven" in boosted["text"].split() and boosted["hotwords"] == ["seven"]
+    # a missing file: one line naming the option, exit 2, before the model loads
+    done = transcribe(str(demo_run), wav, "--hotwords", str(tmp_path / "missing.txt"))
+    assert done.returncode == 2 and "missing.txt" in done.stderr and "--hotwords" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

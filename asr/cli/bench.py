@@ -31,6 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     transcribe.add_argument("audio", nargs="+", help="audio files, directories or manifests (as asr-transcribe)")
     add_batch_size(transcribe)
     transcribe.add_argument("--baseline-files", type=int, default=0, help="baseline on the first N files (0: all)")
+    transcribe.add_argument(
+        "--hotwords", metavar="FILE", help="also time decoding with these hotwords (as asr-transcribe --hotwords)"
+    )
     jobs = sub.add_parser("jobs", help="memory after each of N training jobs run in one process")
     jobs.add_argument("count", type=int, nargs="?", default=5, help="how many jobs (default 5)")
     jobs.add_argument("overrides", nargs="*", default=SHORT_JOB, help=f"Hydra overrides (default: {SHORT_JOB})")
@@ -106,7 +109,7 @@ def bench(args: argparse.Namespace) -> int:
     )
 
     if args.what == "transcribe":
-        measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files)
+        measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files, args.hotwords)
     elif args.what == "resample":
         measured = bench_resample(args.seconds)
     elif args.what == "train":

@@ -13,6 +13,7 @@ from pathlib import Path
 from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
 from asr.inference.options import DEFAULT_BATCH_SIZE, MIN_PAUSE_SECONDS, DecodeOptions
+from asr.model.hotwords import DEFAULT_WEIGHT as DEFAULT_HOTWORD_WEIGHT
 from asr.system import quiet_tensorflow
 
 DESCRIPTION = f"""\
@@ -65,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--beam-width sets its beam, --n-best lists the acoustic model's own beam",
     )
     parser.add_argument(
+        "--hotwords",
+        metavar="FILE",
+        help="words and phrases to favour in a beam search (one per line, optionally word:weight, the bonus per "
+        f"letter, default {DEFAULT_HOTWORD_WEIGHT:g}); JSON lists those found as hotwords",
+    )
+    parser.add_argument(
         "--min-pause",
         type=float,
         default=MIN_PAUSE_SECONDS,
@@ -82,19 +89,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.decode = DecodeOptions(
-            args.batch_size, args.beam_width, args.n_best, args.timestamps, args.lm, args.min_pause, args.json
+            args.batch_size,
+            args.beam_width,
+            args.n_best,
+            args.timestamps,
+            args.lm,
+            args.min_pause,
+            args.json,
+            args.hotwords,
         )
     except ValueError as e:
         parser.error(str(e))
     return args
 
 
-def check_inputs(model: str, audio: Sequence[str], lm: str = "bundle") -> None:
-    """A UserError naming the first MODEL, --lm or AUDIO path that does not exist (checked before TensorFlow loads;
-    an audio file missing from a manifest is a per-file failure instead)."""
+def check_inputs(model: str, audio: Sequence[str], lm: str = "bundle", hotwords: str | None = None) -> None:
+    """A UserError naming the first MODEL, --lm, --hotwords or AUDIO path that does not exist (checked before
+    TensorFlow loads; an audio file missing from a manifest is a per-file failure instead)."""
     existing(Path(model), MODEL_FIX)
     if lm not in ("bundle", "none"):
         existing(Path(lm), "pass --lm bundle, --lm none or the path of an ARPA character language model")
+    if hotwords is not None:
+        existing(Path(hotwords), "pass --hotwords a text file with one word or phrase per line")
     for name in audio:
         existing(Path(name), AUDIO_FIX)
 
@@ -107,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def transcribe(args: argparse.Namespace) -> int:
     """Load the model, print every file's result and the closing line; 1 if any file failed."""
-    check_inputs(args.model, args.audio, args.lm)
+    check_inputs(args.model, args.audio, args.lm, args.hotwords)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_tensorflow()
     from asr.inference.bundle import load_bundle

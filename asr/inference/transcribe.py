@@ -19,6 +19,7 @@ from asr.inference.bundle import Bundle
 from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.model.decoding import decode_batch, nbest, transcript_confidence, utterance_log_probs, word_timestamps
+from asr.model.hotwords import hotwords_in, read_hotwords
 from asr.model.lm import NgramLM
 from asr.model.lm_search import LMDecoder, LMWeights
 
@@ -55,14 +56,15 @@ def inference_function(model) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
 
 
 def choose_lm(bundle: Bundle, options: DecodeOptions) -> Bundle:
-    """The bundle with the language model the options ask for (its own, none, or an ARPA file); an explicit
-    beam width is the language model's beam too."""
-    if options.lm == "none":
-        return replace(bundle, lm=None)
-    decoder = bundle.lm
-    if options.lm != "bundle":
+    """The bundle with the language model the options ask for (its own, none, or an ARPA file) and their
+    hotwords; an explicit beam width is the language model's beam too."""
+    decoder = None if options.lm == "none" else bundle.lm
+    if options.lm not in ("bundle", "none"):
         weights = bundle.lm.weights if bundle.lm is not None else LMWeights()
         decoder = LMDecoder(NgramLM.read_arpa(Path(options.lm)), weights)
+    if options.hotwords is not None:  # a beam search even without a language model: the acoustic model's alone
+        hotwords = read_hotwords(Path(options.hotwords), bundle.vocab)
+        decoder = replace(decoder or LMDecoder(None, LMWeights(0.0, 0.0)), hotwords=hotwords)
     if decoder is not None and options.beam_width > 1:
         decoder = replace(decoder, beam_width=options.beam_width)
     return replace(bundle, lm=decoder)
@@ -199,6 +201,8 @@ def run(
             records[slot].update(result)
             records[slot]["seconds"] = round(per_file, 4)
         for item, record in zip(chunk, records, strict=True):
+            if bundle.lm is not None and bundle.lm.hotwords and "text" in record:
+                record["hotwords"] = hotwords_in(record["text"], bundle.lm.hotwords)
             if item.text is not None:
                 record["ref"] = bundle.vocab.normalize(item.text)
             yield record

@@ -19,11 +19,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from flashlight.lib.text.decoder import LM, CriterionType, LexiconFreeDecoder, LexiconFreeDecoderOptions
+from flashlight.lib.text.decoder import (
+    LM,
+    CriterionType,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    LMState,
+    ZeroLM,
+)
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
 from asr.data.text import error_rates
+from asr.model.hotwords import Hotword, TrieNode, build_trie
 from asr.model.lm import LanguageModelError, NgramLM
 
 # How a space is written in the language model's text (ARPA tokens are separated by spaces).
@@ -67,11 +75,13 @@ class LMWeights:
 
 @dataclass(frozen=True)
 class LMDecoder:
-    """Decodes log probabilities [T, C] (blank last) to text with a character language model."""
+    """Decodes log probabilities [T, C] (blank last) to text with a character language model (or, with `lm`
+    None, the acoustic model alone) and hotwords."""
 
-    lm: NgramLM
+    lm: NgramLM | None
     weights: LMWeights = LMWeights()
     beam_width: int = 32
+    hotwords: tuple[Hotword, ...] = ()
     # KenLM models of `lm` per vocabulary, loaded on first use; shared by the copies that replace() makes
     loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -87,6 +97,8 @@ class LMDecoder:
         if frames == 0:
             return ""
         fusion = _ShallowFusion(self._kenlm(characters), self.weights)
+        if self.hotwords:
+            fusion = _Boosted(fusion, build_trie(self.hotwords), characters)
         options = LexiconFreeDecoderOptions(
             beam_size=self.beam_width,
             beam_size_token=min(TOKENS_PER_FRAME, classes),
@@ -101,8 +113,11 @@ class LMDecoder:
         path = decoder.decode(emissions.ctypes.data, frames, classes)[0].tokens
         return " ".join("".join(characters[i] for i in _collapse(path, blank)).split())
 
-    def _kenlm(self, characters: str) -> KenLM:
-        """The language model as KenLM reads it, with the vocabulary's classes as its tokens."""
+    def _kenlm(self, characters: str) -> LM:
+        """The language model as KenLM reads it, with the vocabulary's classes as its tokens (none: a model
+        that scores everything 0)."""
+        if self.lm is None:
+            return ZeroLM()
         if characters not in self.loaded:
             tokens = [SPACE_TOKEN if c == " " else c for c in characters] + [BLANK_TOKEN]
             self.loaded[characters] = _load_kenlm(self.lm, tokens)
@@ -128,6 +143,51 @@ class _ShallowFusion(LM):
     def finish(self, state):
         state, log10 = self.kenlm.finish(state)
         return state, self.scale * log10
+
+
+class _Boosted(LM):
+    """Another LM's scores plus the hotword bonus: each character that continues a hotword from a word's start
+    earns its bonus, given back when the hypothesis leaves the hotword before its end (asr.model.hotwords). A
+    state stands for the whole prefix (a tree of LMState children), so that only equal prefixes are merged."""
+
+    def __init__(self, inner: LM, trie: TrieNode, characters: str) -> None:
+        LM.__init__(self)
+        self.inner, self.trie, self.characters = inner, trie, characters
+        # per state: (the inner LM's state, the hotword node reached or None, bonus earned in it, at a word start)
+        self.states: dict[LMState, tuple[LMState, TrieNode | None, float, bool]] = {}
+
+    def start(self, start_with_nothing: bool):
+        root = LMState()
+        self.states[root] = (self.inner.start(start_with_nothing), None, 0.0, True)
+        return root
+
+    def score(self, state, token: int):
+        inner_state, node, earned, at_start = self.states[state]
+        inner_state, value = self.inner.score(inner_state, token)
+        char = self.characters[token]
+        if node is not None and char in node.children:  # the hotword goes on
+            node = node.children[char]
+            value += node.weight
+            earned += node.weight
+        else:
+            if node is not None:  # it ends here: kept if it is a whole hotword followed by a space
+                if not (node.complete and char == " "):
+                    value -= earned
+                node, earned = None, 0.0
+            if at_start and char in self.trie.children:
+                node = self.trie.children[char]
+                value += node.weight
+                earned = node.weight
+        child = state.child(token)
+        self.states[child] = (inner_state, node, earned, char == " ")
+        return child, value
+
+    def finish(self, state):
+        inner_state, node, earned, _ = self.states[state]
+        inner_state, value = self.inner.finish(inner_state)
+        if node is not None and not node.complete:
+            value -= earned
+        return state.child(-1), value
 
 
 def _without_certain_blanks(log_probs: np.ndarray, blank: int) -> np.ndarray:
