@@ -132,13 +132,19 @@ class _ShallowFusion(LM):
         self.kenlm = kenlm
         self.scale = weights.alpha * math.log(10.0)
         self.bonus = weights.beta
+        # (state, token) -> (next state, score): the same hypothesis is extended by the same token on many frames;
+        # holding the states keeps their Python objects, so that KenLM hands back the same ones
+        self.scored: dict[tuple[object, int], tuple[object, float]] = {}
 
     def start(self, start_with_nothing: bool):
         return self.kenlm.start(start_with_nothing)
 
     def score(self, state, token: int):
-        state, log10 = self.kenlm.score(state, token)
-        return state, self.scale * log10 + self.bonus
+        found = self.scored.get((state, token))
+        if found is None:
+            following, log10 = self.kenlm.score(state, token)
+            found = self.scored[(state, token)] = (following, self.scale * log10 + self.bonus)
+        return found
 
     def finish(self, state):
         state, log10 = self.kenlm.finish(state)
