@@ -3,14 +3,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from asr.data.text import Vocabulary
 from asr.model.hotwords import Hotword
 from asr.model.lm import LanguageModelError
 from asr.model.lm_search import (
     LMDecoder,
     LMWeights,
     _without_certain_blanks,
+    check_text_files,
     estimate_character_lm,
     lm_tokens,
+    read_extra_text,
     tune_weights,
 )
 
@@ -129,3 +132,19 @@ def test_hotwords_favour_whole_words_only():
     lm = estimate_character_lm(["cat tac"], 3)
     both = LMDecoder(lm, LMWeights(0.5, 1.0), hotwords=(Hotword("kat", 2.0), Hotword("tak", 2.0)))
     assert both.decode(log_probs, CHARACTERS) == "kat tak"
+
+
+def test_extra_text_is_normalized_like_transcripts_and_foreign_words_are_left_out(tmp_path):
+    (tmp_path / "a.txt").write_text("Kat, tak!\nde kat\n\nkat ωmega tak\n", encoding="utf-8")
+    extra = read_extra_text([str(tmp_path / "a.txt")], Vocabulary(CHARACTERS))
+    assert extra.sentences == ("kat tak", "kat", "kat tak")  # "de" holds a "d", "ωmega" an "ω"
+    assert extra.report == {"files": 1, "lines": 4, "sentences": 3, "words_dropped": 2}
+    check_text_files([str(tmp_path / "a.txt")])
+    with pytest.raises(LanguageModelError, match="lm.text: .*b.txt does not exist"):
+        check_text_files([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+
+
+def test_a_line_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("kat\ncafé\n".encode("latin-1"))
+    with pytest.raises(LanguageModelError, match=r"lm.text: .*latin1.txt:2: not UTF-8 .*; save the file as UTF-8"):
+        read_extra_text([str(tmp_path / "latin1.txt")], Vocabulary(CHARACTERS))

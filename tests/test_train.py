@@ -417,11 +417,20 @@ def test_training_on_one_shard_is_refused_with_the_fix(tmp_path, capsys, hydra_r
 @pytest.mark.slow
 def test_a_character_language_model_is_estimated_tuned_bundled_and_used(shared_data, tmp_path):
     run_dir = tmp_path / "run"
-    done = run(
-        [str(BIN / "asr-train"), "experiment=ldc93s1", "lm=char6", f"hydra.run.dir={run_dir}", "trainer.verbose=0"]
-    )
+    extra = tmp_path / "more.txt"  # more text of the language: "qu" is nowhere in the transcripts
+    extra.write_text("The quick brown fox.\nQuiet water, ωmega!\n", encoding="utf-8")
+    overrides = [
+        "experiment=ldc93s1",
+        "lm=char6",
+        f"lm.text=[{extra}]",
+        f"hydra.run.dir={run_dir}",
+        "trainer.verbose=0",
+    ]
+    done = run([str(BIN / "asr-train"), *overrides])
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
+    assert result["lm"]["text"] == {"files": 1, "lines": 2, "sentences": 2, "words_dropped": 1}
+    assert "\tq u" in (run_dir / "model" / "lm.arpa").read_text(encoding="utf-8")
     assert [(t["alpha"], t["beta"]) for t in result["lm"]["tried"]] == [
         (a, b) for a in (0.3, 0.5, 0.8) for b in (0.5, 1.0, 2.0)
     ]
@@ -498,6 +507,7 @@ def test_two_corpora_fine_tune_a_base_model_and_another_source_is_refused_on_res
     [
         (["trainer.init_from=/nowhere/run"], "trainer.init_from=/nowhere/run: no such file or directory; pass"),
         (["experiment=speech_transfer"], "trainer.init_from: this preset needs a value here; add trainer.init_from="),
+        (["lm=char6", "lm.text=[/nowhere/nl.txt]"], "lm.text: /nowhere/nl.txt does not exist; pass UTF-8 text files"),
     ],
 )
 def test_a_missing_source_stops_before_any_data_is_read(overrides, message, tmp_path, capsys, hydra_restore_singletons):

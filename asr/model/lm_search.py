@@ -30,7 +30,7 @@ from flashlight.lib.text.decoder import (
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.data.text import error_rates
+from asr.data.text import Vocabulary, error_rates
 from asr.model.hotwords import Hotword, TrieNode, build_trie
 from asr.model.lm import LanguageModelError, NgramLM
 
@@ -59,6 +59,44 @@ def lm_tokens(text: str) -> str:
 def estimate_character_lm(texts: Iterable[str], order: int) -> NgramLM:
     """A character n-gram model of normalized transcripts (the training split's)."""
     return NgramLM.estimate((lm_tokens(t) for t in texts if t), order)
+
+
+@dataclass(frozen=True)
+class ExtraText:
+    """Sentences of lm.text, normalized like the transcripts, and what reading them found."""
+
+    sentences: tuple[str, ...]
+    report: dict
+
+
+def check_text_files(paths: Iterable[str]) -> None:
+    """LanguageModelError naming the first lm.text file that does not exist (before any data is read)."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise LanguageModelError(f"lm.text: {path} does not exist; pass UTF-8 text files, a sentence per line")
+
+
+def read_extra_text(paths: Iterable[str], vocab: Vocabulary) -> ExtraText:
+    """Every line of the lm.text files, normalized like the transcripts; a word holding a character the
+    vocabulary lacks is left out (and counted). LanguageModelError names the file and line that is not UTF-8."""
+    sentences, lines, dropped, files = [], 0, 0, 0
+    for path in paths:
+        files += 1
+        for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LanguageModelError(
+                    f"lm.text: {path}:{number}: not UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8"
+                ) from None
+            lines += 1
+            words = vocab.normalize(line).split()
+            kept = [w for w in words if all(c in vocab.characters for c in w)]
+            dropped += len(words) - len(kept)
+            if kept:
+                sentences.append(" ".join(kept))
+    report = {"files": files, "lines": lines, "sentences": len(sentences), "words_dropped": dropped}
+    return ExtraText(tuple(sentences), report)
 
 
 @dataclass(frozen=True)

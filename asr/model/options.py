@@ -54,8 +54,12 @@ class LMOptions:
     # LM weights and per-character bonuses tried on the validation split (without one, the first of each)
     alphas: tuple[float, ...] = (0.3, 0.5, 0.8)
     betas: tuple[float, ...] = (0.5, 1.0, 2.0)
+    # More text of the language for the model, mixed with the training transcripts: UTF-8 files, a sentence per
+    # line, normalized like the transcripts (never the test sentences)
+    text: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "text", (self.text,) if isinstance(self.text, str) else tuple(map(str, self.text)))
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.order < 0 or self.order == 1 or self.beam_width < 1:

@@ -31,7 +31,14 @@ from asr.files import atomic_write_text
 from asr.inference.bundle import save_bundle
 from asr.inference.transcribe import features_log_probs, inference_function, transcribe_features
 from asr.model.ctc import CTCModel
-from asr.model.lm_search import LMDecoder, estimate_character_lm, tune_weights
+from asr.model.lm_search import (
+    ExtraText,
+    LMDecoder,
+    check_text_files,
+    estimate_character_lm,
+    read_extra_text,
+    tune_weights,
+)
 from asr.model.options import LMOptions
 from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, cluster, provenance
@@ -127,12 +134,19 @@ def evaluate(
 
 
 def fit_lm(
-    options: LMOptions, model: CTCModel, vocab: Vocabulary, examples: dict, batch_size: int, infer: Callable
+    options: LMOptions,
+    model: CTCModel,
+    vocab: Vocabulary,
+    examples: dict,
+    batch_size: int,
+    infer: Callable,
+    extra: ExtraText | None = None,
 ) -> tuple[LMDecoder, dict]:
-    """A character language model of the training transcripts, with the weights of those listed in `options`
-    that decode the validation split best; and what was tried (for result.json)."""
+    """A character language model of the training transcripts (and of `extra`, lm.text), with the weights of
+    those listed in `options` that decode the validation split best; and what was tried (for result.json)."""
     started = time.perf_counter()
-    lm = estimate_character_lm([e.text for e in examples["train"]], options.order)
+    texts = [e.text for e in examples["train"]] + list(extra.sentences if extra is not None else ())
+    lm = estimate_character_lm(texts, options.order)
     valid = examples["valid"]
     log_probs = features_log_probs(model, [e.features for e in valid], batch_size, infer)
     decoder, tried = tune_weights(
@@ -160,6 +174,8 @@ def fit_lm(
         "tried": tried,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if extra is not None:
+        report["text"] = extra.report
     return decoder, report
 
 
@@ -251,6 +267,8 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     """The body of `train`; `job_started` is the wall-clock time (time.time()) the job's wall_seconds count from."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     options, source = adopt_source(options)  # trainer.init_from checked before any data is read
+    if options.lm.order:
+        check_text_files(options.lm.text)
     trainer = options.trainer
     set_threads(trainer.threads)
     workers = cluster.discover()
@@ -286,6 +304,8 @@ def _fit(
     write_report(prepared.report, run_dir)
     vocab = prepared.vocab
     examples = prepared.examples
+    # lm.text read before training, so that a file that is not UTF-8 stops the run now, not after it
+    extra_text = read_extra_text(options.lm.text, vocab) if options.lm.order and options.lm.text else None
     batch_size, epochs = trainer.batch_size, trainer.epochs
     replicas = strategy.num_replicas_in_sync  # every batch gives each replica at least one utterance
     sources = options.data.train_paths  # data.train_weights: a factor per path, in this order
@@ -379,7 +399,7 @@ def _fit(
         model.optimizer.finalize_variable_values(model.trainable_variables)
 
     decoder, lm_report = (
-        fit_lm(options.lm, model, vocab, examples, batch_size, infer) if options.lm.order else (None, None)
+        fit_lm(options.lm, model, vocab, examples, batch_size, infer, extra_text) if options.lm.order else (None, None)
     )
     test = greedy = None
     if examples["test"]:
