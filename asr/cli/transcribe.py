@@ -89,14 +89,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.decode = DecodeOptions(
-            args.batch_size,
-            args.beam_width,
-            args.n_best,
-            args.timestamps,
-            args.lm,
-            args.min_pause,
-            args.json,
-            args.hotwords,
+            batch_size=args.batch_size,
+            beam_width=args.beam_width,
+            n_best=args.n_best,
+            timestamps=args.timestamps,
+            lm=args.lm,
+            min_pause=args.min_pause,
+            confidence=args.json,
+            hotwords=args.hotwords,
         )
     except ValueError as e:
         parser.error(str(e))
