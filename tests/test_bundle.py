@@ -1,12 +1,22 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from asr.data.features import FeatureOptions, extract
 from asr.data.text import Vocabulary
-from asr.inference.bundle import BUNDLE_FILE, DEFAULT_MAX_SECONDS, LM_FILE, BundleError, load_bundle, save_bundle
+from asr.inference.bundle import (
+    BUNDLE_FILE,
+    DEFAULT_MAX_SECONDS,
+    LM_FILE,
+    WORDS_FILE,
+    BundleError,
+    load_bundle,
+    save_bundle,
+)
 from asr.model.ctc import CTCModel
+from asr.model.lm import NgramLM
 from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm
 from asr.model.options import ModelOptions
 
@@ -144,6 +154,19 @@ def test_a_language_model_travels_with_the_bundle_and_a_missing_one_is_named(tmp
     (tmp_path / LM_FILE).unlink()
     with pytest.raises(BundleError, match=f"{LM_FILE}: cannot read the language model.*--lm none"):
         load_bundle(tmp_path)
+
+
+def test_a_word_model_travels_with_the_bundle_when_it_was_chosen(tmp_path, built):
+    letters = estimate_character_lm(["the cat sat", "a cat ran"], 4)
+    words = NgramLM.estimate(["the cat sat", "a cat ran"], 2)
+    chosen = LMDecoder(letters, LMWeights(0.8, 2.0, word=0.2, unknown=3.0), words=words)
+    save_bundle(tmp_path / "a", built, FeatureOptions(deltas=1), Vocabulary(), lm=chosen)
+    loaded = load_bundle(tmp_path / "a").lm
+    assert loaded.weights == LMWeights(0.8, 2.0, word=0.2, unknown=3.0) and loaded.words.order == 2
+    assert loaded.words.vocabulary == {"the", "cat", "sat", "a", "ran"}
+    # a word weight of 0 won the tuning: the bundle holds the character model alone
+    save_bundle(tmp_path / "b", built, FeatureOptions(deltas=1), Vocabulary(), lm=replace(chosen, weights=LMWeights()))
+    assert load_bundle(tmp_path / "b").lm.words is None and not (tmp_path / "b" / WORDS_FILE).exists()
 
 
 def test_a_bundle_without_a_language_model_has_none(saved):

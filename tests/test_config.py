@@ -114,6 +114,7 @@ def test_search_preset_declares_an_optuna_study_that_survives_failed_trials():
         ("data.format=tsv", "[auto, dir, jsonl, csv, fsdd, librispeech, commonvoice]"),
         ("data.on_error=ignore", "[skip, raise]"),
         ("features.normalize=mean", "[utterance, utterance_scalar, global, both, none]"),
+        ("lm.kind=words", "[char, word]"),
     ],
 )
 def test_unknown_choices_fail_at_compose_time_listing_the_allowed_values(override, allowed):
@@ -156,6 +157,7 @@ def test_deprecated_keys_keep_working_with_a_warning():
         ("features.deltas=3", "features.deltas must be 0, 1 or 2"),
         ("lm.order=-1", "lm.order must be 0 \\(no language model\\) or >= 2"),
         ("lm.order=1", "lm.order must be 0 \\(no language model\\) or >= 2"),
+        ("lm.word_order=1", "lm.word_order must be >= 2"),
         ("lm.alphas=[]", "lm.alphas"),
         ("trainer.intermediate_ctc=1.5", r"trainer.intermediate_ctc is the auxiliary loss's weight, in \[0, 1\)"),
         (

@@ -5,7 +5,7 @@ import pytest
 
 from asr.data.text import Vocabulary
 from asr.model.hotwords import Hotword
-from asr.model.lm import LanguageModelError
+from asr.model.lm import LanguageModelError, NgramLM
 from asr.model.lm_search import (
     LMDecoder,
     LMWeights,
@@ -15,6 +15,7 @@ from asr.model.lm_search import (
     lm_tokens,
     read_extra_text,
     tune_weights,
+    tune_word_weights,
 )
 
 CHARACTERS = " ackt"  # label ids 0-4, the blank is 5
@@ -148,3 +149,24 @@ def test_a_line_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("kat\ncafé\n".encode("latin-1"))
     with pytest.raises(LanguageModelError, match=r"lm.text: .*latin1.txt:2: not UTF-8 .*; save the file as UTF-8"):
         read_extra_text([str(tmp_path / "latin1.txt")], Vocabulary(CHARACTERS))
+
+
+def test_a_word_model_settles_what_the_letters_leave_open():
+    # the second word is "kat" or "tak" by a hair; the word model has only seen "tak" after "kat"
+    second = ({"k": 0.46, "t": 0.44}, {"a": 0.9}, {"t": 0.46, "k": 0.44})
+    log_probs = _frames({"k": 0.9}, {"a": 0.9}, {"t": 0.9}, {" ": 0.9}, *second)
+    letters = estimate_character_lm(["kat", "tak"], 3)
+    plain = LMDecoder(letters, LMWeights(0.5, 1.0))
+    assert plain.decode(log_probs, CHARACTERS) == "kat kat"
+    words = NgramLM.estimate(["kat tak"] * 3, 2)
+    with_words = LMDecoder(letters, LMWeights(0.5, 1.0, word=1.0), words=words)
+    assert with_words.decode(log_probs, CHARACTERS) == "kat tak"
+    assert replace(with_words, weights=LMWeights(0.5, 1.0, word=0.0)).decode(log_probs, CHARACTERS) == "kat kat"
+    # tuning tries the word weights on top of the character pair, a weight of 0 once
+    tuned, tried = tune_word_weights(with_words, [log_probs], ["kat tak"], CHARACTERS, (0.0, 1.0), (0.0, 3.0))
+    assert tuned.weights == LMWeights(0.5, 1.0, word=1.0, unknown=0.0)
+    assert [(t["alpha"], t["beta"], t.get("word"), t.get("unknown")) for t in tried] == [
+        (0.5, 1.0, None, None),
+        (0.5, 1.0, 1.0, 0.0),
+        (0.5, 1.0, 1.0, 3.0),
+    ]

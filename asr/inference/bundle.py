@@ -21,6 +21,7 @@ from asr.model.lm_search import LMDecoder, LMWeights
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.weights.h5"
 LM_FILE = "lm.arpa"  # the character language model, when the bundle has one
+WORDS_FILE = "words.arpa"  # the word language model, when the bundle has one (lm.kind=word)
 FORMAT = "asr-bundle"
 VERSION = 1
 # The longest utterance a bundle written before `max_seconds` was recorded is assumed to have been trained on
@@ -73,8 +74,11 @@ def save_bundle(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.save_weights(staging / WEIGHTS_FILE)
+    words = lm is not None and lm.words is not None and lm.weights.word > 0
     if lm is not None:
         lm.lm.write_arpa(staging / LM_FILE)
+    if words:
+        lm.words.write_arpa(staging / WORDS_FILE)
     spec = {
         "format": FORMAT,
         "version": VERSION,
@@ -97,6 +101,13 @@ def save_bundle(
             "alpha": lm.weights.alpha,
             "beta": lm.weights.beta,
             "beam_width": lm.beam_width,
+        }
+    if words:
+        spec["language_model"]["words"] = {
+            "file": WORDS_FILE,
+            "order": lm.words.order,
+            "weight": lm.weights.word,
+            "unknown_penalty": lm.weights.unknown,
         }
     (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if directory.exists():
@@ -173,9 +184,16 @@ def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
     if spec is None:
         return None
     try:
-        weights = LMWeights(float(spec["alpha"]), float(spec["beta"]))
+        words = spec.get("words")
+        weights = LMWeights(
+            float(spec["alpha"]),
+            float(spec["beta"]),
+            float(words["weight"]) if words else 0.0,
+            float(words["unknown_penalty"]) if words else 0.0,
+        )
         lm = NgramLM.read_arpa(directory / str(spec.get("file", LM_FILE)))
-        return LMDecoder(lm, weights, int(spec.get("beam_width", LMDecoder.beam_width)))
+        word_lm = NgramLM.read_arpa(directory / str(words.get("file", WORDS_FILE))) if words else None
+        return LMDecoder(lm, weights, int(spec.get("beam_width", LMDecoder.beam_width)), words=word_lm)
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(
             f"{directory / BUNDLE_FILE}: invalid language_model settings ({e}); re-export the model"

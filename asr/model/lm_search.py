@@ -32,7 +32,7 @@ from flashlight.lib.text.dictionary import Dictionary
 
 from asr.data.text import Vocabulary, error_rates
 from asr.model.hotwords import Hotword, TrieNode, build_trie
-from asr.model.lm import LanguageModelError, NgramLM
+from asr.model.lm import UNK, LanguageModelError, NgramLM
 
 # How a space is written in the language model's text (ARPA tokens are separated by spaces).
 SPACE_TOKEN = "<sp>"
@@ -105,10 +105,12 @@ class LMWeights:
 
     alpha: float = 0.5  # weight of the LM log probability
     beta: float = 1.0  # bonus per character
+    word: float = 0.0  # weight of the word model's log probability, added at each word's end (with one)
+    unknown: float = 0.0  # penalty per word the word model does not list
 
     def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"the LM weight must be >= 0, got {self.alpha}")
+        if self.alpha < 0 or self.word < 0:
+            raise ValueError(f"the LM weight must be >= 0, got {self.alpha} (word model: {self.word})")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class LMDecoder:
     weights: LMWeights = LMWeights()
     beam_width: int = 32
     hotwords: tuple[Hotword, ...] = ()
+    words: NgramLM | None = None  # a word n-gram model (lm.kind=word), scored at each word's end
     # KenLM models of `lm` per vocabulary, loaded on first use; shared by the copies that replace() makes
     loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -135,6 +138,8 @@ class LMDecoder:
         if frames == 0:
             return ""
         fusion = _ShallowFusion(self._kenlm(characters), self.weights)
+        if self.words is not None and self.weights.word > 0:
+            fusion = _WordFusion(fusion, *self._word_kenlm(), characters, self.weights)
         if self.hotwords:
             fusion = _Boosted(fusion, build_trie(self.hotwords), characters)
         options = LexiconFreeDecoderOptions(
@@ -160,6 +165,13 @@ class LMDecoder:
             tokens = [SPACE_TOKEN if c == " " else c for c in characters] + [BLANK_TOKEN]
             self.loaded[characters] = _load_kenlm(self.lm, tokens)
         return self.loaded[characters]
+
+    def _word_kenlm(self) -> tuple[KenLM, dict[str, int]]:
+        """The word model as KenLM reads it, and the index of each word it lists (<unk> for the others)."""
+        if "words" not in self.loaded:
+            listed = [*sorted(self.words.vocabulary), UNK]
+            self.loaded["words"] = (_load_kenlm(self.words, listed), {w: i for i, w in enumerate(listed)})
+        return self.loaded["words"]
 
 
 class _ShallowFusion(LM):
@@ -187,6 +199,53 @@ class _ShallowFusion(LM):
     def finish(self, state):
         state, log10 = self.kenlm.finish(state)
         return state, self.scale * log10
+
+
+class _WordFusion(LM):
+    """Another LM's scores plus, at each word's end (a space or the transcript's end), the word model's weighted
+    log probability of the word after the words before it, less a penalty for a word it does not list. A state
+    stands for the whole prefix (a tree of LMState children)."""
+
+    def __init__(self, inner: LM, kenlm: KenLM, index: dict[str, int], characters: str, weights: LMWeights) -> None:
+        LM.__init__(self)
+        self.inner, self.kenlm, self.index, self.characters = inner, kenlm, index, characters
+        self.scale, self.unknown = weights.word * math.log(10.0), weights.unknown
+        # per state: (the inner LM's state, the word model's state, the word spelled so far)
+        self.states: dict[LMState, tuple[LMState, LMState, str]] = {}
+
+    def start(self, start_with_nothing: bool):
+        root = LMState()
+        self.states[root] = (self.inner.start(start_with_nothing), self.kenlm.start(start_with_nothing), "")
+        return root
+
+    def _word(self, state, word: str):
+        """The word model's state after `word`, and the word's weighted score."""
+        listed = self.index.get(word)
+        state, log10 = self.kenlm.score(state, self.index[UNK] if listed is None else listed)
+        return state, self.scale * log10 - (self.unknown if listed is None else 0.0)
+
+    def score(self, state, token: int):
+        inner_state, word_state, spelled = self.states[state]
+        inner_state, value = self.inner.score(inner_state, token)
+        char = self.characters[token]
+        if char != " ":
+            spelled += char
+        elif spelled:
+            word_state, word_value = self._word(word_state, spelled)
+            value += word_value
+            spelled = ""
+        child = state.child(token)
+        self.states[child] = (inner_state, word_state, spelled)
+        return child, value
+
+    def finish(self, state):
+        inner_state, word_state, spelled = self.states[state]
+        inner_state, value = self.inner.finish(inner_state)
+        if spelled:
+            word_state, word_value = self._word(word_state, spelled)
+            value += word_value
+        word_state, log10 = self.kenlm.finish(word_state)
+        return state.child(-1), value + self.scale * log10
 
 
 class _Boosted(LM):
@@ -289,14 +348,52 @@ def tune_weights(
 ) -> tuple[LMDecoder, list[dict]]:
     """The decoder with the (alpha, beta) pair whose transcripts of `log_probs` have the lowest LER against
     `refs` (the first pair on a tie, or without refs: then none is tried), and the LER of every pair tried."""
-    pairs = [LMWeights(a, b) for a in alphas for b in betas]
+    return pick_weights(decoder, log_probs, refs, characters, [LMWeights(a, b) for a in alphas for b in betas])
+
+
+def tune_word_weights(
+    decoder: LMDecoder,
+    log_probs: list[np.ndarray],
+    refs: list[str],
+    characters: str,
+    word_weights: Iterable[float],
+    unknown_penalties: Iterable[float],
+) -> tuple[LMDecoder, list[dict]]:
+    """The decoder (with its word model) with the word weight and unknown-word penalty, its character weights
+    kept, whose transcripts of `log_probs` have the lowest WER (words are what the word model is for; measured
+    in docs/results.md), as tune_weights; a word weight of 0 is tried once."""
+    base, word_weights = decoder.weights, tuple(word_weights)
+    candidates = [replace(base, word=0.0, unknown=0.0)] if 0.0 in word_weights else []
+    candidates += [replace(base, word=w, unknown=u) for w in word_weights if w > 0 for u in unknown_penalties]
+    return pick_weights(decoder, log_probs, refs, characters, candidates, "wer")
+
+
+def pick_weights(
+    decoder: LMDecoder,
+    log_probs: list[np.ndarray],
+    refs: list[str],
+    characters: str,
+    candidates: list[LMWeights],
+    rate: str = "ler",
+) -> tuple[LMDecoder, list[dict]]:
+    """The decoder with the candidate weights whose transcripts of `log_probs` have the lowest `rate` ("ler" or
+    "wer") against `refs` (the first on a tie, or without refs: then none is tried), and the error rate of each
+    one tried."""
     if not refs:  # nothing to tune on
-        return replace(decoder, weights=pairs[0]), [{"alpha": pairs[0].alpha, "beta": pairs[0].beta}]
+        return replace(decoder, weights=candidates[0]), [_described(candidates[0])]
     tried, best = [], None
-    for weights in pairs:
+    for weights in candidates:
         candidate = replace(decoder, weights=weights)
-        ler = error_rates(refs, [candidate.decode(lp, characters) for lp in log_probs])["ler"]
-        tried.append({"alpha": weights.alpha, "beta": weights.beta, "valid_ler": ler})
-        if best is None or ler < best[0]:
-            best = (ler, candidate)
+        rates = error_rates(refs, [candidate.decode(lp, characters) for lp in log_probs])
+        tried.append({**_described(weights), f"valid_{rate}": rates[rate]})
+        if best is None or rates[rate] < best[0]:
+            best = (rates[rate], candidate)
     return best[1], tried
+
+
+def _described(weights: LMWeights) -> dict:
+    """The weights as result.json lists them (the word model's only where it has any)."""
+    described = {"alpha": weights.alpha, "beta": weights.beta}
+    if weights.word > 0:
+        described |= {"word": weights.word, "unknown": weights.unknown}
+    return described

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class ModelOptions:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
+class LMKind(StrEnum):
+    """char: a character n-gram model; word: the same plus a word n-gram model scored at each word's end."""
+
+    char = "char"
+    word = "word"
+
+
 @dataclass(frozen=True)
 class LMOptions:
     """A character n-gram language model estimated from the training transcripts after training, used by a beam
@@ -57,8 +65,24 @@ class LMOptions:
     # More text of the language for the model, mixed with the training transcripts: UTF-8 files, a sentence per
     # line, normalized like the transcripts (never the test sentences)
     text: tuple[str, ...] = ()
+    kind: LMKind = LMKind.char
+    word_order: int = 3  # n of the word n-grams (kind=word)
+    # kind=word: weights of the word model and penalties per word outside the training words (and lm.text),
+    # tried on the validation split after the character model's pair is chosen
+    word_weights: tuple[float, ...] = (0.0, 0.1, 0.2, 0.4)
+    unknown_penalties: tuple[float, ...] = (0.0, 3.0)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LMKind(self.kind))
+        object.__setattr__(self, "word_weights", tuple(float(w) for w in self.word_weights))
+        object.__setattr__(self, "unknown_penalties", tuple(float(u) for u in self.unknown_penalties))
+        if self.word_order < 2:
+            raise ValueError(f"lm.word_order must be >= 2, got {self.word_order}")
+        if not self.word_weights or min(self.word_weights) < 0 or not self.unknown_penalties:
+            raise ValueError(
+                f"lm.word_weights (each >= 0) and lm.unknown_penalties must not be empty, got {self.word_weights}, "
+                f"{self.unknown_penalties}"
+            )
         object.__setattr__(self, "text", (self.text,) if isinstance(self.text, str) else tuple(map(str, self.text)))
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
@@ -31,6 +31,7 @@ from asr.files import atomic_write_text
 from asr.inference.bundle import save_bundle
 from asr.inference.transcribe import features_log_probs, inference_function, transcribe_features
 from asr.model.ctc import CTCModel
+from asr.model.lm import NgramLM
 from asr.model.lm_search import (
     ExtraText,
     LMDecoder,
@@ -38,8 +39,9 @@ from asr.model.lm_search import (
     estimate_character_lm,
     read_extra_text,
     tune_weights,
+    tune_word_weights,
 )
-from asr.model.options import LMOptions
+from asr.model.options import LMKind, LMOptions
 from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, cluster, provenance
 from asr.training.callbacks import (
@@ -157,16 +159,32 @@ def fit_lm(
         options.alphas,
         options.betas,
     )
+    if options.kind == LMKind.word:  # the word model on top of the character model's chosen pair
+        words = NgramLM.estimate(texts, options.word_order)
+        decoder, more = tune_word_weights(
+            replace(decoder, words=words),
+            log_probs,
+            [e.text for e in valid],
+            vocab.characters,
+            options.word_weights,
+            options.unknown_penalties,
+        )
+        tried += more
+    weights = decoder.weights
     log.info(
-        "character %d-gram language model: weight %g, bonus %g per character (of %d pairs tried on %d validation "
-        "utterances)",
+        "character %d-gram language model: weight %g, bonus %g per character%s (of %d settings tried on %d "
+        "validation utterances)",
         options.order,
-        decoder.weights.alpha,
-        decoder.weights.beta,
+        weights.alpha,
+        weights.beta,
+        f"; word {options.word_order}-gram weight {weights.word:g}, penalty {weights.unknown:g} per unknown word"
+        if options.kind == LMKind.word
+        else "",
         len(tried),
         len(valid),
     )
     report = {
+        "kind": str(options.kind),
         "order": options.order,
         "alpha": decoder.weights.alpha,
         "beta": decoder.weights.beta,
@@ -174,6 +192,8 @@ def fit_lm(
         "tried": tried,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if options.kind == LMKind.word:
+        report |= {"word_order": options.word_order, "word": weights.word, "unknown": weights.unknown}
     if extra is not None:
         report["text"] = extra.report
     return decoder, report
