@@ -6,6 +6,7 @@ transcripts (Hannun et al. 2014, "First-pass large vocabulary continuous speech 
 recurrent DNNs"). Characters, not words, so that any language and any unseen word is scored alike. The search
 is flashlight-text's lexicon-free beam search (C++), the language model KenLM's (inside flashlight-text); the
 weights are applied in a small Python LM that wraps it, since KenLM refuses the positive scores a bonus makes.
+Wrapped once more, it adds a word n-gram model at each word's end (lm.kind=word) and hotword bonuses.
 """
 
 from __future__ import annotations
