@@ -113,3 +113,11 @@ def step_outputs(results: dict, strategy: Any) -> dict:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return {name: tf.reshape(value, [1]) for name, value in results.items()}
     return results
+
+
+def frozen_function(function: Any) -> Any:
+    """A concrete tf.function with its variables folded in as constants (TFLite's converter reads variables as
+    resource reads that its interpreter cannot serve): TensorFlow's convert_variables_to_constants_v2."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(function)

@@ -193,3 +193,19 @@ def compose(overrides: Sequence[str] = ()) -> RunOptions:
         except (HydraException, OmegaConfBaseException) as e:
             cause = e.__cause__ if e.__cause__ is not None else e
             raise ConfigError(f"{e}" if cause is e else f"{e} ({cause})") from e
+
+
+def run_options(run_dir: Path) -> RunOptions:
+    """The options a finished run was trained with, from its `.hydra/config.yaml` (a run directory or its
+    model/ folder); ConfigError naming the file when there is none or it does not load."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    register()
+    for candidate in (run_dir, run_dir.parent):
+        path = candidate / ".hydra" / "config.yaml"
+        if path.is_file():
+            try:
+                return to_options(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path)))
+            except (OmegaConfBaseException, OSError) as e:
+                raise ConfigError(f"{path}: the run's settings do not load ({e})") from e
+    raise ConfigError(f"{run_dir}: no .hydra/config.yaml here or above; pass the training run directory")

@@ -1,4 +1,5 @@
-"""`asr-export MODEL OUT_DIR`: write a SavedModel that turns waveforms into transcripts."""
+"""`asr-export MODEL OUT_DIR`: write a SavedModel that turns waveforms into transcripts; with `--tflite`, a
+.tflite file of the acoustic model for devices (float32, or quantized with `--dynamic-range` / `--int8`)."""
 
 from __future__ import annotations
 
@@ -11,24 +12,47 @@ from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.errors import UserError
 from asr.system import quiet_tensorflow
 
+# Utterances of the training split that calibrate full int8 quantization: TFLite's guidance is 100-500.
+CALIBRATION_UTTERANCES = 100
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (a bad or missing argument exits with status 2 and the reason)."""
     parser = argparse.ArgumentParser(
         prog="asr-export",
-        description="Export a trained model as a SavedModel: waveforms in, transcripts out. Exit status 2 for a bad "
-        "model, an OUT_DIR that exists or bad arguments (one line on stderr).",
+        description="Export a trained model as a SavedModel (waveforms in, transcripts out), or with --tflite as a "
+        "TFLite file (features in, logits out; asr.inference.lite runs it with LiteRT and NumPy only). Exit status "
+        "2 for a bad model, an output that exists or bad arguments (one line on stderr).",
     )
     parser.add_argument("model", help="training run directory, or its model/ bundle")
-    parser.add_argument("out_dir", help="new directory for the SavedModel")
+    parser.add_argument("out_dir", help="new directory for the SavedModel; with --tflite, a new .tflite file")
+    parser.add_argument("--tflite", action="store_true", help="write a .tflite file and its .json beside it")
+    quantize = parser.add_mutually_exclusive_group()
+    quantize.add_argument("--dynamic-range", action="store_true", help="with --tflite: int8 weights, float activations")
+    quantize.add_argument(
+        "--int8",
+        action="store_true",
+        help=f"with --tflite: int8 weights and activations, calibrated on {CALIBRATION_UTTERANCES} utterances of "
+        "the run's training split (MODEL must be the run directory)",
+    )
     add_debug(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.int8 or args.dynamic_range) and not args.tflite:
+        parser.error("--int8 and --dynamic-range quantize a TFLite file: add --tflite")
+    if args.tflite and Path(args.out_dir).suffix != ".tflite":
+        parser.error(f"--tflite writes a file: name it <name>.tflite, not {args.out_dir}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `asr-export`."""
     args = parse_args(argv)
-    return run_command("asr-export", lambda: export_model(Path(args.model), Path(args.out_dir)), args.debug)
+    if args.tflite:
+        quantization = "int8" if args.int8 else "dynamic" if args.dynamic_range else "none"
+        work = lambda: export_lite(Path(args.model), Path(args.out_dir), quantization)  # noqa: E731
+    else:
+        work = lambda: export_model(Path(args.model), Path(args.out_dir))  # noqa: E731
+    return run_command("asr-export", work, args.debug)
 
 
 def already_exists(out_dir: Path) -> UserError:
@@ -52,6 +76,43 @@ def export_model(model: Path, out_dir: Path) -> int:
         raise already_exists(out_dir) from error
     print(f"SavedModel written to {out} (sample rate {bundle.features.sample_rate} Hz); signature `serve`")
     return 0
+
+
+def export_lite(model: Path, out: Path, quantization: str) -> int:
+    """Load the bundle and write the .tflite file and its JSON (int8: calibrated on the run's training split)."""
+    existing(model, MODEL_FIX)
+    if out.exists() or out.with_suffix(".json").exists():
+        raise UserError(f"{out}: it or its .json already exists; choose a new name (nothing is overwritten)")
+    quiet_tensorflow()
+    from asr.inference.bundle import load_bundle
+    from asr.inference.tflite import Quantization, export_tflite
+
+    bundle = load_bundle(model)
+    calibration = calibration_features(model, bundle) if quantization == "int8" else []
+    export_tflite(bundle, out, Quantization(quantization), calibration)
+    size = out.stat().st_size / 1e6
+    print(f"TFLite ({quantization}) written to {out} ({size:.2f} MB) with {out.with_suffix('.json').name}")
+    return 0
+
+
+def calibration_features(model: Path, bundle) -> list:
+    """Normalized features of up to CALIBRATION_UTTERANCES training utterances, spread over the split."""
+    from asr.config import run_options
+    from asr.data.activity import sample_evenly
+    from asr.data.audio import AudioError, load_audio
+    from asr.data.preparation import load_data
+
+    train = load_data(run_options(model).data)["train"]
+    features = []
+    for i in sample_evenly(len(train), CALIBRATION_UTTERANCES):
+        try:
+            samples = load_audio(train[i].audio, bundle.features.sample_rate, train[i].start, train[i].end)
+        except AudioError:
+            continue
+        features.append(bundle.featurize(samples))
+    if not features:
+        raise UserError(f"{model}: no readable training utterance to calibrate int8 with; use --dynamic-range")
+    return features
 
 
 if __name__ == "__main__":
