@@ -50,10 +50,10 @@ class LiteModel:
         return self.interpreter.get_tensor(self.output)[0]
 
     def decode(self, logits: np.ndarray) -> str:
-        """Greedy CTC decoding of logits [T', C]: repeats merged, blanks dropped, spaces squeezed."""
+        """Greedy CTC decoding of logits [T', C]: repeats merged, blanks dropped (as asr-transcribe's greedy)."""
         best = logits.argmax(axis=1)
         kept = [int(k) for i, k in enumerate(best) if k != self.blank and (i == 0 or k != best[i - 1])]
-        return " ".join("".join(self.characters[k] for k in kept).split())
+        return "".join(self.characters[k] for k in kept)
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
         """The greedy transcript of mono float samples at `sample_rate`."""
