@@ -33,6 +33,7 @@ LIGHT = [
     "training/options",
     "training/cluster",  # asr-train reads the cluster before TensorFlow starts
     "inference/options",
+    "inference/lite",  # the TFLite runner: LiteRT and NumPy only
 ]
 
 
