@@ -29,6 +29,7 @@ def test_all_presets_are_there():
 def test_every_preset_composes_to_the_schema(preset):
     needs = {"speech": ["data.root=/corpus"], "speech_transfer": ["data.root=/corpus", "trainer.init_from=/base"]}
     needs["fillets_nl_transfer"] = ["trainer.init_from=/base"]
+    needs["speech_streaming"] = ["data.root=/corpus"]
     cfg = _compose([f"experiment={preset}", *needs.get(preset, [])])
     assert isinstance(cfg, Config)
     assert cfg.name == preset
@@ -290,3 +291,18 @@ def test_the_transfer_presets_need_a_base_model_and_differ_from_speech_only_in_t
     assert tuned.trainer.init_from == "/base" and tuned.data == plain.data
     for group in ("features", "model", "augment", "lm"):
         assert getattr(tuned, group) == getattr(plain, group)
+
+
+def test_the_streaming_presets_are_their_recipes_unidirectional_with_global_statistics():
+    from dataclasses import replace
+
+    from asr.config import compose
+
+    for streaming, recipe in (("demo_streaming", "demo"), ("fillets_nl_streaming", "fillets_nl")):
+        stream, plain = compose([f"experiment={streaming}"]), compose([f"experiment={recipe}"])
+        assert not stream.model.bidirectional and plain.model.bidirectional
+        assert stream.features.normalize == "global" and plain.features.normalize != "global"
+        assert stream.model == replace(plain.model, bidirectional=False)
+        assert stream.features == replace(plain.features, normalize=stream.features.normalize)
+        for group in ("data", "augment", "optimizer", "trainer", "lm"):
+            assert getattr(stream, group) == getattr(plain, group), group
