@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
-from asr.inference.options import DEFAULT_BATCH_SIZE, MIN_PAUSE_SECONDS, DecodeOptions
+from asr.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_MS, MIN_PAUSE_SECONDS, DecodeOptions
 from asr.model.hotwords import DEFAULT_WEIGHT as DEFAULT_HOTWORD_WEIGHT
 from asr.system import quiet_tensorflow
 
@@ -79,6 +81,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a recording longer than the longest training utterance is cut at every pause at least this long "
         f"(default {MIN_PAUSE_SECONDS:g}); raise it if words of one sentence come out split apart",
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="recognize as a stream (a unidirectional model): each file, or raw 16-bit mono PCM at the model's rate "
+        "from stdin as AUDIO '-', in chunks of --chunk-ms; a partial transcript as it grows (a line rewritten on a "
+        'terminal, else JSON lines {"partial": ...}), then {"final": ...}',
+    )
+    parser.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=DEFAULT_CHUNK_MS,
+        help=f"--stream: milliseconds per chunk (default {DEFAULT_CHUNK_MS})",
+    )
     add_batch_size(parser)
     parser.add_argument(
         "--score",
@@ -87,6 +102,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add_debug(parser)
     args = parser.parse_args(argv)
+    if args.chunk_ms < 10:
+        parser.error(f"--chunk-ms must be >= 10, got {args.chunk_ms}")
     try:
         args.decode = DecodeOptions(
             batch_size=args.batch_size,
@@ -112,7 +129,8 @@ def check_inputs(model: str, audio: Sequence[str], lm: str = "bundle", hotwords:
     if hotwords is not None:
         existing(Path(hotwords), "pass --hotwords a text file with one word or phrase per line")
     for name in audio:
-        existing(Path(name), AUDIO_FIX)
+        if name != "-":  # stdin (asr-transcribe --stream)
+            existing(Path(name), AUDIO_FIX)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,6 +147,8 @@ def transcribe(args: argparse.Namespace) -> int:
     from asr.inference.bundle import load_bundle
     from asr.inference.transcribe import choose_lm, expand_inputs, ready_inference, run
 
+    if args.stream:
+        return stream(load_bundle(Path(args.model)), args)
     bundle = choose_lm(load_bundle(Path(args.model)), args.decode)
     items = expand_inputs(args.audio)
     infer = ready_inference(bundle, args.decode)
@@ -144,6 +164,35 @@ def transcribe(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def stream(bundle, args: argparse.Namespace) -> int:
+    """--stream: each input recognized chunk by chunk, partial transcripts as they grow, then the final one."""
+    from asr.data.audio import load_audio
+    from asr.inference.stream import Stream, check_streamable
+
+    check_streamable(bundle)
+    rate = bundle.features.sample_rate
+    chunk = max(rate * args.chunk_ms // 1000, 1)
+    terminal = sys.stdout.isatty()
+    for name in args.audio:
+        recognizer, shown = Stream(bundle), None
+        if name == "-":
+            pieces = iter(lambda: sys.stdin.buffer.read(2 * chunk), b"")
+            chunks = (np.frombuffer(p[: len(p) - len(p) % 2], "<i2").astype(np.float32) / 32768.0 for p in pieces)
+        else:
+            samples = load_audio(name, rate)
+            chunks = (samples[i : i + chunk] for i in range(0, len(samples), chunk))
+        for piece in chunks:
+            recognizer.feed(piece)
+            text = recognizer.text()
+            if text != shown:
+                shown = text
+                print(f"\r{text}", end="", flush=True) if terminal else print(json.dumps({"partial": text}), flush=True)
+        recognizer.finish()
+        final = {"audio": name, "final": recognizer.text()}
+        print(f"\r{final['final']}") if terminal else print(json.dumps(final), flush=True)
+    return 0
 
 
 def print_records(records: Iterable[dict], args: argparse.Namespace) -> tuple[int, float, list[str], list[str]]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 # activity detector marks them, reach 0.24 s (FSDD), 0.18 s (the demo corpus) and 0.54 s (recorded Dutch
 # sentences, 90 % under 0.42 s); docs/results.md measures 0.2-0.5 s on joined test utterances.
 MIN_PAUSE_SECONDS = 0.3
+# Chunk length of `asr-transcribe --stream` when none is given: a partial result five times a second.
+DEFAULT_CHUNK_MS = 200
 # Utterances per inference batch: large enough to keep the matrix products busy on a CPU.
 DEFAULT_BATCH_SIZE = 32
 

@@ -1,0 +1,74 @@
+"""Streaming recognition: the stream of a file gives the whole file's logits and transcript."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from asr.cli.transcribe import main as transcribe_main
+from asr.data.audio import load_audio
+from asr.data.features import FeatureOptions
+from asr.data.text import Vocabulary
+from asr.inference.bundle import Bundle, load_bundle, save_bundle
+from asr.inference.stream import Stream
+from asr.model.ctc import CTCModel
+from asr.model.options import ModelOptions
+
+pytestmark = pytest.mark.slow  # TensorFlow models
+
+WAV = ROOT / "data" / "wav" / "test" / "test_00001.wav"  # 8 kHz
+
+
+def _bundle(bidirectional: bool = False) -> Bundle:
+    """An untrained model over MFCC + deltas + delta-deltas, 3 frames a step, global statistics."""
+    features = FeatureOptions(sample_rate=8000, deltas=2, normalize="global")
+    vocab = Vocabulary()
+    options = ModelOptions(num_layers=2, units=16, bidirectional=bidirectional, stride=3)
+    model = CTCModel(features.num_features, vocab.characters, options, seed=1)
+    model.build_for()
+    rng = np.random.default_rng(0)
+    cmvn = (rng.normal(size=features.num_features).astype(np.float32), np.full(features.num_features, 2.0, np.float32))
+    return Bundle(model, features, vocab, cmvn)
+
+
+@pytest.mark.parametrize("chunk_ms", [160, 37, 5000])
+def test_a_stream_in_chunks_gives_the_whole_files_logits(chunk_ms):
+    bundle = _bundle()
+    samples = load_audio(WAV, 8000)
+    feats = bundle.featurize(samples)
+    whole = bundle.model({"features": feats[None], "lengths": np.array([len(feats)])}).numpy()[0]
+    stream = Stream(bundle)
+    chunk = 8000 * chunk_ms // 1000
+    for begin in range(0, len(samples), chunk):
+        stream.feed(samples[begin : begin + chunk])
+        assert len(stream.all_logits()) <= len(whole)  # partial results never run ahead of the audio
+    np.testing.assert_allclose(stream.finish(), whole, atol=1e-5)
+
+
+def test_stdin_pcm_streams_to_the_transcript_of_the_file(tmp_path):
+    bundle = _bundle()
+    save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)
+    samples = load_audio(WAV, 8000)
+    stream = Stream(load_bundle(tmp_path / "model"))
+    stream.feed(samples)
+    stream.finish()
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    command = [sys.executable, "-m", "asr.cli.transcribe", str(tmp_path / "model"), "-", "--stream"]
+    done = subprocess.run([*command, "--chunk-ms", "160"], input=pcm, capture_output=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert all("partial" in line for line in lines[:-1]) and lines[-1]["audio"] == "-"
+    # 16-bit PCM rounds the samples: the transcript is the file's
+    assert lines[-1]["final"] == stream.text()
+
+
+def test_a_bidirectional_model_is_refused_in_one_line(tmp_path, capsys):
+    bundle = _bundle(bidirectional=True)
+    save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)
+    assert transcribe_main([str(tmp_path / "model"), str(WAV), "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert "--stream needs a unidirectional model, this one is bidirectional" in err
+    assert "experiment=demo_streaming" in err and len(err.strip().splitlines()) == 1
