@@ -72,3 +72,22 @@ def test_a_bidirectional_model_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--stream needs a unidirectional model, this one is bidirectional" in err
     assert "experiment=demo_streaming" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_pause_after_words_closes_a_segment():
+    bundle = _bundle()
+    stream = Stream(bundle)
+    blank, classes = bundle.vocab.blank_index, bundle.vocab.num_classes
+    letter = {c: i for i, c in enumerate(bundle.vocab.characters)}
+
+    def steps(path: str) -> list:  # one-hot logits per step, "_" a blank
+        return [np.eye(classes)[blank if c == "_" else letter[c]] * 5.0 for c in path]
+
+    quiet = "_" * 20  # 20 steps of 30 ms (3 frames of 10 ms): SEGMENT_PAUSE_SECONDS
+    stream.logits = steps("h_i" + "_" * 3)
+    assert stream.close_segment() is None and stream.segment() == "hi"  # a short gap inside speech stays open
+    stream.logits += steps(quiet)
+    assert stream.close_segment() == "hi" and stream.segment() == ""
+    assert stream.close_segment() is None  # nothing new to close
+    stream.logits += steps("y_o" + quiet)
+    assert stream.close_segment() == "yo"

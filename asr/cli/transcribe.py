@@ -86,7 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="recognize as a stream (a unidirectional model): each file, or raw 16-bit mono PCM at the model's rate "
         "from stdin as AUDIO '-', in chunks of --chunk-ms; a partial transcript as it grows (a line rewritten on a "
-        'terminal, else JSON lines {"partial": ...}), then {"final": ...}',
+        'terminal, else JSON lines {"partial": ...}), and {"final": ...} at each pause of 0.6 s and at the end',
     )
     parser.add_argument(
         "--chunk-ms",
@@ -185,14 +185,27 @@ def stream(bundle, args: argparse.Namespace) -> int:
             chunks = (samples[i : i + chunk] for i in range(0, len(samples), chunk))
         for piece in chunks:
             recognizer.feed(piece)
-            text = recognizer.text()
+            closed = recognizer.close_segment()
+            if closed is not None:  # a pause after some words: that segment is final
+                show(terminal, {"audio": name, "final": closed}, final=True)
+                shown = ""
+            text = recognizer.segment()
             if text != shown:
                 shown = text
-                print(f"\r{text}", end="", flush=True) if terminal else print(json.dumps({"partial": text}), flush=True)
+                show(terminal, {"partial": text}, final=False)
         recognizer.finish()
-        final = {"audio": name, "final": recognizer.text()}
-        print(f"\r{final['final']}") if terminal else print(json.dumps(final), flush=True)
+        if recognizer.segment() or shown is None:  # the last segment (an input without speech: one empty final)
+            show(terminal, {"audio": name, "final": recognizer.segment()}, final=True)
     return 0
+
+
+def show(terminal: bool, record: dict, final: bool) -> None:
+    """One stream result: on a terminal the line rewritten (a final one ends it), else a JSON line."""
+    if not terminal:
+        print(json.dumps(record), flush=True)
+    else:
+        text = record.get("final", record.get("partial", ""))
+        print(f"\r\033[K{text}", end="\n" if final else "", flush=True)
 
 
 def print_records(records: Iterable[dict], args: argparse.Namespace) -> tuple[int, float, list[str], list[str]]:

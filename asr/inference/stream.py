@@ -9,13 +9,16 @@ stream are therefore those of the whole file (to float rounding).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from asr.data.features import DELTA_WINDOW, apply_global_stats, extract
 from asr.errors import UserError
 from asr.inference.bundle import Bundle
+
+# A stream's transcript is closed as a segment after this much silence (blank steps) following some text: the
+# pause that separates sentences (asr.inference.options.MIN_PAUSE_SECONDS cuts long files at 0.3 s; a stream
+# waits longer, so that a partial word is not closed early).
+SEGMENT_PAUSE_SECONDS = 0.6
 
 
 class StreamError(UserError):
@@ -60,6 +63,7 @@ class Stream:
         self.states = [(np.zeros(w[1].shape[0], np.float32), np.zeros(w[1].shape[0], np.float32)) for w in self.layers]
         self.output = model.logits.get_weights()  # [units, C], [C]
         self.logits: list[np.ndarray] = []  # [C] per model step so far
+        self.segment_start = 0  # the first step of the segment not yet closed
 
     def feed(self, chunk: np.ndarray) -> None:
         """Add float samples [n] at the bundle's rate and run the model over every frame they complete."""
@@ -84,14 +88,33 @@ class Stream:
         """Logits [T', C] of the model steps run so far."""
         return np.array(self.logits, np.float32).reshape(-1, self.output[1].shape[0])
 
-    def text(self) -> str:
-        """Greedy transcript of the steps so far."""
-        logits = self.all_logits()
+    def text(self, start: int = 0) -> str:
+        """Greedy transcript of the steps from `start` on."""
+        logits = self.all_logits()[start:]
         if not len(logits):
             return ""
         best = logits.argmax(axis=1)
         blank, characters = self.bundle.vocab.blank_index, self.bundle.vocab.characters
         return "".join(characters[k] for i, k in enumerate(best) if k != blank and (i == 0 or k != best[i - 1]))
+
+    def segment(self) -> str:
+        """The open segment's transcript (the steps since the last closed segment), spaces squeezed."""
+        return " ".join(self.text(self.segment_start).split())
+
+    def close_segment(self, pause_seconds: float = SEGMENT_PAUSE_SECONDS) -> str | None:
+        """The open segment's transcript, closed, when it holds text followed by at least `pause_seconds` of blank
+        steps; else None (the segment stays open)."""
+        options = self.bundle.features
+        step_seconds = self.bundle.model.stride * options.frame_step / options.sample_rate
+        quiet = max(int(round(pause_seconds / step_seconds)), 1)
+        logits = self.all_logits()
+        if len(logits) - self.segment_start <= quiet or not self.segment():
+            return None
+        if (logits[-quiet:].argmax(axis=1) != self.bundle.vocab.blank_index).any():
+            return None
+        closed = self.segment()
+        self.segment_start = len(logits)
+        return closed
 
     def _advance(self, upto: int | None, final: bool) -> None:
         """Compute frames [frames_done, upto) (final: to the end) exactly as whole-file extraction does."""
@@ -131,9 +154,3 @@ class Stream:
             self.states[index] = (h, c)
             x = np.array(outputs)  # [S, u]
         self.logits += list(x @ self.output[0] + self.output[1])
-
-
-def stream_chunks(samples: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
-    """`samples` [n] in pieces of `chunk` samples."""
-    for begin in range(0, len(samples), chunk):
-        yield samples[begin : begin + chunk]
