@@ -65,6 +65,12 @@ def test_stdin_pcm_streams_to_the_transcript_of_the_file(tmp_path):
     assert lines[-1]["final"] == stream.text()
 
 
+def test_stdin_without_stream_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        transcribe_main([str(tmp_path), "-"])
+    assert e.value.code == 2 and "AUDIO '-' (raw PCM on stdin) needs --stream" in capsys.readouterr().err
+
+
 def test_a_bidirectional_model_is_refused_in_one_line(tmp_path, capsys):
     bundle = _bundle(bidirectional=True)
     save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)

@@ -104,6 +104,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.chunk_ms < 10:
         parser.error(f"--chunk-ms must be >= 10, got {args.chunk_ms}")
+    if "-" in args.audio and not args.stream:
+        parser.error("AUDIO '-' (raw PCM on stdin) needs --stream")
     try:
         args.decode = DecodeOptions(
             batch_size=args.batch_size,
