@@ -97,3 +97,51 @@ def test_a_pause_after_words_closes_a_segment():
     assert stream.close_segment() is None  # nothing new to close
     stream.logits += steps("y_o" + quiet)
     assert stream.close_segment() == "yo"
+
+
+def _stacked(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    """The file's stacked steps [S, F * stride] (zero-padded as the model pads) and its whole-file logits."""
+    feats = bundle.featurize(load_audio(WAV, 8000))
+    whole = bundle.model({"features": feats[None], "lengths": np.array([len(feats)])}).numpy()[0]
+    stride = bundle.model.stride
+    padded = np.concatenate([feats, np.zeros(((-len(feats)) % stride, feats.shape[1]), np.float32)])
+    return padded.reshape(-1, feats.shape[1] * stride), whole
+
+
+def test_the_tflite_and_savedmodel_step_functions_stream_to_the_whole_files_logits(tmp_path, capsys):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from asr.cli.export import main as export_main
+
+    bundle = _bundle()
+    save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "s.tflite"), "--tflite", "--stream"]) == 0
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "saved")]) == 0
+    steps, whole = _stacked(load_bundle(tmp_path / "model"))
+    lite, saved = Interpreter(model_path=str(tmp_path / "s.tflite")), tf.saved_model.load(str(tmp_path / "saved"))
+    lite_states = saved_states = np.zeros((2, 2, 16), np.float32)
+    lite_out, saved_out = [], []
+    for begin in range(0, len(steps), 7):  # 7 steps (210 ms) at a time
+        chunk = steps[begin : begin + 7]
+        inputs = {d["name"]: d["index"] for d in lite.get_input_details()}
+        lite.resize_tensor_input(inputs["steps"], chunk.shape)
+        lite.resize_tensor_input(inputs["states"], lite_states.shape)
+        lite.allocate_tensors()
+        lite.set_tensor(inputs["steps"], chunk)
+        lite.set_tensor(inputs["states"], lite_states)
+        lite.invoke()
+        outputs = [lite.get_tensor(d["index"]) for d in lite.get_output_details()]
+        lite_out.append(next(o for o in outputs if o.ndim == 2))
+        lite_states = next(o for o in outputs if o.ndim == 3)
+        logits, saved_states = saved.step(tf.constant(chunk), tf.constant(saved_states))
+        saved_out.append(logits.numpy())
+    np.testing.assert_allclose(np.concatenate(lite_out), whole, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(saved_out), whole, atol=1e-5)
+    # a bidirectional model has no step function: refused in one line
+    other = _bundle(bidirectional=True)
+    save_bundle(tmp_path / "bi", other.model, other.features, other.vocab, other.cmvn)
+    capsys.readouterr()
+    assert export_main([str(tmp_path / "bi"), str(tmp_path / "b.tflite"), "--tflite", "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a unidirectional model" in err and len(err.strip().splitlines()) == 1

@@ -35,8 +35,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"with --tflite: int8 weights and activations, calibrated on {CALIBRATION_UTTERANCES} utterances of "
         "the run's training split (MODEL must be the run directory)",
     )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="with --tflite: the step function of a unidirectional model (stacked steps and LSTM states in, logits "
+        "and states out) for streaming on a device",
+    )
     add_debug(parser)
     args = parser.parse_args(argv)
+    if args.stream and (not args.tflite or args.int8 or args.dynamic_range):
+        parser.error("--stream exports a float32 TFLite step function: use it with --tflite alone")
     if (args.int8 or args.dynamic_range) and not args.tflite:
         parser.error("--int8 and --dynamic-range quantize a TFLite file: add --tflite")
     if args.tflite and Path(args.out_dir).suffix != ".tflite":
@@ -47,7 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `asr-export`."""
     args = parse_args(argv)
-    if args.tflite:
+    if args.tflite and args.stream:
+        work = lambda: export_lite(Path(args.model), Path(args.out_dir), "step")  # noqa: E731
+    elif args.tflite:
         quantization = "int8" if args.int8 else "dynamic" if args.dynamic_range else "none"
         work = lambda: export_lite(Path(args.model), Path(args.out_dir), quantization)  # noqa: E731
     else:
@@ -79,17 +89,21 @@ def export_model(model: Path, out_dir: Path) -> int:
 
 
 def export_lite(model: Path, out: Path, quantization: str) -> int:
-    """Load the bundle and write the .tflite file and its JSON (int8: calibrated on the run's training split)."""
+    """Load the bundle and write the .tflite file and its JSON (int8: calibrated on the run's training split;
+    "step": the streaming step function)."""
     existing(model, MODEL_FIX)
     if out.exists() or out.with_suffix(".json").exists():
         raise UserError(f"{out}: it or its .json already exists; choose a new name (nothing is overwritten)")
     quiet_tensorflow()
     from asr.inference.bundle import load_bundle
-    from asr.inference.tflite import Quantization, export_tflite
+    from asr.inference.tflite import Quantization, export_tflite, export_tflite_step
 
     bundle = load_bundle(model)
-    calibration = calibration_features(model, bundle) if quantization == "int8" else []
-    export_tflite(bundle, out, Quantization(quantization), calibration)
+    if quantization == "step":
+        export_tflite_step(bundle, out)
+    else:
+        calibration = calibration_features(model, bundle) if quantization == "int8" else []
+        export_tflite(bundle, out, Quantization(quantization), calibration)
     size = out.stat().st_size / 1e6
     print(f"TFLite ({quantization}) written to {out} ({size:.2f} MB) with {out.with_suffix('.json').name}")
     return 0

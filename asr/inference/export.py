@@ -2,7 +2,9 @@
 
 Serving signature `serve(waveforms: float32 [B, N] at the bundle's sample rate, zero-padded,
 lengths: int32 [B])` -> {"transcripts": string [B], "logits": float32 [B, T', C], "logit_lengths": int32 [B]}.
-MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy.
+MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy. A unidirectional
+model also gets `step(steps [S, F * stride], states [layers, 2, units])` -> (logits [S, C], states) for
+streaming (asr.inference.tflite.step_function).
 """
 
 from __future__ import annotations
@@ -50,5 +52,11 @@ def export(bundle: Bundle, out_dir: Path) -> Path:
             tf.TensorSpec([None], tf.int32, name="lengths"),
         ],
     )
+    options = bundle.model.options
+    if not options.bidirectional and not options.conv_layers:  # a streamable model: its step function too
+        from asr.inference.tflite import step_function
+
+        step = step_function(bundle)
+        archive.add_endpoint(name="step", fn=step, input_signature=step.input_signature)
     archive.write_out(str(out_dir), verbose=False)
     return out_dir

@@ -80,3 +80,55 @@ def sidecar(bundle: Bundle, quantization: Quantization) -> dict:
         "vocabulary": bundle.vocab.characters,
         "blank_index": bundle.vocab.blank_index,
     }
+
+
+def step_function(bundle: Bundle):
+    """The unidirectional model as a step function: stacked steps [S, F * stride] (S >= 1) and the LSTM states
+    [layers, 2, units] (h, c) -> logits [S, C] and the new states; the same computation as asr.inference.stream."""
+    model = bundle.model
+    layers = [[tf.constant(w) for w in rnn.get_weights()] for rnn in model.rnns]  # kernel, recurrent, bias
+    kernel, bias = (tf.constant(w) for w in model.logits.get_weights())
+    width, units = model.num_features * model.stride, model.options.units
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, width], tf.float32, name="steps"),
+            tf.TensorSpec([len(layers), 2, units], tf.float32, name="states"),
+        ]
+    )
+    def step(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        x, carried = steps, []
+        for index, (weights, recurrent, offset) in enumerate(layers):
+
+            def cell(carry, z, recurrent=recurrent):
+                h, c = carry
+                i, f, g, o = tf.split(z + tf.linalg.matvec(recurrent, h, transpose_a=True), 4)
+                c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+                return tf.sigmoid(o) * tf.tanh(c), c
+
+            hs, cs = tf.scan(cell, x @ weights + offset, initializer=(states[index, 0], states[index, 1]))
+            carried.append(tf.stack([hs[-1], cs[-1]]))
+            x = hs  # [S, units]
+        return x @ kernel + bias, tf.stack(carried)
+
+    return step
+
+
+def export_tflite_step(bundle: Bundle, out: Path) -> Path:
+    """Write `out` (.tflite) holding step_function, for streaming on a device, and its sidecar JSON."""
+    from asr.inference.stream import check_streamable
+
+    check_streamable(bundle)
+    if out.exists() or out.with_suffix(".json").exists():
+        raise FileExistsError(f"{out} already exists; choose a new name (nothing is overwritten)")
+    function = step_function(bundle).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([compat.frozen_function(function)])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(converter.convert())
+    spec = sidecar(bundle, Quantization.none)
+    width = bundle.model.num_features * bundle.model.stride
+    spec["input"] = {"name": "steps", "shape": [None, width], "dtype": "float32", "stride": bundle.model.stride}
+    spec["states"] = {"shape": [bundle.model.options.num_layers, 2, bundle.model.options.units], "dtype": "float32"}
+    out.with_suffix(".json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
+    return out
