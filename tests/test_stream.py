@@ -90,12 +90,12 @@ def test_a_pause_after_words_closes_a_segment():
         return [np.eye(classes)[blank if c == "_" else letter[c]] * 5.0 for c in path]
 
     quiet = "_" * 20  # 20 steps of 30 ms (3 frames of 10 ms): SEGMENT_PAUSE_SECONDS
-    stream.logits = steps("h_i" + "_" * 3)
+    stream._record(np.array(steps("h_i" + "_" * 3)))
     assert stream.close_segment() is None and stream.segment() == "hi"  # a short gap inside speech stays open
-    stream.logits += steps(quiet)
+    stream._record(np.array(steps(quiet)))
     assert stream.close_segment() == "hi" and stream.segment() == ""
     assert stream.close_segment() is None  # nothing new to close
-    stream.logits += steps("y_o" + quiet)
+    stream._record(np.array(steps("y_o" + quiet)))
     assert stream.close_segment() == "yo"
 
 

@@ -173,3 +173,11 @@ def test_error_rates_are_finite_non_negative_and_zero_for_perfect_hypotheses(pai
     assert perfect["utt_acc"] == (1.0 if refs else 0.0)
     with pytest.raises(ValueError, match="references but"):
         error_rates(refs, [*hyps, "extra"])
+
+
+def test_ctc_collapse_merges_repeats_drops_blanks_and_keeps_a_doubled_letter_apart():
+    from asr.data.text import ctc_collapse
+
+    blank = 3
+    assert ctc_collapse([-1, 0, 0, 3, 0, 1, 1, 2, 3, 3, -1], blank) == [0, 0, 1, 2]
+    assert ctc_collapse([], blank) == []

@@ -114,6 +114,17 @@ class Vocabulary:
         return "".join(self.characters[i] for i in ids if 0 <= i < len(self.characters))
 
 
+def ctc_collapse(path: Iterable[int], blank: int) -> list[int]:
+    """CTC's reading of a path of classes per frame: repeats merged, blanks (and any id outside [0, blank),
+    such as flashlight's -1 at a path's edges) dropped."""
+    kept, previous = [], None
+    for token in path:
+        if token != previous and 0 <= token < blank:
+            kept.append(int(token))
+        previous = token
+    return kept
+
+
 def edit_distance(a: Sequence, b: Sequence) -> int:
     """Levenshtein distance between two sequences (characters or words)."""
     previous = list(range(len(b) + 1))

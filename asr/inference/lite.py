@@ -17,6 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from asr.data.audio import resample
 from asr.data.features import FeatureOptions, apply_global_stats, extract
+from asr.data.text import ctc_collapse
 
 
 class LiteModel:
@@ -51,9 +52,7 @@ class LiteModel:
 
     def decode(self, logits: np.ndarray) -> str:
         """Greedy CTC decoding of logits [T', C]: repeats merged, blanks dropped (as asr-transcribe's greedy)."""
-        best = logits.argmax(axis=1)
-        kept = [int(k) for i, k in enumerate(best) if k != self.blank and (i == 0 or k != best[i - 1])]
-        return "".join(self.characters[k] for k in kept)
+        return "".join(self.characters[k] for k in ctc_collapse(logits.argmax(axis=1), self.blank))
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
         """The greedy transcript of mono float samples at `sample_rate`."""

@@ -2,7 +2,7 @@
 
 The features of the stream so far are recomputed over a short window behind its end, so that every frame is the
 one whole-file extraction gives (python_speech_features' frames are independent but for the pre-emphasis of
-their first sample and the deltas of their neighbours: DELTA_CONTEXT frames each way); the LSTM layers run in
+their first sample and the deltas of their neighbours: 2 x deltas frames each way); the LSTM layers run in
 NumPy from the bundle's weights, carrying their states from chunk to chunk; decoding is greedy. The logits of a
 stream are therefore those of the whole file (to float rounding).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from asr.data.features import DELTA_WINDOW, apply_global_stats, extract
+from asr.data.text import ctc_collapse
 from asr.errors import UserError
 from asr.inference.bundle import Bundle
 
@@ -63,6 +64,7 @@ class Stream:
         self.states = [(np.zeros(w[1].shape[0], np.float32), np.zeros(w[1].shape[0], np.float32)) for w in self.layers]
         self.output = model.logits.get_weights()  # [units, C], [C]
         self.logits: list[np.ndarray] = []  # [C] per model step so far
+        self.best: list[int] = []  # the most probable class per model step so far
         self.segment_start = 0  # the first step of the segment not yet closed
 
     def feed(self, chunk: np.ndarray) -> None:
@@ -90,12 +92,8 @@ class Stream:
 
     def text(self, start: int = 0) -> str:
         """Greedy transcript of the steps from `start` on."""
-        logits = self.all_logits()[start:]
-        if not len(logits):
-            return ""
-        best = logits.argmax(axis=1)
-        blank, characters = self.bundle.vocab.blank_index, self.bundle.vocab.characters
-        return "".join(characters[k] for i, k in enumerate(best) if k != blank and (i == 0 or k != best[i - 1]))
+        characters = self.bundle.vocab.characters
+        return "".join(characters[k] for k in ctc_collapse(self.best[start:], self.bundle.vocab.blank_index))
 
     def segment(self) -> str:
         """The open segment's transcript (the steps since the last closed segment), spaces squeezed."""
@@ -107,13 +105,12 @@ class Stream:
         options = self.bundle.features
         step_seconds = self.bundle.model.stride * options.frame_step / options.sample_rate
         quiet = max(int(round(pause_seconds / step_seconds)), 1)
-        logits = self.all_logits()
-        if len(logits) - self.segment_start <= quiet or not self.segment():
-            return None
-        if (logits[-quiet:].argmax(axis=1) != self.bundle.vocab.blank_index).any():
-            return None
         closed = self.segment()
-        self.segment_start = len(logits)
+        if len(self.best) - self.segment_start <= quiet or not closed:
+            return None
+        if any(k != self.bundle.vocab.blank_index for k in self.best[-quiet:]):
+            return None
+        self.segment_start = len(self.best)
         return closed
 
     def _advance(self, upto: int | None, final: bool) -> None:
@@ -153,4 +150,9 @@ class Stream:
                 outputs.append(h)
             self.states[index] = (h, c)
             x = np.array(outputs)  # [S, u]
-        self.logits += list(x @ self.output[0] + self.output[1])
+        self._record(x @ self.output[0] + self.output[1])
+
+    def _record(self, logits: np.ndarray) -> None:
+        """Keep the logits [S, C] of new steps and their most probable classes."""
+        self.logits += list(logits)
+        self.best += logits.argmax(axis=1).tolist()

@@ -31,7 +31,7 @@ from flashlight.lib.text.decoder import (
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.data.text import Vocabulary, error_rates
+from asr.data.text import Vocabulary, ctc_collapse, error_rates
 from asr.model.hotwords import Hotword, TrieNode, build_trie
 from asr.model.lm import UNK, LanguageModelError, NgramLM
 
@@ -155,7 +155,7 @@ class LMDecoder:
         space = characters.find(" ")
         decoder = LexiconFreeDecoder(options, fusion, space if space >= 0 else blank, blank, [])
         path = decoder.decode(emissions.ctypes.data, frames, classes)[0].tokens
-        return " ".join("".join(characters[i] for i in _collapse(path, blank)).split())
+        return " ".join("".join(characters[i] for i in ctc_collapse(path, blank)).split())
 
     def _kenlm(self, characters: str) -> LM:
         """The language model as KenLM reads it, with the vocabulary's classes as its tokens (none: a model
@@ -300,16 +300,6 @@ def _without_certain_blanks(log_probs: np.ndarray, blank: int) -> np.ndarray:
     certain = log_probs[:, blank] >= math.log(SKIP_BLANK_PROBABILITY)  # [T]
     after_certain = np.concatenate([[False], certain[:-1]])
     return log_probs[~(certain & after_certain)]
-
-
-def _collapse(path: Iterable[int], blank: int) -> list[int]:
-    """CTC's reading of a path of classes per frame: repeats merged, blanks (and flashlight's -1 edges) dropped."""
-    kept, previous = [], None
-    for token in path:
-        if token != previous and 0 <= token < blank:
-            kept.append(token)
-        previous = token
-    return kept
 
 
 def _load_kenlm(lm: NgramLM, tokens: list[str]) -> KenLM:
