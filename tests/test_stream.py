@@ -22,11 +22,11 @@ pytestmark = pytest.mark.slow  # TensorFlow models
 WAV = ROOT / "data" / "wav" / "test" / "test_00001.wav"  # 8 kHz
 
 
-def _bundle(bidirectional: bool = False) -> Bundle:
+def _bundle(bidirectional: bool = False, lookahead: int = 0) -> Bundle:
     """An untrained model over MFCC + deltas + delta-deltas, 3 frames a step, global statistics."""
     features = FeatureOptions(sample_rate=8000, deltas=2, normalize="global")
     vocab = Vocabulary()
-    options = ModelOptions(num_layers=2, units=16, bidirectional=bidirectional, stride=3)
+    options = ModelOptions(num_layers=2, units=16, bidirectional=bidirectional, stride=3, lookahead=lookahead)
     model = CTCModel(features.num_features, vocab.characters, options, seed=1)
     model.build_for()
     rng = np.random.default_rng(0)
@@ -34,9 +34,9 @@ def _bundle(bidirectional: bool = False) -> Bundle:
     return Bundle(model, features, vocab, cmvn)
 
 
-@pytest.mark.parametrize("chunk_ms", [160, 37, 5000])
-def test_a_stream_in_chunks_gives_the_whole_files_logits(chunk_ms):
-    bundle = _bundle()
+@pytest.mark.parametrize(("chunk_ms", "lookahead"), [(160, 0), (37, 0), (5000, 0), (160, 2), (37, 3)])
+def test_a_stream_in_chunks_gives_the_whole_files_logits(chunk_ms, lookahead):
+    bundle = _bundle(lookahead=lookahead)
     samples = load_audio(WAV, 8000)
     feats = bundle.featurize(samples)
     whole = bundle.model({"features": feats[None], "lengths": np.array([len(feats)])}).numpy()[0]
@@ -145,3 +145,36 @@ def test_the_tflite_and_savedmodel_step_functions_stream_to_the_whole_files_logi
     assert export_main([str(tmp_path / "bi"), str(tmp_path / "b.tflite"), "--tflite", "--stream"]) == 2
     err = capsys.readouterr().err
     assert "needs a unidirectional model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_step_function_of_a_lookahead_model_streams_to_the_whole_files_logits(tmp_path):
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from asr.cli.export import main as export_main
+
+    k = 2
+    bundle = _bundle(lookahead=k)
+    save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "s.tflite"), "--tflite", "--stream"]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["delay_steps"] == k
+    steps, whole = _stacked(load_bundle(tmp_path / "model"))
+    lite = Interpreter(model_path=str(tmp_path / "s.tflite"))
+    inputs = {d["name"]: d["index"] for d in lite.get_input_details()}
+    states, tail, out = np.zeros((2, 2, 16), np.float32), np.zeros((k, 16), np.float32), []
+    chunks = [steps[begin : begin + 7] for begin in range(0, len(steps), 7)] + [steps[:0]]  # then an empty flush
+    for index, chunk in enumerate(chunks):
+        final = np.float32(index == len(chunks) - 1)
+        lite.resize_tensor_input(inputs["steps"], chunk.shape)
+        lite.allocate_tensors()
+        for name, value in [("steps", chunk), ("states", states), ("tail", tail), ("final", final)]:
+            lite.set_tensor(inputs[name], value)
+        lite.invoke()
+        by_shape = {o.shape[1:]: o for o in (lite.get_tensor(d["index"]) for d in lite.get_output_details())}
+        out.append(by_shape[(whole.shape[1],)])
+        states, tail = by_shape[(2, 16)], by_shape[(16,)]
+    np.testing.assert_allclose(np.concatenate(out)[k:], whole, atol=1e-5)  # the first k rows precede the stream
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "saved")]) == 0
+    saved = tf.saved_model.load(str(tmp_path / "saved"))
+    logits, _, _ = saved.step(tf.constant(steps), tf.zeros((2, 2, 16)), tf.zeros((k, 16)), tf.constant(1.0))
+    np.testing.assert_allclose(logits.numpy()[k:], whole, atol=1e-5)

@@ -4,7 +4,7 @@ Serving signature `serve(waveforms: float32 [B, N] at the bundle's sample rate, 
 lengths: int32 [B])` -> {"transcripts": string [B], "logits": float32 [B, T', C], "logit_lengths": int32 [B]}.
 MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy. A unidirectional
 model also gets `step(steps [S, F * stride], states [layers, 2, units])` -> (logits [S, C], states) for
-streaming (asr.inference.tflite.step_function).
+streaming, with `tail` and `final` besides for a model with a look-ahead (asr.inference.tflite.step_function).
 """
 
 from __future__ import annotations

@@ -63,6 +63,10 @@ class Stream:
         self.layers = [rnn.get_weights() for rnn in model.rnns]
         self.states = [(np.zeros(w[1].shape[0], np.float32), np.zeros(w[1].shape[0], np.float32)) for w in self.layers]
         self.output = model.logits.get_weights()  # [units, C], [C]
+        # the look-ahead's weights [k + 1, units] (step t weighs the top outputs of t .. t + k); the top outputs of
+        # the last k steps wait in `tail` for their right context
+        self.ahead = model.lookahead.get_weights()[0][:, :, 0] if model.lookahead is not None else None
+        self.tail = np.zeros((0, model.options.units), np.float32)
         self.logits: list[np.ndarray] = []  # [C] per model step so far
         self.best: list[int] = []  # the most probable class per model step so far
         self.segment_start = 0  # the first step of the segment not yet closed
@@ -84,6 +88,8 @@ class Stream:
             padded[: len(self.pending)] = self.pending
             self._run(padded.reshape(1, -1))
             self.pending = self.pending[:0]
+        if self.ahead is not None:  # the steps past the end count as zeros, as in the whole-file model
+            self._emit(np.zeros((len(self.ahead) - 1, self.tail.shape[1]), np.float32))
         return self.all_logits()
 
     def all_logits(self) -> np.ndarray:
@@ -150,7 +156,20 @@ class Stream:
                 outputs.append(h)
             self.states[index] = (h, c)
             x = np.array(outputs)  # [S, u]
-        self._record(x @ self.output[0] + self.output[1])
+        self._emit(x)
+
+    def _emit(self, top: np.ndarray) -> None:
+        """The output layer over new top LSTM outputs [S, u]: through the look-ahead, the steps whose right context
+        is complete."""
+        if self.ahead is not None:
+            rows = np.concatenate([self.tail, top])
+            ready = len(rows) - (len(self.ahead) - 1)
+            if ready <= 0:
+                self.tail = rows
+                return
+            top = sum(weights * rows[j : j + ready] for j, weights in enumerate(self.ahead))
+            self.tail = rows[ready:]
+        self._record(top @ self.output[0] + self.output[1])
 
     def _record(self, logits: np.ndarray) -> None:
         """Keep the logits [S, C] of new steps and their most probable classes."""

@@ -34,7 +34,7 @@ def logits_function(bundle: Bundle):
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, model.num_features], tf.float32, name="features")])
     def logits(features: tf.Tensor) -> tf.Tensor:
-        return model({"features": features, "lengths": tf.shape(features)[1:2]}, training=False)
+        return model({"features": features}, training=False)  # no lengths: every frame real, no mask
 
     return logits
 
@@ -83,20 +83,25 @@ def sidecar(bundle: Bundle, quantization: Quantization) -> dict:
 
 
 def step_function(bundle: Bundle):
-    """The unidirectional model as a step function: stacked steps [S, F * stride] (S >= 1) and the LSTM states
-    [layers, 2, units] (h, c) -> logits [S, C] and the new states; the same computation as asr.inference.stream."""
+    """The unidirectional model as a step function: stacked steps [S, F * stride] (S >= 0) and the LSTM states
+    [layers, 2, units] (h, c) -> logits [S, C] and the new states; the same computation as asr.inference.stream.
+
+    With model.lookahead = k it also takes and returns `tail` [k, units] (the top LSTM outputs of the last k steps,
+    zeros at the start) and takes `final` (a float32 scalar, 1.0 on the stream's last call, else 0.0): its logits are
+    those of the k steps before each call's own, so a stream's first k rows come before its start (drop them), and
+    the call with final = 1.0 adds the last k steps' rows (the steps past the end count as zeros)."""
     model = bundle.model
     layers = [[tf.constant(w) for w in rnn.get_weights()] for rnn in model.rnns]  # kernel, recurrent, bias
     kernel, bias = (tf.constant(w) for w in model.logits.get_weights())
-    width, units = model.num_features * model.stride, model.options.units
+    width, units, k = model.num_features * model.stride, model.options.units, model.options.lookahead
+    ahead = tf.constant(model.lookahead.get_weights()[0][:, :, 0]) if k else None  # [k + 1, units]
+    signature = [
+        tf.TensorSpec([None, width], tf.float32, name="steps"),
+        tf.TensorSpec([len(layers), 2, units], tf.float32, name="states"),
+    ]
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, width], tf.float32, name="steps"),
-            tf.TensorSpec([len(layers), 2, units], tf.float32, name="states"),
-        ]
-    )
-    def step(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def lstm(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The LSTM stack over steps [S, width] -> top outputs [S, units], new states."""
         x, carried = steps, []
         for index, (weights, recurrent, offset) in enumerate(layers):
 
@@ -106,12 +111,40 @@ def step_function(bundle: Bundle):
                 c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
                 return tf.sigmoid(o) * tf.tanh(c), c
 
-            hs, cs = tf.scan(cell, x @ weights + offset, initializer=(states[index, 0], states[index, 1]))
-            carried.append(tf.stack([hs[-1], cs[-1]]))
+            start = (states[index, 0], states[index, 1])
+            hs, cs = tf.scan(cell, x @ weights + offset, initializer=start)
+            # the last step's states; the ones given when there are no steps
+            carried.append(tf.stack([tf.concat([start[0][None], hs], 0)[-1], tf.concat([start[1][None], cs], 0)[-1]]))
             x = hs  # [S, units]
-        return x @ kernel + bias, tf.stack(carried)
+        return x, tf.stack(carried)
 
-    return step
+    if not k:
+
+        @tf.function(input_signature=signature)
+        def step(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            top, states = lstm(steps, states)
+            return top @ kernel + bias, states
+
+        return step
+
+    @tf.function(
+        input_signature=[
+            *signature,
+            tf.TensorSpec([k, units], tf.float32, name="tail"),
+            tf.TensorSpec([], tf.float32, name="final"),
+        ]
+    )
+    def step_ahead(
+        steps: tf.Tensor, states: tf.Tensor, tail: tf.Tensor, final: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        top, states = lstm(steps, states)
+        padding = tf.zeros([tf.cast(final, tf.int32) * k, units])
+        rows = tf.concat([tail, top, padding], 0)  # [k + S (+ k), units]
+        ready = tf.shape(rows)[0] - k
+        mixed = tf.add_n([ahead[j] * rows[j : j + ready] for j in range(k + 1)])
+        return mixed @ kernel + bias, states, rows[ready:]
+
+    return step_ahead
 
 
 def export_tflite_step(bundle: Bundle, out: Path) -> Path:
@@ -129,6 +162,11 @@ def export_tflite_step(bundle: Bundle, out: Path) -> Path:
     spec = sidecar(bundle, Quantization.none)
     width = bundle.model.num_features * bundle.model.stride
     spec["input"] = {"name": "steps", "shape": [None, width], "dtype": "float32", "stride": bundle.model.stride}
-    spec["states"] = {"shape": [bundle.model.options.num_layers, 2, bundle.model.options.units], "dtype": "float32"}
+    options = bundle.model.options
+    spec["states"] = {"shape": [options.num_layers, 2, options.units], "dtype": "float32"}
+    if options.lookahead:  # see step_function
+        spec["tail"] = {"shape": [options.lookahead, options.units], "dtype": "float32"}
+        spec["final"] = {"shape": [], "dtype": "float32"}
+        spec["delay_steps"] = options.lookahead
     out.with_suffix(".json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
     return out

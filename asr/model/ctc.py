@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from asr.compat import BuildFromShapes, step_outputs
@@ -76,6 +77,19 @@ class CTCModel(BuildFromShapes, keras.Model):
             lstm = keras.layers.LSTM(options.units, return_sequences=True, name=f"lstm_{i}")
             self.rnns.append(keras.layers.Bidirectional(lstm, name=f"bilstm_{i}") if options.bidirectional else lstm)
         self.dropouts = [keras.layers.Dropout(options.dropout, name=f"dropout_{i}") for i in range(options.num_layers)]
+        # [B, T', units] -> [B, T', units]: step t weighs the top outputs of steps t .. t + lookahead, unit by unit;
+        # it starts as the identity (weight 1 on step t, 0 on the others: the model without look-ahead), since random
+        # weights mixing the steps measured to stall the first epochs of training (docs/deployment.md)
+        self.lookahead = None
+        if options.lookahead:
+            start = np.zeros((options.lookahead + 1, 1, 1), np.float32)
+            start[0] = 1.0
+            self.lookahead = keras.layers.DepthwiseConv1D(
+                options.lookahead + 1,
+                use_bias=False,
+                depthwise_initializer=keras.initializers.Constant(start),
+                name="lookahead",
+            )
         init = (
             keras.initializers.TruncatedNormal(stddev=options.logits_init_stddev)
             if options.logits_init_stddev
@@ -162,19 +176,24 @@ class CTCModel(BuildFromShapes, keras.Model):
         padded = tf.pad(features, [[0, 0], [0, (-frames) % self.stride], [0, 0]])
         return tf.reshape(padded, [tf.shape(features)[0], -1, self.num_features * self.stride])
 
-    def convolve(self, features: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    def convolve(self, features: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
         """[B, T, F] -> [B, ceil(T / stride), conv_channels] through the convolutional front-end. Each output step
         sees a window centred on its `stride` frames; frames and steps past an utterance's end are zeroed before every
-        layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds."""
-        x = features * tf.cast(sequence_mask(lengths, features), features.dtype)[:, :, None]
+        layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds (lengths
+        None: every frame is real)."""
+        x = features
+        if lengths is not None:
+            lengths = tf.cast(lengths, tf.int32)
+            x *= tf.cast(sequence_mask(lengths, features), features.dtype)[:, :, None]
         for conv in self.convs:
             step, kernel = conv.strides[0], conv.kernel_size[0]
             frames = tf.shape(x)[1]
             left = (kernel - step) // 2
             right = (stacked_frames(frames, step) - 1) * step + kernel - left - frames  # ceil(frames / step) outputs
             x = conv(tf.pad(x, [[0, 0], [left, right], [0, 0]]))
-            lengths = stacked_frames(lengths, step)
-            x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
+            if lengths is not None:
+                lengths = stacked_frames(lengths, step)
+                x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
         return x
 
     def _masks(self, count: int, max_width: int, extent: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -201,15 +220,31 @@ class CTCModel(BuildFromShapes, keras.Model):
         return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
-        return self.logits(self.encode(inputs, training)[-1])  # [B, T', C]
+        return self.head(self.encode(inputs, training)[-1], inputs.get("lengths"))  # [B, T', C]
+
+    def head(self, top: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
+        """The top LSTM layer's output [B, T', units (x2)] -> logits [B, T', C], through the look-ahead if any
+        (the steps past an utterance's end count as zeros, so an utterance gives the same logits in any batch;
+        lengths None: every step is real)."""
+        if self.lookahead is not None:
+            k = self.options.lookahead
+            if lengths is not None:
+                top *= tf.cast(sequence_mask(self.output_lengths(lengths), top), top.dtype)[:, :, None]
+            top = self.lookahead(tf.pad(top, [[0, 0], [0, k], [0, 0]]))
+        return self.logits(top)
 
     def encode(self, inputs: dict, training: bool = False) -> list[tf.Tensor]:
-        """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]."""
+        """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]. Without
+        inputs["lengths"] every frame is real (no mask: the graph a TFLite file of one utterance holds)."""
+        lengths = inputs.get("lengths")
         if self.convs:
-            x = self.convolve(inputs["features"], tf.cast(inputs["lengths"], tf.int32))  # [B, T', conv_channels]
+            x = self.convolve(inputs["features"], lengths)  # [B, T', conv_channels]
         else:
-            x = self.stack_frames(inputs["features"])  # [B, T', F * stride]
-        mask = sequence_mask(self.output_lengths(inputs["lengths"]), x)  # [B, T']
+            x = inputs["features"]
+            if lengths is not None and self.stride > 1:  # a step that ends an utterance stacks zeros after it
+                x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
+            x = self.stack_frames(x)  # [B, T', F * stride]
+        mask = None if lengths is None else sequence_mask(self.output_lengths(lengths), x)  # [B, T']
         outputs = []
         for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
             x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T', units (x2)]
@@ -224,7 +259,7 @@ class CTCModel(BuildFromShapes, keras.Model):
             loss = self.global_mean(self.per_example_loss(labels, logits, inputs["lengths"]))
             return loss, loss, logits
         outputs = self.encode(inputs, training=True)
-        logits = self.logits(outputs[-1])
+        logits = self.head(outputs[-1], inputs["lengths"])
         lower = self.logits(outputs[self.intermediate_layer - 1])  # the shared output layer on a lower layer
         loss = self.global_mean(self.per_example_loss(labels, logits, inputs["lengths"]))
         inner = self.global_mean(self.per_example_loss(labels, lower, inputs["lengths"]))
@@ -245,6 +280,8 @@ class CTCModel(BuildFromShapes, keras.Model):
                 rnn.build((None, None, width))
                 width = self.options.units * (2 if self.options.bidirectional else 1)
                 dropout.build((None, None, width))
+            if self.lookahead is not None:
+                self.lookahead.build((None, None, width))
             self.logits.build((None, None, width))
         self.built = True
 

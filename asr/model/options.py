@@ -23,6 +23,10 @@ class ModelOptions:
     conv_layers: int = 0
     conv_channels: int = 256
     conv_kernel: int = 5
+    # Right context of a unidirectional model, in model steps: each output step also sees the top LSTM layer's
+    # outputs of the next `lookahead` steps, through a per-unit weighted sum (the lookahead convolution of Deep
+    # Speech 2, Amodei et al. 2016); a stream waits lookahead x stride frames longer for each step. 0: none.
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         if self.logits_init_stddev is not None and self.logits_init_stddev <= 0:  # 0 meant Glorot before null did
@@ -40,6 +44,13 @@ class ModelOptions:
             raise ValueError(
                 f"model.conv_kernel ({self.conv_kernel}) must be >= model.stride ({self.stride}): the first "
                 "convolution would skip frames"
+            )
+        if self.lookahead < 0:
+            raise ValueError(f"model.lookahead must be >= 0, got {self.lookahead}")
+        if self.lookahead and self.bidirectional:
+            raise ValueError(
+                "model.lookahead gives a unidirectional model right context, a bidirectional one sees the whole "
+                "utterance already: set model.bidirectional=false or model.lookahead=0"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")

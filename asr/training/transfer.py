@@ -151,6 +151,8 @@ def initialize_from(model: CTCModel, source: Source) -> dict:
     trained = load_bundle(source.directory).model
     for mine, theirs in zip([*model.convs, *model.rnns], [*trained.convs, *trained.rnns], strict=True):
         mine.set_weights(theirs.get_weights())
+    if model.lookahead is not None:  # the same architecture as the source (its model settings were adopted)
+        model.lookahead.set_weights(trained.lookahead.get_weights())
     kernel, bias = trained.logits.get_weights()  # [units (x2), len(source) + 1], [len(source) + 1]
     new_kernel, new_bias = model.logits.get_weights()
     rows, from_base = source_rows(model.characters, trained.characters)
