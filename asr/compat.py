@@ -121,3 +121,11 @@ def frozen_function(function: Any) -> Any:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     return convert_variables_to_constants_v2(function)
+
+
+def strategy_supports_no_merge_call() -> bool:
+    """Whether the current tf.distribute strategy lets a replica apply gradients inside a condition without a
+    merge_call (TensorFlow exports this only under tf.__internal__)."""
+    import tensorflow as tf
+
+    return bool(tf.__internal__.distribute.strategy_supports_no_merge_call())

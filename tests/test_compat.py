@@ -88,3 +88,13 @@ def test_build_from_shapes_creates_model_and_optimizer_variables_without_data():
     model.compile(optimizer=keras.optimizers.Adam())
     model._maybe_symbolic_build(iterator=None)
     assert model.built and model.optimizer.built and len(model.optimizer.variables) > 2
+
+
+def test_the_strategy_merge_call_query_answers_outside_and_inside_a_mirrored_strategy():
+    import tensorflow as tf
+
+    from asr.compat import strategy_supports_no_merge_call
+
+    assert strategy_supports_no_merge_call() is True  # no strategy: plain replica context
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        assert isinstance(strategy_supports_no_merge_call(), bool)  # the tf.__internal__ path train_step takes

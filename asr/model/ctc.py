@@ -1,4 +1,4 @@
-"""Stacked (Bi)LSTM with CTC loss: a keras.Model whose train/test steps compute CTC and error rates."""
+"""Stacked (Bi)LSTM with CTC loss: the architecture, its loss and error rates (step mechanics: asr.model.steps)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from asr.compat import BuildFromShapes, step_outputs
+from asr.compat import BuildFromShapes
 from asr.data.features import stacked_frames
 from asr.data.options import MASK_FIELDS, AugmentOptions
 from asr.model.decoding import greedy_sparse, text_table
 from asr.model.metrics import ErrorRate, words_sparse
 from asr.model.options import ModelOptions
+from asr.model.steps import StepModel
 
 MODEL_FIELDS = tuple(f.name for f in fields(ModelOptions))
 
@@ -30,7 +31,7 @@ def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="asr")
-class CTCModel(BuildFromShapes, keras.Model):
+class CTCModel(BuildFromShapes, StepModel):
     """Features [B, T, F] + lengths [B] -> logits [B, T', len(characters) + 1]; the blank is the last class.
 
     T' = ceil(T / stride): with stride > 1 consecutive frames are stacked (or, with a convolutional front-end, its
@@ -38,10 +39,6 @@ class CTCModel(BuildFromShapes, keras.Model):
 
     Batches come as ({"features": zero-padded [B, T, F], "lengths": [B]}, labels [B, L] padded with -1);
     the mask and the sparse labels are built inside the step.
-
-    Under a tf.distribute strategy each replica gets a piece of the global batch (pieces may differ in size):
-    the loss is the mean over the global batch, gradients are all-reduced before the finite check and the
-    clipping, so every replica skips or applies alike, and the step reports metrics summed over replicas.
     """
 
     def __init__(
@@ -97,14 +94,10 @@ class CTCModel(BuildFromShapes, keras.Model):
         )
         # float32 logits whatever the dtype policy: the CTC loss (a log-sum-exp over long paths) stays float32
         self.logits = keras.layers.Dense(len(characters) + 1, kernel_initializer=init, dtype="float32", name="logits")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ler = ErrorRate(name="ler")
         self.wer = ErrorRate(name="wer")
-        self.skipped = keras.metrics.Sum(name="skipped_batches")  # training batches with a non-finite loss or gradient
         self._words_table = text_table(characters)
-        self.clipnorm: float | None = None  # set by compile
-        self.frozen_layers = 0  # set by freeze_lowest
-        self.trainable_share: tf.Variable | None = None  # 0.0 while the frozen layers are held, 1.0 after
+        self.frozen_layers = 0  # set by freeze_lowest; trainable_share is 0.0 while they are held, 1.0 after
         self.intermediate_weight = 0.0  # set by intermediate_ctc
         self.intermediate_layer = 0
 
@@ -136,14 +129,6 @@ class CTCModel(BuildFromShapes, keras.Model):
         if not self.frozen_layers:
             return []
         return [v for layer in [*self.convs, *self.rnns[: self.frozen_layers]] for v in layer.trainable_variables]
-
-    def compile(self, optimizer, clipnorm: float | None = None, **kwargs) -> None:
-        """Keras compile; `clipnorm` clips each gradient tensor's norm after the all-reduce over replicas (the
-        optimizer's own clipnorm would clip each replica's partial gradient)."""
-        if getattr(optimizer, "clipnorm", None):
-            raise ValueError("pass clipnorm to CTCModel.compile, not to the optimizer (it would clip per replica)")
-        self.clipnorm = clipnorm
-        super().compile(optimizer=optimizer, **kwargs)
 
     def get_config(self) -> dict:
         return {
@@ -296,121 +281,23 @@ class CTCModel(BuildFromShapes, keras.Model):
             blank_index=self.blank_index,
         )
 
-    def update_error_rates(self, labels: tf.Tensor, logits: tf.Tensor, lengths: tf.Tensor) -> None:
+    @property
+    def error_metrics(self) -> list[keras.metrics.Metric]:
+        return [self.ler, self.wer]
+
+    def augmented(self, inputs: dict) -> dict:
+        """SpecAugment masks on a training batch's features."""
+        return {**inputs, "features": self.spec_augment(inputs["features"], inputs["lengths"])}
+
+    def validation_loss(self, inputs: dict, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(mean CTC loss, logits [B, T', C]) of a validation batch."""
+        logits = self(inputs, training=False)
+        return self.global_mean(self.per_example_loss(labels, logits, inputs["lengths"])), logits
+
+    def update_error_rates(self, labels: tf.Tensor, logits: tf.Tensor, inputs: dict) -> None:
         """Greedy-decode the batch and add its character and word edit distances to the metrics."""
-        hypothesis = greedy_sparse(logits, self.output_lengths(lengths), self.blank_index)  # int64 [B, (L)]
+        lengths = self.output_lengths(inputs["lengths"])
+        hypothesis = greedy_sparse(logits, lengths, self.blank_index)  # int64 [B, (L)]
         truth = labels_to_sparse(tf.cast(labels, tf.int64))
         self.ler.update_state(hypothesis, truth)
         self.wer.update_state(words_sparse(hypothesis, self._words_table), words_sparse(truth, self._words_table))
-
-    def train_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        augmented = {**x, "features": self.spec_augment(x["features"], x["lengths"])}
-        # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer: the loss is scaled before the
-        # gradients (float16 activations would underflow), and the optimizer unscales them, skips a step whose
-        # scaled gradients overflow and lowers its scale.
-        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        with tf.GradientTape() as tape:
-            objective, loss, logits = self.training_loss(augmented, labels)  # `loss`: the top layer's, as validated
-            target = self.optimizer.scale_loss(objective) if scaled else objective
-        gradients = tape.gradient(target, self.trainable_variables)
-        if self.frozen_layers:
-            held = {id(v) for v in self.frozen_variables()}
-            gradients = [
-                g * tf.cast(self.trainable_share, g.dtype) if id(v) in held else g
-                for g, v in zip(gradients, self.trainable_variables, strict=True)
-            ]
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        total = objective
-        if replicas > 1:  # the global batch's loss and gradients, on every replica
-            total, *gradients = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, [objective, *gradients]
-            )
-        # A batch whose loss or gradients are not finite is skipped (counted, never applied): NaN or inf never
-        # reaches the weights or the optimizer's moments. Decided on all-reduced values: the same everywhere.
-        finite = tf.reduce_all([tf.math.is_finite(total)] + [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        if self.clipnorm:  # the norm of the unscaled gradient
-            limit = self.clipnorm * self.optimizer.dynamic_scale if scaled else self.clipnorm
-            gradients = [tf.clip_by_norm(g, limit) for g in gradients]
-        if replicas == 1 and not scaled:
-            tf.cond(finite, lambda: self._learn(gradients, loss, labels, logits, x["lengths"]), tf.no_op)
-        else:
-            # the optimizer all-reduces what it is given again: each replica passes its share of the sum
-            shares = [g / replicas for g in gradients]
-            if scaled:  # the LossScaleOptimizer decides on finite gradients itself (and must see the others)
-                self.optimizer.apply(shares, self.trainable_variables)
-            else:
-                self._apply_on_every_replica(shares, finite)
-            tf.cond(finite, lambda: self._update_metrics(loss, labels, logits, x["lengths"]), tf.no_op)
-        self.skipped.update_state((1.0 - tf.cast(finite, tf.float32)) / replicas)
-        return self.step_results(self.metrics)
-
-    def global_mean(self, per_example: tf.Tensor) -> tf.Tensor:
-        """This replica's share of the mean over the global batch (summed over replicas it is the mean)."""
-        strategy = tf.distribute.get_strategy()
-        if strategy.num_replicas_in_sync == 1:
-            return tf.nn.compute_average_loss(per_example)
-        # float: the collective all-reduce of multi-worker strategies has no place for an int32 (host) tensor
-        size = tf.cast(tf.size(per_example), per_example.dtype)
-        size = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, size)
-        return tf.nn.compute_average_loss(per_example, global_batch_size=tf.cast(size, tf.int64))
-
-    def _apply_on_every_replica(self, gradients: list, finite: tf.Tensor) -> None:
-        """Apply `gradients` on all replicas or none: the optimizer synchronizes replicas, which a strategy
-        allows inside a condition only in cross-replica context (or where it needs no merge_call)."""
-
-        def apply(gradients: list) -> tf.Operation:
-            self.optimizer.apply(gradients, self.trainable_variables)
-            return tf.no_op()
-
-        if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            tf.cond(finite, lambda: apply(gradients), tf.no_op)
-            return
-
-        def cross_replica(strategy, gradients, finite):
-            first = strategy.experimental_local_results(finite)[0]  # the same on every replica
-
-            def everywhere() -> tf.Operation:
-                strategy.extended.call_for_each_replica(apply, args=(gradients,))
-                return tf.no_op()
-
-            tf.cond(first, everywhere, tf.no_op)
-
-        tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, finite))
-
-    def _learn(self, gradients: list, loss, labels, logits, lengths) -> tf.Operation:
-        """The finite branch of train_step: apply the gradients, add the batch to the metrics."""
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._update_metrics(loss, labels, logits, lengths)
-
-    def test_step(self, data):
-        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self(x, training=False)
-        loss = self.global_mean(self.per_example_loss(labels, logits, x["lengths"]))
-        self._update_metrics(loss, labels, logits, x["lengths"])
-        return self.step_results([m for m in self.metrics if m is not self.skipped])
-
-    def _update_metrics(self, loss, labels, logits, lengths) -> tf.Operation:
-        """Add a batch's loss and error rates to the epoch's metrics."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.loss_tracker.update_state(loss * replicas)  # summed over replicas and divided by their count: the mean
-        self.update_error_rates(labels, logits, lengths)
-        return tf.no_op()
-
-    def step_results(self, metrics: list) -> dict:
-        """The metrics' values so far, over every replica (each replica's variables hold its own part)."""
-        strategy = tf.distribute.get_strategy()
-        if strategy.num_replicas_in_sync == 1:
-            return {m.name: m.result() for m in metrics}
-        # tf.identity: a variable's value has no device of its own, which the collective all-reduce needs
-        states = [[tf.identity(v.value) for v in m.variables] for m in metrics]
-        summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, states)
-        results = {}
-        for metric, values in zip(metrics, summed, strict=True):
-            # Mean and ErrorRate: (total, count) and (errors, length); Sum: (value,)
-            results[metric.name] = values[0] if len(values) == 1 else tf.math.divide_no_nan(values[0], values[1])
-        return step_outputs(results, strategy)
-
-    @property
-    def metrics(self) -> list:
-        return [self.loss_tracker, self.ler, self.wer, self.skipped]
