@@ -47,6 +47,11 @@ class Bundle:
     # the pieces of a long recording get as much. None in bundles written before it was measured.
     margins: tuple[float, float] | None = None
 
+    @property
+    def seconds_per_step(self) -> float:
+        """Seconds of audio per model output step (stride feature frames)."""
+        return self.model.stride * self.features.frame_step / self.features.sample_rate
+
     def featurize(self, signal: np.ndarray) -> np.ndarray:
         """Waveform at the bundle's rate -> the model's normalized input [frames, F]."""
         feats = extract(signal, self.features)

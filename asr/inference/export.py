@@ -20,7 +20,7 @@ from asr.inference.bundle import Bundle
 from asr.model.decoding import greedy_sparse, sparse_to_strings, text_table
 
 
-def serving_function(bundle: Bundle):
+def serving_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:
     """The tf.function behind the `serve` endpoint."""
     model, options, vocab = bundle.model, bundle.features, bundle.vocab
     table = text_table(vocab.characters)

@@ -108,9 +108,7 @@ class Stream:
     def close_segment(self, pause_seconds: float = SEGMENT_PAUSE_SECONDS) -> str | None:
         """The open segment's transcript, closed, when it holds text followed by at least `pause_seconds` of blank
         steps; else None (the segment stays open)."""
-        options = self.bundle.features
-        step_seconds = self.bundle.model.stride * options.frame_step / options.sample_rate
-        quiet = max(int(round(pause_seconds / step_seconds)), 1)
+        quiet = max(int(round(pause_seconds / self.bundle.seconds_per_step)), 1)
         closed = self.segment()
         if len(self.best) - self.segment_start <= quiet or not closed:
             return None

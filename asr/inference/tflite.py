@@ -28,7 +28,7 @@ class Quantization(StrEnum):
     int8 = "int8"
 
 
-def logits_function(bundle: Bundle):
+def logits_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:
     """The model as a tf.function of one utterance's features [1, T, F] -> logits [1, T', C], every frame real."""
     model = bundle.model
 
@@ -82,7 +82,7 @@ def sidecar(bundle: Bundle, quantization: Quantization) -> dict:
     }
 
 
-def step_function(bundle: Bundle):
+def step_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:
     """The unidirectional model as a step function: stacked steps [S, F * stride] (S >= 0) and the LSTM states
     [layers, 2, units] (h, c) -> logits [S, C] and the new states; the same computation as asr.inference.stream.
 
@@ -105,7 +105,9 @@ def step_function(bundle: Bundle):
         x, carried = steps, []
         for index, (weights, recurrent, offset) in enumerate(layers):
 
-            def cell(carry, z, recurrent=recurrent):
+            def cell(
+                carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor, recurrent: tf.Tensor = recurrent
+            ) -> tuple[tf.Tensor, tf.Tensor]:
                 h, c = carry
                 i, f, g, o = tf.split(z + tf.linalg.matvec(recurrent, h, transpose_a=True), 4)
                 c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)

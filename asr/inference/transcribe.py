@@ -18,6 +18,7 @@ from asr.data.datasets import Utterance, read_csv, read_jsonl
 from asr.inference.bundle import Bundle
 from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
+from asr.model.ctc import CTCModel
 from asr.model.decoding import decode_batch, nbest, transcript_confidence, utterance_log_probs, word_timestamps
 from asr.model.hotwords import hotwords_in, read_hotwords
 from asr.model.lm import NgramLM
@@ -25,6 +26,7 @@ from asr.model.lm_search import LMDecoder, LMWeights
 
 log = logging.getLogger(__name__)
 
+GREEDY = DecodeOptions()  # greedy transcripts alone, batches of DEFAULT_BATCH_SIZE
 # Files decoded together; results stream out after each chunk, in input order.
 CHUNK_FILES = 256
 
@@ -46,7 +48,7 @@ def expand_inputs(paths: Sequence[str]) -> list[Utterance]:
     return items
 
 
-def inference_function(model) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+def inference_function(model: CTCModel) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     """model as one graph over any batch shape (traced once, not per shape): features, lengths -> logits."""
     signature = [
         tf.TensorSpec([None, None, model.num_features], tf.float32),
@@ -70,69 +72,51 @@ def choose_lm(bundle: Bundle, options: DecodeOptions) -> Bundle:
     return replace(bundle, lm=decoder)
 
 
-def ready_inference(bundle, options: DecodeOptions) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
+def ready_inference(bundle: Bundle, options: DecodeOptions) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     """The inference graph, traced and run once on silence, so that loading pays for it, not the first file."""
     infer = inference_function(bundle.model)
     silence = np.zeros((2, 3 * bundle.model.stride, bundle.model.num_features), np.float32)
-    decode_features(
-        bundle.model, bundle.vocab, list(silence), 2, options.beam_width, options.n_best, 0.0, infer, bundle.lm
-    )
+    decode_features(bundle, list(silence), replace(options, batch_size=2, timestamps=False, confidence=False), infer)
     return infer
 
 
 def decode_features(
-    model,
-    vocab,
+    bundle: Bundle,
     features: Sequence[np.ndarray],
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    beam_width: int = 0,
-    n_best: int = 0,
-    seconds_per_frame: float = 0.0,
+    options: DecodeOptions = GREEDY,
     infer: Callable | None = None,
-    lm: LMDecoder | None = None,
-    confidence: bool = False,
 ) -> list[dict]:
-    """Decode feature matrices [T, F], batched by length, in input order: {"text"} per item, plus
-    "nbest" [{text, score}] when n_best > 0, "words" [{word, start, end, confidence}] when seconds_per_frame > 0
-    and "confidence" with `confidence` (asr.model.decoding.aligned_words). With `lm` the transcript is its beam
-    search's (n_best then lists the acoustic model's own beam)."""
+    """Decode feature matrices [T, F] with the bundle's model (and its language model, if any), batched by length,
+    in input order: {"text"} per item, plus "nbest" [{text, score}] with options.n_best, "words" [{word, start, end,
+    confidence}] with options.timestamps and "confidence" with options.confidence (asr.model.decoding.aligned_words).
+    With a language model the transcript is its beam search's (n_best then lists the acoustic model's own beam).
+    `infer`: a traced inference_function to reuse across calls."""
+    model, vocab, lm = bundle.model, bundle.vocab, bundle.lm
+    n_best = options.n_best
     results: list[dict] = [{} for _ in features]
-    for batch, logits, out_lengths in _logit_batches(model, features, batch_size, infer):
-        lists = nbest(logits, out_lengths, vocab, max(beam_width, n_best), n_best) if n_best else None
-        aligned = seconds_per_frame > 0 or confidence
+    for batch, logits, out_lengths in _logit_batches(model, features, options.batch_size, infer):
+        lists = nbest(logits, out_lengths, vocab, max(options.beam_width, n_best), n_best) if n_best else None
+        aligned = options.timestamps or options.confidence
         rows = utterance_log_probs(logits, out_lengths) if lm is not None or aligned else None
         if lm is not None:
             texts = [lm.decode(log_probs, vocab.characters) for log_probs in rows]
         elif lists is not None:  # the transcript is the best of the listed paths, from the same beam search
             texts = [candidates[0]["text"] for candidates in lists]
         else:
-            texts = decode_batch(logits, out_lengths, vocab, beam_width)
+            texts = decode_batch(logits, out_lengths, vocab, options.beam_width)
         for row, i in enumerate(batch):
             results[i]["text"] = texts[row]
             if lists is not None:
                 results[i]["nbest"] = lists[row]
-            if seconds_per_frame > 0:
-                results[i]["words"] = word_timestamps(texts[row], rows[row], vocab, seconds_per_frame)
-            if confidence:
+            if options.timestamps:
+                results[i]["words"] = word_timestamps(texts[row], rows[row], vocab, bundle.seconds_per_step)
+            if options.confidence:
                 results[i]["confidence"] = transcript_confidence(texts[row], rows[row], vocab)
     return results
 
 
-def transcribe_features(
-    model,
-    vocab,
-    features: Sequence[np.ndarray],
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    infer: Callable | None = None,
-    lm: LMDecoder | None = None,
-) -> list[str]:
-    """Greedy (or, with `lm`, language-model beam) transcripts of feature matrices [T, F], in input order
-    (`infer`: a traced inference_function to reuse across calls)."""
-    return [r["text"] for r in decode_features(model, vocab, features, batch_size, infer=infer, lm=lm)]
-
-
 def features_log_probs(
-    model, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
+    model: CTCModel, features: Sequence[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE, infer: Callable | None = None
 ) -> list[np.ndarray]:
     """Per-frame log probabilities [T', C] of feature matrices [T, F], batched by length, in input order."""
     results: list[np.ndarray] = [np.zeros((0, 0))] * len(features)
@@ -143,7 +127,7 @@ def features_log_probs(
 
 
 def _logit_batches(
-    model, features: Sequence[np.ndarray], batch_size: int, infer: Callable | None
+    model: CTCModel, features: Sequence[np.ndarray], batch_size: int, infer: Callable | None
 ) -> Iterator[tuple[list[int], tf.Tensor, np.ndarray]]:
     """(item indices, logits [B, T', C], logit frames [B]) for batches of items of similar length."""
     infer = infer or inference_function(model)
@@ -164,7 +148,6 @@ def run(
     recording longer than the bundle's longest training utterance, which is transcribed piece by piece); or
     audio, error for a file that could not be read."""
     features = bundle.features
-    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     infer = infer or inference_function(bundle.model)
     for begin in range(0, len(items), CHUNK_FILES):
         chunk = items[begin : begin + CHUNK_FILES]
@@ -184,18 +167,7 @@ def run(
             records.append({"audio": str(item.audio), "duration_s": round(len(signal) / features.sample_rate, 3)})
             feats.append(bundle.featurize(signal))
             slots.append(len(records) - 1)
-        decoded = decode_features(
-            bundle.model,
-            bundle.vocab,
-            feats,
-            options.batch_size,
-            options.beam_width,
-            options.n_best,
-            seconds_per_frame,
-            infer,
-            bundle.lm,
-            options.confidence,
-        )
+        decoded = decode_features(bundle, feats, options, infer)
         per_file = (time.perf_counter() - started) / max(len(slots), 1)
         for slot, result in zip(slots, decoded, strict=True):
             records[slot].update(result)
@@ -214,7 +186,6 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
     words and chunks in seconds of the file. The transcript is greedy, a beam's best, or the language model's."""
     started = time.perf_counter()
     features = bundle.features
-    seconds_per_frame = bundle.model.stride * features.frame_step / features.sample_rate if options.timestamps else 0
     margins = bundle.margins or (DEFAULT_MARGIN_SECONDS, DEFAULT_MARGIN_SECONDS)
     spans = pieces(path, bundle.max_seconds, margins, options.min_pause)
     chunks: list[dict] = []
@@ -223,18 +194,7 @@ def transcribe_long(path: Path, bundle: Bundle, options: DecodeOptions, infer: C
     for begin in range(0, len(spans), options.batch_size):
         group = spans[begin : begin + options.batch_size]
         feats = [bundle.featurize(load_audio(path, features.sample_rate, p.start, p.end)) for p in group]
-        decoded = decode_features(
-            bundle.model,
-            bundle.vocab,
-            feats,
-            options.batch_size,
-            options.beam_width,
-            0,
-            seconds_per_frame,
-            infer,
-            bundle.lm,
-            options.confidence,
-        )
+        decoded = decode_features(bundle, feats, replace(options, n_best=0), infer)
         for piece, result in zip(group, decoded, strict=True):
             chunks.append({"start": piece.start, "end": piece.end, "text": " ".join(result["text"].split())})
             if options.confidence:
@@ -277,4 +237,4 @@ def transcribe(
     rate = sample_rate or bundle.features.sample_rate
     target = bundle.features.sample_rate
     feats = [bundle.featurize(resample(np.asarray(w, np.float32), rate, target)) for w in waveforms]
-    return [r["text"] for r in decode_features(bundle.model, bundle.vocab, feats, beam_width=beam_width, lm=bundle.lm)]
+    return [r["text"] for r in decode_features(bundle, feats, DecodeOptions(beam_width=beam_width))]

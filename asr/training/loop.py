@@ -28,8 +28,9 @@ from asr.data.preparation import REPORT_FILE, prepare_data, write_report
 from asr.data.text import Vocabulary, error_rates
 from asr.data.validation import Example
 from asr.files import atomic_write_text
-from asr.inference.bundle import save_bundle
-from asr.inference.transcribe import features_log_probs, inference_function, transcribe_features
+from asr.inference.bundle import Bundle, save_bundle
+from asr.inference.options import DecodeOptions
+from asr.inference.transcribe import decode_features, features_log_probs, inference_function
 from asr.model.ctc import CTCModel
 from asr.model.lm import NgramLM
 from asr.model.lm_search import (
@@ -114,17 +115,12 @@ def set_determinism(seed: int, deterministic: bool) -> None:
 
 
 def evaluate(
-    model: CTCModel,
-    vocab: Vocabulary,
-    examples: list[Example],
-    batch_size: int,
-    samples: int,
-    infer: Callable | None = None,
-    lm: LMDecoder | None = None,
+    bundle: Bundle, examples: list[Example], batch_size: int, samples: int, infer: Callable | None = None
 ) -> dict:
-    """Greedy (with `lm`: language-model beam) transcripts of a split, scored: ler, wer, utt_acc, n, and the
-    first `samples` results."""
-    hyps = transcribe_features(model, vocab, [e.features for e in examples], batch_size, infer, lm)
+    """Greedy (with the bundle's language model: its beam search) transcripts of a split, scored: ler, wer,
+    utt_acc, n, and the first `samples` results."""
+    decoded = decode_features(bundle, [e.features for e in examples], DecodeOptions(batch_size=batch_size), infer)
+    hyps = [d["text"] for d in decoded]
     refs = [e.text for e in examples]
     return {
         **error_rates(refs, hyps),
@@ -361,12 +357,13 @@ def _fit(
     if source is not None:
         origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}
     provenance.start(run_dir, origin)
+    greedy_bundle = Bundle(model, options.features, vocab, prepared.cmvn)
     infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
     shown = examples["valid"][:TB_SAMPLES]
 
     def valid_samples() -> list[dict]:
         with averaged_weights(model):  # the weights that are validated
-            return evaluate(model, vocab, shown, batch_size, TB_SAMPLES, infer)["samples"]
+            return evaluate(greedy_bundle, shown, batch_size, TB_SAMPLES, infer)["samples"]
 
     samples = valid_samples if shown else None
     state = RunState(config_sha256=config_sha256(options))
@@ -423,9 +420,9 @@ def _fit(
     )
     test = greedy = None
     if examples["test"]:
-        test = evaluate(model, vocab, examples["test"], batch_size, trainer.samples, infer, decoder)
+        test = evaluate(replace(greedy_bundle, lm=decoder), examples["test"], batch_size, trainer.samples, infer)
         if decoder is not None:
-            greedy = evaluate(model, vocab, examples["test"], batch_size, 0, infer)
+            greedy = evaluate(greedy_bundle, examples["test"], batch_size, 0, infer)
     longest = options.features.seconds(max(len(e.features) for e in examples["train"]))  # at speed 1
     save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest, decoder, prepared.margins)
     best, best_ler = state.best_epoch()
