@@ -159,6 +159,8 @@ def test_deprecated_keys_keep_working_with_a_warning():
         ("lm.order=-1", "lm.order must be 0 \\(no language model\\) or >= 2"),
         ("lm.order=1", "lm.order must be 0 \\(no language model\\) or >= 2"),
         ("lm.word_order=1", "lm.word_order must be >= 2"),
+        ("model.lookahead=2", "model.lookahead gives a unidirectional model right context"),  # bidirectional
+        ("model.lookahead=-1;model.bidirectional=false", "model.lookahead must be >= 0"),
         ("lm.alphas=[]", "lm.alphas"),
         ("trainer.intermediate_ctc=1.5", r"trainer.intermediate_ctc is the auxiliary loss's weight, in \[0, 1\)"),
         (
@@ -293,7 +295,7 @@ def test_the_transfer_presets_need_a_base_model_and_differ_from_speech_only_in_t
         assert getattr(tuned, group) == getattr(plain, group)
 
 
-def test_the_streaming_presets_are_their_recipes_unidirectional_with_global_statistics():
+def test_the_streaming_presets_are_their_recipes_unidirectional_with_look_ahead_and_global_statistics():
     from dataclasses import replace
 
     from asr.config import compose
@@ -302,7 +304,7 @@ def test_the_streaming_presets_are_their_recipes_unidirectional_with_global_stat
         stream, plain = compose([f"experiment={streaming}"]), compose([f"experiment={recipe}"])
         assert not stream.model.bidirectional and plain.model.bidirectional
         assert stream.features.normalize == "global" and plain.features.normalize != "global"
-        assert stream.model == replace(plain.model, bidirectional=False)
+        assert stream.model == replace(plain.model, bidirectional=False, lookahead=2)
         assert stream.features == replace(plain.features, normalize=stream.features.normalize)
         for group in ("data", "augment", "optimizer", "trainer", "lm"):
             assert getattr(stream, group) == getattr(plain, group), group
