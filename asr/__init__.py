@@ -4,7 +4,7 @@ The public API, for notebooks and scripts (imported on first use, so `import asr
 
     import asr
     options = asr.compose(["experiment=demo", "trainer.epochs=5"])  # typed, validated options
-    asr.train(options, "runs/notebook")                              # returns the best validation LER
+    result = asr.train(options, "runs/notebook")                     # a RunResult (result.json)
     bundle = asr.load_bundle("runs/notebook")                         # a run dir or its model/ folder
     asr.transcribe(bundle, [waveform], sample_rate=16000)             # -> ["the transcript"]
 

@@ -14,7 +14,7 @@ from asr.training import checkpoint
 from asr.training.callbacks import TrainingDiverged, training_callbacks
 from asr.training.optimizers import build_optimizer
 from asr.training.options import OptimizerOptions, TrainerOptions
-from asr.training.state import RunState
+from asr.training.state import EpochRecord, RunState
 
 
 @functools.cache
@@ -76,8 +76,8 @@ def test_reduce_on_plateau_and_early_stopping_follow_the_validation_ler(tmp_path
     assert (tmp_path / "checkpoints" / "epoch-0010.npz").is_file()
     # the checkpoint's state holds the saved epoch's time: a resumed run rewrites that line of metrics.jsonl
     saved = checkpoint.latest(tmp_path).state
-    assert saved.records[-1]["epoch_seconds"] > 0 and saved.train_seconds >= saved.records[-1]["epoch_seconds"]
-    assert "end_of_epoch_seconds" in saved.records[-1]
+    assert saved.records[-1].epoch_seconds > 0 and saved.train_seconds >= saved.records[-1].epoch_seconds
+    assert saved.records[-1].end_of_epoch_seconds is not None
     run.end()
     assert (tmp_path / "learning_curves.png").is_file()  # a run of seconds draws its curves once, at the end
 
@@ -146,7 +146,7 @@ def test_the_learning_curves_are_redrawn_on_a_cadence_and_at_the_end(tmp_path, m
     plot = next(c for c in run.callbacks if isinstance(c, callbacks.PlotCurves))
     plot.on_train_begin()
     for epoch in range(4):
-        plot.state.records.append({"epoch": epoch + 1})
+        plot.state.records.append(EpochRecord(epoch=epoch + 1, loss=1.0, ler=0.5, wer=0.5))
         plot.on_epoch_end(epoch)
     plot.on_train_end()
     assert drawn == [2, 4]  # 30 s into training, then the last epoch at the end
@@ -164,15 +164,14 @@ def test_tensorboard_samples_are_decoded_on_a_cadence_and_after_the_last_epoch(t
         return [{"ref": "one", "hyp": "one"}]
 
     state = RunState()
-    board = callbacks.TensorBoardLog(state, tmp_path, samples, every_seconds=30.0)
+    recorder = callbacks.RecordEpoch(state, tmp_path, [0.0] * 4)
+    board = callbacks.TensorBoardLog(recorder, tmp_path, samples, every_seconds=30.0)
     # perf_counter at the start, at each epoch end and at each write
     clock = iter([0.0, 10.0, 31.0, 31.0, 40.0, 50.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock, 50.0))
     board.on_train_begin()
     for epoch in range(4):
-        state.records.append(
-            {"epoch": epoch + 1, "loss": 1.0, "ler": 0.5, "wer": 0.9, "lr": 0.1, "padding_share": 0.0, "val_ler": 0.4}
-        )
+        state.records.append(EpochRecord(epoch + 1, 1.0, 0.5, 0.9, val_loss=1.0, val_ler=0.4, val_wer=0.9, lr=0.1))
         board.on_epoch_end(epoch)
     board.on_train_end()
     assert decoded == [2, 4]  # 30 s into training, then the last epoch at the end
@@ -198,15 +197,14 @@ def test_a_signal_ends_training_after_the_batch_with_the_way_to_resume(tmp_path)
     import os
     import signal
 
-    from asr.training.callbacks import Interrupted, StopOnSignal, stop_signals
+    from asr.training.callbacks import Interrupted, StopOnSignal, StopSignals
 
-    state = RunState(epoch=4)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "epoch-0003.npz").write_bytes(b"")  # the newest on disk (a cadence skipped 4)
-    caught: list[int] = []
-    callback = StopOnSignal(state, tmp_path, caught)
+    signals = StopSignals()
+    callback = StopOnSignal(tmp_path, signals)
     callback.on_epoch_begin(4)
-    with stop_signals(caught):
+    with signals.catching():
         callback.on_train_batch_end(0)  # nothing caught: goes on
         os.kill(os.getpid(), signal.SIGTERM)  # noted by the handler, the process lives on
         with pytest.raises(
@@ -252,7 +250,7 @@ def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_trai
         callback.set_model(_tiny_model())
     write.on_train_begin()
     for epoch in range(2):
-        record.on_epoch_end(epoch, {"loss": 1.0, "ler": 0.5})
+        record.on_epoch_end(epoch, {"loss": 1.0, "ler": 0.5, "wer": 0.5})
         write.on_epoch_end(epoch)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch_seconds"] for line in lines] == [3.5, 6.5] and state.train_seconds == 10.0

@@ -9,7 +9,7 @@ from asr.data.options import AugmentOptions
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
 from asr.training import checkpoint
-from asr.training.state import RunState
+from asr.training.state import EpochRecord, RunState
 
 
 def _model(seed: int = 0, units: int = 8) -> CTCModel:
@@ -22,6 +22,10 @@ def _model(seed: int = 0, units: int = 8) -> CTCModel:
     return model
 
 
+def _record(epoch: int) -> EpochRecord:
+    return EpochRecord(epoch=epoch, loss=1.0, ler=0.5, wer=0.5)
+
+
 def _values(variables) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(v) for v in variables]
 
@@ -32,11 +36,11 @@ def test_save_restore_round_trips_every_variable_and_keeps_the_newest_two(tmp_pa
     model.seed_generator.next()  # augmentation RNG state moves on during training
     best = [w + 1.0 for w in model.get_weights()]
     for epoch in (1, 2, 3):
-        checkpoint.save(tmp_path, model, RunState("abc", epoch, [{"epoch": epoch}], best_weights=best))
+        checkpoint.save(tmp_path, model, RunState("abc", None, epoch, [_record(epoch)], best_weights=best))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002.npz", "epoch-0003.npz"]
 
     found = checkpoint.latest(tmp_path)
-    assert (found.state.epoch, found.state.records, found.state.config_sha256) == (3, [{"epoch": 3}], "abc")
+    assert (found.state.epoch, found.state.records, found.state.config_sha256) == (3, [_record(3)], "abc")
     fresh = _model(seed=2)
     assert not np.array_equal(_values(fresh.variables)[1], _values(model.variables)[1])
     checkpoint.restore(fresh, found)
@@ -105,7 +109,7 @@ def test_a_full_disk_fails_clearly_and_leaves_the_earlier_checkpoints_readable(t
 
     model = _model()
     for epoch in (1, 2):
-        checkpoint.save(tmp_path, model, RunState("abc", epoch, [{"epoch": e} for e in range(1, epoch + 1)]))
+        checkpoint.save(tmp_path, model, RunState("abc", None, epoch, [_record(e) for e in range(1, epoch + 1)]))
 
     def full(file, **arrays):
         file.write(b"PK\x03\x04 half a zip")
@@ -113,7 +117,7 @@ def test_a_full_disk_fails_clearly_and_leaves_the_earlier_checkpoints_readable(t
 
     monkeypatch.setattr(checkpoint.np, "savez", full)
     with pytest.raises(OSError) as failed:
-        checkpoint.save(tmp_path, model, RunState("abc", 3, [{"epoch": e} for e in (1, 2, 3)]))
+        checkpoint.save(tmp_path, model, RunState("abc", None, 3, [_record(e) for e in (1, 2, 3)]))
     message = user_message(failed.value)
     assert message.startswith(
         f"cannot write {tmp_path / 'checkpoints' / 'epoch-0003.npz'}: no space left on the device"
@@ -125,7 +129,7 @@ def test_a_full_disk_fails_clearly_and_leaves_the_earlier_checkpoints_readable(t
 
 def test_a_checkpoint_holding_pickled_objects_is_never_unpickled(tmp_path):
     model = _model()
-    path = checkpoint.save(tmp_path, model, RunState("abc", 1, [{"epoch": 1}]))
+    path = checkpoint.save(tmp_path, model, RunState("abc", None, 1, [_record(1)]))
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["model_0"] = np.array([{"payload": "would run code when unpickled"}], dtype=object)

@@ -151,12 +151,12 @@ def test_sweep_report_an_unwritable_disk_is_one_line_and_a_bug_keeps_its_traceba
     def full(sweep_dir, out_dir):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "sweep_report.csv"))
 
-    monkeypatch.setattr(sweep_report, "write_report", full)
+    monkeypatch.setattr(sweep_report, "write_sweep_report", full)
     assert sweep_report.main([str(tmp_path)]) == 2
     assert one_error(capsys).startswith(
         f"asr-sweep-report: error: cannot write {tmp_path / 'sweep_report.csv'}: no space left on the device; "
     )
-    monkeypatch.setattr(sweep_report, "write_report", lambda sweep_dir, out_dir: 1 / 0)
+    monkeypatch.setattr(sweep_report, "write_sweep_report", lambda sweep_dir, out_dir: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         sweep_report.main([str(tmp_path)])
 

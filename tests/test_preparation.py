@@ -23,15 +23,15 @@ def test_auto_characters_come_from_training_and_unseen_ones_are_reported_per_spl
     cfg = DataOptions(root=str(tmp_path), characters="auto", cache=False)
     prepared = prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions())
     assert prepared.vocab.characters == " adegknrwéë"  # space first, then by code point; accents kept (NFC)
-    assert prepared.report["vocabulary"] == prepared.vocab.characters
+    assert prepared.report.vocabulary == prepared.vocab.characters
     assert [e.text for e in prepared.examples["train"]] == ["één wrak", "geëerd wrak", "geëerde rekken"]
-    assert [(r["split"], r["kind"]) for r in prepared.report["rejected"]] == [
+    assert [(r["split"], r["kind"]) for r in prepared.report.rejected] == [
         ("train", "unknown_characters"),
         ("train", "unknown_characters"),
         ("valid", "unknown_characters"),
         ("test", "unknown_characters"),
     ]
-    assert prepared.report["unseen_characters"] == {
+    assert prepared.report.unseen_characters == {
         "train": {"h": 1, "o": 1, "t": 1, "z": 1},
         "valid": {"ü": 1},
         "test": {"ω": 1},
@@ -44,7 +44,7 @@ def _tree(root):
 
 
 def test_manifest_paths_are_only_read_and_a_run_writes_only_into_its_own_and_the_cache_folder(tmp_path):
-    from asr.data.preparation import write_report
+    from asr.data.preparation import write_prepare_report
 
     outside = write_wav(tmp_path / "elsewhere" / "x.wav", 8000, sine(8000, seconds=1.0))
     corpus = tmp_path / "corpus"
@@ -59,9 +59,9 @@ def test_manifest_paths_are_only_read_and_a_run_writes_only_into_its_own_and_the
     cache = tmp_path / "cache"
     cfg = DataOptions(root=str(corpus), valid="", test="", cache_dir=str(cache))
     prepared = prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions())
-    write_report(prepared.report, tmp_path / "run")
+    write_prepare_report(prepared.report, tmp_path / "run")
     assert [e.text for e in prepared.examples["train"]] == ["one", "two"]
-    assert [r["kind"] for r in prepared.report["rejected"]] == ["unreadable_audio"]
+    assert [r["kind"] for r in prepared.report.rejected] == ["unreadable_audio"]
     after = _tree(tmp_path)
     assert {p: v for p, v in after.items() if p in before} == before  # nothing that was there changed
     new = [p for p in after if p not in before]
@@ -84,15 +84,15 @@ def test_the_report_names_every_rejected_or_doubtful_file_and_counts_conversions
     (folder / "loud.txt").write_text("four")
     cfg = DataOptions(root=str(tmp_path), format="dir", train="train", valid="", test="", cache=False)
     report = prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions()).report
-    rejected = {r["item"].rsplit("/", 1)[1]: r["kind"] for r in report["rejected"]}
+    rejected = {r["item"].rsplit("/", 1)[1]: r["kind"] for r in report.rejected}
     assert rejected == {
         "orphan.wav": "missing_transcript",
         "wide.wav": "transcript_not_utf8",
         "quiet.wav": "silent_audio",
     }
-    assert [(w["item"].rsplit("/", 1)[1], w["kind"]) for w in report["warnings"]] == [("loud.flac", "clipping")]
-    assert report["splits"]["train"]["converted"] == {"channels": 0, "sample_rate": 0, "sample_format": 1}
-    assert report["splits"]["train"]["usable"] == 2 and report["checks"]["speaking_rate_chars_per_second"] == [
+    assert [(w["item"].rsplit("/", 1)[1], w["kind"]) for w in report.warnings] == [("loud.flac", "clipping")]
+    assert report.splits["train"]["converted"] == {"channels": 0, "sample_rate": 0, "sample_format": 1}
+    assert report.splits["train"]["usable"] == 2 and report.checks["speaking_rate_chars_per_second"] == [
         1.0,
         30.0,
     ]
@@ -113,15 +113,15 @@ def test_storage_leaves_features_on_disk_with_the_same_values_and_max_seconds_sk
     for storage in ("memory", "disk", "auto"):
         cfg = DataOptions(root=str(tmp_path), valid="", cache_dir=str(tmp_path / "cache"), storage=storage)
         prepared[storage] = prepare_data(cfg, options, 1, AugmentOptions(speeds=(1.0, 0.9)))
-    assert {s: p.report["storage"] for s, p in prepared.items()} == {
+    assert {s: p.report.storage for s, p in prepared.items()} == {
         "memory": "memory",
         "disk": "disk",
         "auto": "memory",
     }
     disk, memory = prepared["disk"], prepared["memory"]
     assert all(isinstance(e.features, StoredFeatures) for split in disk.examples.values() for e in split)
-    assert disk.report["feature_bytes"] == memory.report["feature_bytes"] > 0
-    assert disk.report["cache"]["entries"] == 8  # 4 files at 2 speeds (test shares the speed-1 entries)
+    assert disk.report.feature_bytes == memory.report.feature_bytes > 0
+    assert disk.report.cache["entries"] == 8  # 4 files at 2 speeds (test shares the speed-1 entries)
     for a, b in zip(memory.cmvn, disk.cmvn, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     for e, d in zip(memory.examples["train"], disk.examples["train"], strict=True):
@@ -143,7 +143,7 @@ def test_storage_leaves_features_on_disk_with_the_same_values_and_max_seconds_sk
     limited = prepare_data(cfg, options, 1, AugmentOptions())
     assert [e.key for e in limited.examples["train"]] == [e.key for e in memory.examples["train"]][:3]
     assert len(limited.examples["test"]) == 4  # test keeps its long utterance
-    (rejected,) = limited.report["rejected"]
+    (rejected,) = limited.report.rejected
     assert rejected["split"] == "train" and rejected["kind"] == "too_long" and rejected["item"].endswith("3.wav")
     assert "2.5 s of audio, longer than data.max_seconds=2" in rejected["reason"]
 
@@ -167,7 +167,7 @@ def test_shards_split_every_split_stably_and_together_fill_the_cache_for_trainin
     for shard in range(3):
         cfg = DataOptions(root=str(tmp_path), cache_dir=str(tmp_path / "cache"), shard=shard, num_shards=3)
         prepared = prepare_data(cfg, options, 1, augment)
-        assert prepared.report["shard"] == {"shard": shard, "num_shards": 3}
+        assert prepared.report.shard == {"shard": shard, "num_shards": 3}
         for name, examples in prepared.examples.items():
             assert all(shard_of(e.key, 3) == shard for e in examples)
             seen[name] += [e.key for e in examples]
@@ -176,7 +176,7 @@ def test_shards_split_every_split_stably_and_together_fill_the_cache_for_trainin
     assert shard_of("a.wav", 3) == shard_of("a.wav", 3) and {shard_of(f"{i}.wav", 3) for i in range(30)} == {0, 1, 2}
     # training later finds every feature, at every speed, in the cache
     whole = prepare_data(DataOptions(root=str(tmp_path), cache_dir=str(tmp_path / "cache")), options, 1, augment)
-    assert (whole.report["cache_misses"], whole.report["cache_hits"]) == (0, 12 * 2 + 4 + 4)
+    assert (whole.report.cache_misses, whole.report.cache_hits) == (0, 12 * 2 + 4 + 4)
 
 
 _EXTRACT = """
@@ -252,4 +252,4 @@ def test_the_silence_around_the_training_speech_is_measured_for_long_recordings(
     prepared = prepare_data(cfg, FeatureOptions(sample_rate=rate), 1, AugmentOptions())
     lead, trail = prepared.margins
     assert lead == pytest.approx(0.3, abs=0.04) and trail == pytest.approx(0.15, abs=0.04)
-    assert prepared.report["silence_margins_s"] == [lead, trail]
+    assert prepared.report.silence_margins_s == [lead, trail]

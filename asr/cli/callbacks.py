@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from asr.compat import job_exception
 from asr.files import atomic_write_text
 from asr.training.cluster import discover
-from asr.training.sweep import STATUS_FILE, prepare_study
+from asr.training.state import STATUS_FILE
+from asr.training.sweep import prepare_study
 
 log = logging.getLogger(__name__)
 

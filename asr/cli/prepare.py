@@ -16,7 +16,7 @@ from asr.config import to_options
 @hydra.main(version_base="1.3", config_path="pkg://asr.conf", config_name="config")
 def _task(cfg: DictConfig) -> None:
     """Hydra task: prepare every split of the configured data and write the report."""
-    from asr.data.preparation import prepare_data, write_report
+    from asr.data.preparation import prepare_data, write_prepare_report
 
     with one_line_errors("asr-prepare"):
         options = to_options(cfg)
@@ -25,7 +25,7 @@ def _task(cfg: DictConfig) -> None:
 
             options, _ = adopt_source(options)
         prepared = prepare_data(options.data, options.features, options.model.stride, options.augment)
-        write_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
+        write_prepare_report(prepared.report, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

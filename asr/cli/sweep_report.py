@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asr.cli._errors import add_debug, existing, run_command
 from asr.errors import UserError
-from asr.training.sweep import write_report
+from asr.training.sweep import write_sweep_report
 
 SWEEP_FIX = "pass a multirun directory (hydra.sweep.dir, e.g. multirun/<name>/<date>_<time>)"
 
@@ -31,7 +31,7 @@ def report(sweep_dir: Path, out: Path | None) -> int:
     if out is not None and out.exists() and not out.is_dir():
         raise UserError(f"{out}: not a directory; pass a directory (new or existing) as --out")
     try:
-        text, csv_path, png_path = write_report(sweep_dir, out)
+        text, csv_path, png_path = write_sweep_report(sweep_dir, out)
     except FileNotFoundError as error:  # no job directories in it
         raise UserError(str(error)) from error
     print(text, end="")

@@ -10,7 +10,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +42,40 @@ CONVERSIONS = ("channels", "sample_rate", "sample_format")
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """Examples per split, the global normalization statistics (if used), the validation report and the
-    vocabulary the examples are encoded with."""
+class PrepareReport:
+    """What preparing the data found: prepare_report.json (to_json), in this order."""
+
+    vocabulary: str  # the characters the labels are encoded with
+    unseen_characters: dict[str, dict]  # per split: characters outside the vocabulary and how often
+    splits: dict[str, dict]  # per split: utterances, usable, rejected, warnings, conversions, durations, rates
+    problems: dict[str, int]  # rejected utterances per kind of problem
+    rejected: list[dict]  # {split, item, kind, reason} per utterance left out
+    warnings: list[dict]  # {split, item, kind, reason} per utterance kept with a warning
+    checks: dict  # the thresholds of the checks
+    dataset_sha256: str  # of every split's manifest (asr.data.datasets.manifest_sha256)
+    vocabulary_found: str  # the characters of the usable training transcripts
+    feature_seconds: float
+    cache_hits: int
+    cache_misses: int
+    storage: str  # where the features are kept: memory or disk
+    feature_bytes: int
+    silence_margins_s: list[float] | None  # median silence before and after the training utterances' speech
+    cache: dict | None  # the feature cache's usage, when there is one
+    shard: dict | None  # {shard, num_shards} when only one shard was prepared
+
+    def to_json(self) -> dict:
+        """prepare_report.json's content."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Examples per split, the global normalization statistics (if used), the report and the vocabulary the
+    examples are encoded with."""
 
     examples: dict[str, list[Example]]
     cmvn: tuple[np.ndarray, np.ndarray] | None
-    report: dict
+    report: PrepareReport
     vocab: Vocabulary
     # Median silence before and after the speech of the training utterances, seconds (None: none has speech)
     margins: tuple[float, float] | None = None
@@ -133,7 +160,7 @@ def prepare_data(
     augment: AugmentOptions,
     splits: dict[str, list[Utterance]] | None = None,
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
-) -> Prepared:
+) -> PreparedData:
     """Load every split (or take `splits`, as load_data returns them), settle the vocabulary, check each
     utterance once, compute (or reuse) features (the training split at every speed of `augment`); skip or
     raise on bad items. With data.num_shards > 1 only shard data.shard of every split (the vocabulary still
@@ -212,30 +239,32 @@ def prepare_data(
         examples = {name: [with_global_stats(e, cmvn) for e in split] for name, split in examples.items()}
     usable = {e.key for e in examples["train"]}
     margins = training_margins([u for u in splits["train"] if u.key in usable], options, cfg.trim_silence)
-    report = {
-        "vocabulary": vocab.characters,
-        "unseen_characters": {name: unseen_characters(items, vocab) for name, items in splits.items()},
-        "splits": report_splits,
-        "problems": dict(Counter(r["kind"] for r in rejected)),
-        "rejected": rejected,
-        "warnings": warnings,
-        "checks": {
-            "silence_below_dbfs": {"peak": SILENCE_PEAK_DBFS, "rms": SILENCE_RMS_DBFS},
-            "clipping": {"level": CLIP_LEVEL, "warn_above_share": CLIP_SHARE},
-            "speaking_rate_chars_per_second": list(SPEAKING_RATE),
-        },
-        "dataset_sha256": manifest_sha256(splits),
-        "vocabulary_found": "".join(sorted({c for e in examples["train"] for c in e.text})),
-        "feature_seconds": round(totals["feature_seconds"], 3),
-        "cache_hits": totals["cache_hits"],
-        "cache_misses": totals["misses"],
-        "storage": storage,
-        "feature_bytes": feature_bytes,
-        "silence_margins_s": None if margins is None else list(margins),
-        "cache": cache.usage() if cache else None,
-        "shard": {"shard": cfg.shard, "num_shards": cfg.num_shards} if sharded else None,
-    }
-    return Prepared(examples, cmvn, report, vocab, margins)
+    report = PrepareReport(
+        **{
+            "vocabulary": vocab.characters,
+            "unseen_characters": {name: unseen_characters(items, vocab) for name, items in splits.items()},
+            "splits": report_splits,
+            "problems": dict(Counter(r["kind"] for r in rejected)),
+            "rejected": rejected,
+            "warnings": warnings,
+            "checks": {
+                "silence_below_dbfs": {"peak": SILENCE_PEAK_DBFS, "rms": SILENCE_RMS_DBFS},
+                "clipping": {"level": CLIP_LEVEL, "warn_above_share": CLIP_SHARE},
+                "speaking_rate_chars_per_second": list(SPEAKING_RATE),
+            },
+            "dataset_sha256": manifest_sha256(splits),
+            "vocabulary_found": "".join(sorted({c for e in examples["train"] for c in e.text})),
+            "feature_seconds": round(totals["feature_seconds"], 3),
+            "cache_hits": totals["cache_hits"],
+            "cache_misses": totals["misses"],
+            "storage": storage,
+            "feature_bytes": feature_bytes,
+            "silence_margins_s": None if margins is None else list(margins),
+            "cache": cache.usage() if cache else None,
+            "shard": {"shard": cfg.shard, "num_shards": cfg.num_shards} if sharded else None,
+        }
+    )
+    return PreparedData(examples, cmvn, report, vocab, margins)
 
 
 def training_margins(items: Sequence[Utterance], options: FeatureOptions, trim: bool) -> tuple[float, float] | None:
@@ -278,18 +307,18 @@ def with_global_stats(example: Example, cmvn: tuple[np.ndarray, np.ndarray]) -> 
     return replace(example, features=normalized(example.features), variants=tuple(map(normalized, example.variants)))
 
 
-def write_report(report: dict, run_dir: Path) -> None:
+def write_prepare_report(report: PrepareReport, run_dir: Path) -> None:
     """prepare_report.json in run_dir, and a few human lines on the console."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-    for name, split in report["splits"].items():
+    atomic_write_text(run_dir / REPORT_FILE, json.dumps(report.to_json(), indent=2) + "\n")
+    for name, split in report.splits.items():
         print(
             f"{name}: {split['usable']} of {split['utterances']} utterances usable, "
             f"{split['duration_s']['total'] / 60:.1f} min of audio"
         )
-    problems = ", ".join(f"{kind} {n}" for kind, n in report["problems"].items()) or "none"
+    problems = ", ".join(f"{kind} {n}" for kind, n in report.problems.items()) or "none"
     print(
-        f"problems: {problems}; features: {report['feature_seconds']:.1f} s "
-        f"(cache: {report['cache_hits']} hits, {report['cache_misses']} misses); "
+        f"problems: {problems}; features: {report.feature_seconds:.1f} s "
+        f"(cache: {report.cache_hits} hits, {report.cache_misses} misses); "
         f"report: {run_dir / REPORT_FILE}"
     )

@@ -1,5 +1,6 @@
-"""Keras callbacks of a training run, one job each, sharing one RunState. `training_callbacks` lists them in
-the order they must run at the end of an epoch: record, keep best, plateau, early stop, logs, checkpoint."""
+"""Keras callbacks of a training run, one job each, sharing one RunState. RecordEpoch makes each epoch's
+EpochRecord (whichever callback asks for it first: the others read it from RecordEpoch.record, in any order);
+WriteMetrics, which times the epoch's callbacks, comes last (`training_callbacks`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from asr.training import checkpoint
 from asr.training.optimizers import averaged_weights
 from asr.training.options import OptimizerOptions, Schedule, TrainerOptions
 from asr.training.plots import learning_curves
-from asr.training.state import RunState
+from asr.training.state import EpochRecord, RunState
 
 log = logging.getLogger(__name__)
 
@@ -51,46 +52,51 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-@contextlib.contextmanager
-def stop_signals(caught: list[int]) -> Iterator[list[int]]:
-    """While inside: SIGINT and SIGTERM are appended to `caught` instead of stopping the process (a second one
-    stops it at once); the handlers before are restored on the way out."""
+class StopSignals:
+    """SIGINT and SIGTERM, noted instead of stopping the process while `catching()` (a second one stops it at
+    once); StopOnSignal ends training after the batch during which the first came."""
 
-    def note(signum: int, frame) -> None:
-        if caught:
+    def __init__(self) -> None:
+        self.caught: list[int] = []  # the signal numbers noted, in order
+
+    @contextlib.contextmanager
+    def catching(self) -> Iterator[StopSignals]:
+        """Note the signals while inside; the handlers before are restored on the way out."""
+        if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+            yield self
+            return
+        before = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
+
+    def _note(self, signum: int, frame) -> None:
+        if self.caught:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
-        caught.append(signum)
+        self.caught.append(signum)
         log.warning("%s received: stopping after this batch", signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
-        yield caught
-        return
-    before = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
 
 
 class StopOnSignal(keras.callbacks.Callback):
     """End training after the batch during which SIGINT or SIGTERM arrived, keeping the last epoch's checkpoint:
     raises Interrupted (no partial epoch is recorded, no validation is run)."""
 
-    def __init__(self, state: RunState, run_dir: Path, caught: list[int]) -> None:
+    def __init__(self, run_dir: Path, signals: StopSignals) -> None:
         super().__init__()
-        self.state = state
         self.run_dir = run_dir
-        self.caught = caught
+        self.signals = signals
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
-        if not self.caught:
+        if not self.signals.caught:
             return
-        name = signal.Signals(self.caught[0]).name
+        signum = self.signals.caught[0]
+        name = signal.Signals(signum).name
         saved = checkpoint.latest_epoch(self.run_dir)
         kept = (
             f"the checkpoint of epoch {saved} in {self.run_dir / checkpoint.CHECKPOINT_DIR} is kept"
@@ -100,7 +106,7 @@ class StopOnSignal(keras.callbacks.Callback):
         raise Interrupted(
             f"{name}: training stopped in epoch {self._epoch + 1} after batch {batch + 1}; {kept}. Run the same "
             f"command again to resume (the resumed run ends with the numbers of an uninterrupted one)",
-            self.caught[0],
+            signum,
         )
 
 
@@ -142,8 +148,9 @@ class SkippedBatches(keras.callbacks.Callback):
 
 
 class RecordEpoch(keras.callbacks.Callback):
-    """Append each epoch's metrics, learning rate and padding share to the state; stop the run on a NaN or
-    infinite loss. WriteMetrics, the last callback of the epoch, adds the epoch's time and writes the line."""
+    """Make each epoch's EpochRecord (metrics, learning rate, padding share) and append it to the state, once,
+    for whichever callback asks first; stop the run on a NaN or infinite loss. WriteMetrics adds the epoch's
+    time and writes the line."""
 
     def __init__(self, state: RunState, run_dir: Path, padding_shares: Sequence[float]) -> None:
         super().__init__()
@@ -156,18 +163,28 @@ class RecordEpoch(keras.callbacks.Callback):
         log.info("epoch %d: padding share %.3f (padded frames / real frames)", epoch + 1, self.padding_shares[epoch])
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.record(epoch, logs)
+
+    def record(self, epoch: int, logs: dict | None) -> EpochRecord:
+        """The record of `epoch` (0-based, as Keras counts) made from its logs, the first time it is asked for."""
+        if self.state.records and self.state.records[-1].epoch == epoch + 1:
+            return self.state.records[-1]
         self.ended = time.perf_counter()
         logs = logs or {}
-        record = {"epoch": epoch + 1, **{k: float(logs[k]) for k in LOGGED_METRICS if k in logs}}
-        record["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        record["padding_share"] = round(self.padding_shares[epoch], 4)
-        if not math.isfinite(record["loss"]):
+        record = EpochRecord(
+            epoch=epoch + 1,
+            **{k: float(logs[k]) for k in LOGGED_METRICS if k in logs},
+            lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            padding_share=round(self.padding_shares[epoch], 4),
+        )
+        if not math.isfinite(record.loss):
             raise TrainingDiverged(
-                f"epoch {epoch + 1}: the training loss is {record['loss']}; lower optimizer.lr or set "
+                f"epoch {epoch + 1}: the training loss is {record.loss}; lower optimizer.lr or set "
                 f"optimizer.clipnorm (the last good checkpoint is in {self.run_dir / checkpoint.CHECKPOINT_DIR})"
             )
         self.state.records.append(record)
         self.state.epoch = epoch + 1
+        return record
 
 
 class WriteMetrics(keras.callbacks.Callback):
@@ -176,15 +193,14 @@ class WriteMetrics(keras.callbacks.Callback):
     after `first` began (end_of_epoch_seconds: checkpoint, plot, TensorBoard...) into the record, the training
     time into the state; then the record as a line of metrics.jsonl."""
 
-    def __init__(self, state: RunState, run_dir: Path, first: RecordEpoch) -> None:
+    def __init__(self, state: RunState, run_dir: Path, recorder: RecordEpoch) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
-        self.first = first
+        self.recorder = recorder
         self._mark = 0.0  # perf_counter at the end of the previous epoch (or the start of fit)
         self._fit_started = 0.0
         self._seconds_before = 0.0
-        self.train_ended = 0.0  # perf_counter when the last epoch's callbacks were done
 
     def on_train_begin(self, logs=None) -> None:
         self._mark = self._fit_started = time.perf_counter()
@@ -194,28 +210,29 @@ class WriteMetrics(keras.callbacks.Callback):
         """The epoch's time so far into its record and the training time into the state; returns the time."""
         now = time.perf_counter()
         record = self.state.records[-1]
-        record["epoch_seconds"] = round(now - self._mark, 4)
-        record["end_of_epoch_seconds"] = round(now - self.first.ended, 4)
+        record.epoch_seconds = round(now - self._mark, 4)
+        record.end_of_epoch_seconds = round(now - self.recorder.ended, 4)
         self.state.train_seconds = self._seconds_before + now - self._fit_started
         return now
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        now = self.stamp()
-        record = self.state.records[-1]
-        self._mark = self.train_ended = now
+        record = self.recorder.record(epoch, logs)
+        self._mark = self.stamp()
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record.to_json()) + "\n")
 
 
 class KeepBest(keras.callbacks.Callback):
     """Hold a copy of the weights of the best epoch so far (lowest validation LER) in the state: the moving
     averages where the optimizer keeps them."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, recorder: RecordEpoch) -> None:
         super().__init__()
         self.state = state
+        self.recorder = recorder
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.recorder.record(epoch, logs)
         if self.state.best_epoch()[0] == epoch + 1:
             with averaged_weights(self.model):  # the weights that were validated
                 self.state.best_weights = self.model.get_weights()
@@ -225,18 +242,20 @@ class ReduceOnPlateau(keras.callbacks.Callback):
     """Multiply the learning rate by `plateau_factor` after `plateau_patience` epochs without a lower
     validation LER (not below `min_lr`)."""
 
-    def __init__(self, state: RunState, options: OptimizerOptions) -> None:
+    def __init__(self, state: RunState, recorder: RecordEpoch, options: OptimizerOptions) -> None:
         super().__init__()
         self.state = state
+        self.recorder = recorder
         self.options = options
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        record = self.recorder.record(epoch, logs)
         if self.state.epochs_without_improvement() == 0:
             self.state.plateau_wait = 0
             return
         self.state.plateau_wait += 1
         if self.state.plateau_wait >= self.options.plateau_patience:
-            old = self.state.records[-1]["lr"]
+            old = record.lr
             lr = max(old * self.options.plateau_factor, self.options.min_lr)
             if lr < old:
                 self.model.optimizer.learning_rate = lr
@@ -247,15 +266,17 @@ class ReduceOnPlateau(keras.callbacks.Callback):
 class EarlyStop(keras.callbacks.Callback):
     """Stop at a target validation LER (`stop_at_val_ler`), or after `patience` epochs without a lower one."""
 
-    def __init__(self, state: RunState, stop_at_val_ler: float | None, patience: int | None) -> None:
+    def __init__(
+        self, state: RunState, recorder: RecordEpoch, stop_at_val_ler: float | None, patience: int | None
+    ) -> None:
         super().__init__()
         self.state = state
+        self.recorder = recorder
         self.stop_at_val_ler = stop_at_val_ler
         self.patience = patience
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        record = self.state.records[-1]
-        ler = record.get("val_ler", record["ler"])
+        ler = self.recorder.record(epoch, logs).validated_ler
         if self.stop_at_val_ler is not None and ler <= self.stop_at_val_ler:
             log.info("epoch %d: validation LER %.4f <= %.4f, stopping", epoch + 1, ler, self.stop_at_val_ler)
             self.state.stopped = True
@@ -272,13 +293,14 @@ class TensorBoardLog(keras.callbacks.Callback):
 
     def __init__(
         self,
-        state: RunState,
+        recorder: RecordEpoch,
         run_dir: Path,
         samples: Callable[[], list[dict]] | None,
         every_seconds: float = TB_EVERY_SECONDS,
     ) -> None:
         super().__init__()
-        self.state = state
+        self.recorder = recorder
+        self._epoch = 0  # the last epoch logged (1-based)
         self.folder = run_dir / TB_DIR
         self.samples = samples
         self.every_seconds = every_seconds
@@ -293,9 +315,11 @@ class TensorBoardLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if not self.writers:
             self.writers = {s: tf.summary.create_file_writer(str(self.folder / s)) for s in ("train", "validation")}
-        record = self.state.records[-1]
-        self._scalars("train", {key: record[key] for key in ("loss", "ler", "wer", "lr", "padding_share")})
-        validation = {key: record[f"val_{key}"] for key in ("loss", "ler", "wer") if f"val_{key}" in record}
+        record = self.recorder.record(epoch, logs)
+        self._epoch = record.epoch
+        train = {key: getattr(record, key) for key in ("loss", "ler", "wer", "lr", "padding_share")}
+        self._scalars("train", train)
+        validation = {k: getattr(record, f"val_{k}") for k in ("loss", "ler", "wer") if record.val_ler is not None}
         if validation:
             self._scalars("validation", validation)
         self._pending = True
@@ -315,7 +339,7 @@ class TensorBoardLog(keras.callbacks.Callback):
                         tf.summary.scalar(key, numbers[i])
 
             self._writes[split] = write
-        step = tf.constant(self.state.records[-1]["epoch"], tf.int64)
+        step = tf.constant(self._epoch, tf.int64)
         self._writes[split](step, tf.constant(list(values.values()), tf.float32))
 
     def _write_samples(self) -> None:
@@ -324,7 +348,7 @@ class TensorBoardLog(keras.callbacks.Callback):
             lines = [
                 f"{'==' if s['ref'] == s['hyp'] else '!='} ref: `{s['ref']}`  hyp: `{s['hyp']}`" for s in self.samples()
             ]
-            with self.writers["validation"].as_default(step=self.state.records[-1]["epoch"]):
+            with self.writers["validation"].as_default(step=self._epoch):
                 tf.summary.text("samples", "\n\n".join(lines))
         for writer in self.writers.values():
             writer.flush()
@@ -425,36 +449,31 @@ def training_callbacks(
     padding_shares: Sequence[float],
     samples: Callable[[], list[dict]] | None,
     batch_keys: Callable[[int, int], list[str]] | None = None,
-    caught: list[int] | None = None,
+    signals: StopSignals | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks of a run, in the order they must run: the first records the epoch that the others read.
-    `batch_keys(epoch, batch)` names a training batch's utterances; `caught` is stop_signals' list."""
-    first = RecordEpoch(state, run_dir, padding_shares)
-    callbacks: list[keras.callbacks.Callback] = [first]
+    """The callbacks of a run. Each reads the epoch's record from RecordEpoch, whatever their order; what the
+    checkpoint saves (best weights, learning rate, stop) is decided before SaveCheckpoint, and WriteMetrics, which
+    times the epoch's callbacks, is last. `batch_keys(epoch, batch)` names a training batch's utterances."""
+    recorder = RecordEpoch(state, run_dir, padding_shares)
+    callbacks: list[keras.callbacks.Callback] = [recorder]
     if optimizer.ema_momentum is not None:  # validation on the averaged weights
         callbacks.append(keras.callbacks.SwapEMAWeights())
     if trainer.freeze_layers and trainer.freeze_epochs:
         callbacks.append(FreezeLayers(trainer.freeze_epochs))
     callbacks.append(SkippedBatches(batch_keys, trainer.max_skipped_in_a_row))
-    if caught is not None:
-        callbacks.append(StopOnSignal(state, run_dir, caught))
+    if signals is not None:
+        callbacks.append(StopOnSignal(run_dir, signals))
     if trainer.keep_best:
-        callbacks.append(KeepBest(state))
+        callbacks.append(KeepBest(state, recorder))
     if optimizer.schedule == Schedule.plateau:
-        callbacks.append(ReduceOnPlateau(state, optimizer))
-    write = WriteMetrics(state, run_dir, first)
-    callbacks += [
-        EarlyStop(state, trainer.stop_at_val_ler, trainer.patience),
-        TensorBoardLog(state, run_dir, samples),
+        callbacks.append(ReduceOnPlateau(state, recorder, optimizer))
+    write = WriteMetrics(state, run_dir, recorder)
+    every_epochs, every_seconds = trainer.checkpoint_every_epochs, trainer.checkpoint_every_seconds
+    return [
+        *callbacks,
+        EarlyStop(state, recorder, trainer.stop_at_val_ler, trainer.patience),
+        TensorBoardLog(recorder, run_dir, samples),
         PlotCurves(state, run_dir),
-        SaveCheckpoint(
-            state,
-            run_dir,
-            trainer.epochs,
-            trainer.checkpoint_every_epochs,
-            trainer.checkpoint_every_seconds,
-            write.stamp,
-        ),
+        SaveCheckpoint(state, run_dir, trainer.epochs, every_epochs, every_seconds, write.stamp),
         write,
     ]
-    return callbacks

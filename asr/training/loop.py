@@ -1,7 +1,9 @@
-"""One training run, top to bottom: prepare data -> model -> fit -> evaluate -> save -> report.
+"""One training run, top to bottom, in three typed steps: setup_run (data, model, strategy, checkpoint state) ->
+fit (the epochs) -> finish_run (language model, test split, bundle, result.json).
 
-`train(options, run_dir)` takes typed options (asr.config.to_options / asr.config.compose make them from a
-Hydra config) and writes everything into run_dir; `asr-train` is a thin wrapper around it.
+`train(options, run_dir)` runs the three and returns the RunResult; it takes typed options (asr.config.to_options
+/ asr.config.compose make them from a Hydra config) and writes everything into run_dir; `asr-train` is a thin
+wrapper around it.
 """
 
 from __future__ import annotations
@@ -16,15 +18,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from asr import compat
-from asr.data.batching import epoch_plans
-from asr.data.preparation import REPORT_FILE, prepare_data, write_report
+from asr.data.batching import EpochPlan, epoch_plans
+from asr.data.preparation import REPORT_FILE, PreparedData, prepare_data, write_prepare_report
 from asr.data.text import Vocabulary, error_rates
 from asr.data.validation import Example
 from asr.files import atomic_write_text
@@ -49,16 +52,16 @@ from asr.training.callbacks import (
     CURVES_FILE,
     METRICS_FILE,
     TB_DIR,
+    StopSignals,
     TrainingDiverged,
-    stop_signals,
     training_callbacks,
 )
 from asr.training.distribute import distributed_dataset, is_distributed, make_strategy
 from asr.training.optimizers import averaged_weights, build_optimizer
 from asr.training.options import InitCMVN, Resume, RunOptions
-from asr.training.state import RunState
-from asr.training.sweep import STATUS_FILE
-from asr.training.transfer import Source, adopt_source, initialize_from, read_source
+from asr.training.settings import differences, legacy_sha256, run_settings, settings_sha256
+from asr.training.state import STATUS_FILE, RunState
+from asr.training.transfer import Source, adopt_source, initialize_from
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,70 @@ RUN_FILES = [
     REPORT_FILE,
     STATUS_FILE,
 ]
+
+
+@dataclass
+class Run:
+    """A run set up to fit: what setup_run made, read by fit and finish_run."""
+
+    options: RunOptions  # with the base model's feature and model settings under trainer.init_from
+    run_dir: Path  # the run directory
+    write_dir: Path  # where this process writes: run_dir, or a scratch folder on a worker other than the chief
+    data: PreparedData
+    plans: list[EpochPlan]  # one per epoch
+    strategy: tf.distribute.Strategy
+    model: CTCModel
+    state: RunState  # a resumed run's, or a fresh one
+    origin: dict  # provenance.json's record
+    job_started: float  # time.time() the run's wall_seconds count from
+    workers: cluster.Cluster
+    resumed_from: int | None = None  # the epoch a resumed run continued after
+    source: Source | None = None  # trainer.init_from's bundle
+    transfer: dict | None = None  # what was copied from it (result.json's init_from)
+    extra_text: ExtraText | None = None  # lm.text, read before training so that a bad file stops the run early
+
+    @property
+    def chief(self) -> bool:
+        """Whether this process writes the run directory."""
+        return self.workers.is_chief
+
+    @property
+    def bundle(self) -> Bundle:
+        """The model with what decoding it needs (no language model)."""
+        return Bundle(self.model, self.options.features, self.data.vocab, self.data.cmvn)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run reached: result.json (to_json) and the return value of train()."""
+
+    best_epoch: int
+    best_val_ler: float  # (the training LER without a validation split)
+    epochs: int
+    train_seconds: float  # wall-clock time of the epochs, over every invocation of a resumed run
+    end_of_epoch_seconds: float  # the part of it spent in the callbacks
+    wall_seconds: float  # the whole job: start-up, data, training, language model, test, saving
+    resumed_from_epoch: int | None
+    test: dict | None  # ler, wer, utt_acc, n of the test split (with the language model, if any)
+    samples: list[dict]  # the first test transcripts: audio, ref, hyp
+    rejected: list[dict]  # the utterances left out (prepare_report.json has the reasons)
+    init_from: dict | None = None  # trainer.init_from: what was copied
+    test_splits: dict | None = None  # the test figures per path, for a test split of several paths
+    lm: dict | None = None  # the language model: settings tried and chosen
+    test_greedy: dict | None = None  # with a language model: the acoustic model's test figures alone
+
+    def to_json(self) -> dict:
+        """result.json's content (init_from, test_splits only where there are some; test_greedy and lm with a
+        language model)."""
+        data = asdict(self)
+        for key in ("init_from", "test_splits"):
+            if data[key] is None:
+                data.pop(key)
+        if self.lm is None:
+            data.pop("test_greedy"), data.pop("lm")
+        else:
+            data["test_greedy"], data["lm"] = data.pop("test_greedy"), data.pop("lm")  # the order result.json had
+        return data
 
 
 def set_threads(threads: int | None) -> None:
@@ -114,11 +181,9 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         compat.disable_op_determinism()
 
 
-def evaluate(
-    bundle: Bundle, examples: list[Example], batch_size: int, samples: int, infer: Callable | None = None
-) -> dict:
+def evaluate(bundle: Bundle, examples: list[Example], batch_size: int, samples: int, infer: Callable) -> dict:
     """Greedy (with the bundle's language model: its beam search) transcripts of a split, scored: ler, wer,
-    utt_acc, n, and the first `samples` results."""
+    utt_acc, n, and the first `samples` results (hyps: every transcript)."""
     decoded = decode_features(bundle, [e.features for e in examples], DecodeOptions(batch_size=batch_size), infer)
     hyps = [d["text"] for d in decoded]
     refs = [e.text for e in examples]
@@ -166,18 +231,8 @@ def fit_lm(
             options.unknown_penalties,
         )
         tried += more
-    weights = decoder.weights
     log.info(
-        "character %d-gram language model: weight %g, bonus %g per character%s (of %d settings tried on %d "
-        "validation utterances)",
-        options.order,
-        weights.alpha,
-        weights.beta,
-        f"; word {options.word_order}-gram weight {weights.word:g}, penalty {weights.unknown:g} per unknown word"
-        if options.kind == LMKind.word
-        else "",
-        len(tried),
-        len(valid),
+        "%s (of %d settings tried on %d validation utterances)", describe_lm(options, decoder), len(tried), len(valid)
     )
     report = {
         "kind": str(options.kind),
@@ -189,58 +244,23 @@ def fit_lm(
         "seconds": round(time.perf_counter() - started, 3),
     }
     if options.kind == LMKind.word:
-        report |= {"word_order": options.word_order, "word": weights.word, "unknown": weights.unknown}
+        report |= {"word_order": options.word_order, "word": decoder.weights.word, "unknown": decoder.weights.unknown}
     if extra is not None:
         report["text"] = extra.report
     return decoder, report
 
 
-# Settings added after runs were made: at these values (the behaviour before them) they stay out of the hash, so
-# that those runs still resume.
-ADDED_AT_DEFAULT = {
-    ("data", "trim_silence"): False,
-    ("optimizer", "ema_momentum"): None,
-    ("data", "train_weights"): [],
-    ("trainer", "init_from"): None,
-    ("trainer", "freeze_layers"): 0,
-    ("trainer", "freeze_epochs"): 0,
-    ("trainer", "init_cmvn"): "train",
-    ("trainer", "intermediate_ctc"): 0.0,
-    ("trainer", "intermediate_ctc_layer"): None,
-}
-
-
-def config_sha256(options: RunOptions) -> str:
-    """Hash of the settings that decide a run's training numbers (hashed_settings): a run resumes on another
-    number of devices or workers."""
-    return hashlib.sha256(json.dumps(hashed_settings(options), sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def hashed_settings(options: RunOptions) -> dict:
-    """The settings that decide a run's training numbers, as JSON values: not resume, progress display, samples
-    listed, threads, strategy and devices, feature extraction processes and shards, cache and storage, the
-    language model (it comes after training), nor a setting of ADDED_AT_DEFAULT at its default."""
-    settings = json.loads(json.dumps(asdict(options)))  # enums as their values
-    settings.pop("lm")
-    for key in (
-        "resume",
-        "verbose",
-        "samples",
-        "threads",
-        "checkpoint_every_epochs",
-        "checkpoint_every_seconds",
-        "strategy",
-        "cpu_devices",
-    ):
-        settings["trainer"].pop(key)
-    for key in ("workers", "cache", "cache_dir", "storage", "shard", "num_shards"):
-        settings["data"].pop(key)
-    for (group, key), default in ADDED_AT_DEFAULT.items():
-        if settings[group][key] == default:
-            settings[group].pop(key)
-    if options.trainer.init_from is not None:  # the source's content, wherever it lies
-        settings["trainer"]["init_from"] = read_source(options.trainer.init_from).sha256
-    return settings
+def describe_lm(options: LMOptions, decoder: LMDecoder) -> str:
+    """The chosen language model in words, for the log."""
+    weights = decoder.weights
+    text = (
+        f"character {options.order}-gram language model: weight {weights.alpha:g}, bonus {weights.beta:g} per character"
+    )
+    if options.kind == LMKind.word:
+        text += (
+            f"; word {options.word_order}-gram weight {weights.word:g}, penalty {weights.unknown:g} per unknown word"
+        )
+    return text
 
 
 def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> checkpoint.Checkpoint | None:
@@ -252,26 +272,36 @@ def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> c
             run_dir.mkdir(parents=True, exist_ok=True)
             checkpoint.move_aside(run_dir, RUN_FILES)
         return None
-    if found.state.config_sha256 != config_sha256(options):
+    settings = run_settings(options)
+    if found.state.settings is not None:
+        changed = differences(found.state.settings, settings)
+    else:  # a checkpoint written before settings were stored: its hash
+        changed = [] if found.state.config_sha256 == legacy_sha256(settings) else ["(the hash of the settings)"]
+    if changed:
         raise checkpoint.CheckpointError(
-            f"{run_dir} holds a run with other settings (checkpoint {found.path.name}); resume only with the "
-            f"same config, or pass trainer.resume=never to move that run aside and start over"
+            f"{run_dir} holds a run with other settings (checkpoint {found.path.name}: {'; '.join(changed[:4])}); "
+            f"resume only with the same config, or pass trainer.resume=never to move that run aside and start over"
         )
     log.info("resuming from %s (epoch %d of %d done)", found.path, found.state.epoch, options.trainer.epochs)
     return found
 
 
-def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = ()) -> float:
+def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = ()) -> RunResult:
     """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json,
-    prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one;
-    returns the best validation LER. Drops the graphs and gradient registrations it made, so the jobs of a
-    multirun in one process do not pile up memory (op determinism stays as the job set it)."""
+    prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one.
+    Drops the graphs and gradient registrations it made, so the jobs of a multirun in one process do not pile
+    up memory (op determinism stays as the job set it)."""
     global _last_job_ended
     known = compat.custom_gradient_names()
     started = max(process_started(), _last_job_ended)  # the process's start, or the end of its previous job
+    run = None
     try:
-        return _train(options, Path(run_dir), overrides, started)
+        run = setup_run(options, Path(run_dir), overrides, started)
+        fit(run)
+        return finish_run(run)
     finally:
+        if run is not None and not run.chief:
+            shutil.rmtree(run.write_dir, ignore_errors=True)
         _last_job_ended = time.time()
         keras.mixed_precision.set_dtype_policy("float32")  # the next job of a multirun starts from the default
         compat.forget_custom_gradients(known)
@@ -279,8 +309,11 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
         gc.collect()
 
 
-def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_started: float) -> float:
-    """The body of `train`; `job_started` is the wall-clock time (time.time()) the job's wall_seconds count from."""
+def setup_run(
+    options: RunOptions, run_dir: Path, overrides: Sequence[str] = (), job_started: float | None = None
+) -> Run:
+    """Check the settings, start the strategy, prepare the data (prepare_report.json), build the model (from
+    trainer.init_from's weights, or a resumed checkpoint's) and its provenance."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
     options, source = adopt_source(options)  # trainer.init_from checked before any data is read
     if options.lm.order:
@@ -291,59 +324,80 @@ def _train(options: RunOptions, run_dir: Path, overrides: Sequence[str], job_sta
     strategy = make_strategy(trainer.strategy, workers, trainer.cpu_devices)  # before any other TensorFlow op
     set_determinism(options.seed, trainer.deterministic)
     resumed = start_or_resume(options, run_dir, workers.is_chief)
+    write_dir = run_dir
     if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one
-        scratch = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
-        try:
-            best = _fit(options, scratch, overrides, job_started, strategy, resumed, source, chief=False)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        print(f"worker {workers.index} of {workers.num_workers} done; the chief writes {run_dir}")
-        return best
-    return _fit(options, run_dir, overrides, job_started, strategy, resumed, source)
-
-
-def _fit(
-    options: RunOptions,
-    run_dir: Path,
-    overrides: Sequence[str],
-    job_started: float,
-    strategy,
-    resumed: checkpoint.Checkpoint | None,
-    source: Source | None = None,
-    chief: bool = True,
-) -> float:
-    """Prepare, fit under `strategy` (from `source`'s weights, or resuming from `resumed`), evaluate, save into
-    run_dir (and, the chief, report on the console)."""
-    trainer = options.trainer
+        write_dir = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
     cmvn = source.cmvn if source is not None and trainer.init_cmvn == InitCMVN.source else None
-    prepared = prepare_data(options.data, options.features, options.model.stride, options.augment, cmvn=cmvn)
-    write_report(prepared.report, run_dir)
-    vocab = prepared.vocab
-    examples = prepared.examples
-    # lm.text read before training, so that a file that is not UTF-8 stops the run now, not after it
-    extra_text = read_extra_text(options.lm.text, vocab) if options.lm.order and options.lm.text else None
-    batch_size, epochs = trainer.batch_size, trainer.epochs
-    replicas = strategy.num_replicas_in_sync  # every batch gives each replica at least one utterance
+    data = prepare_data(options.data, options.features, options.model.stride, options.augment, cmvn=cmvn)
+    write_prepare_report(data.report, write_dir)
+    extra_text = read_extra_text(options.lm.text, data.vocab) if options.lm.order and options.lm.text else None
+    plans = training_plans(options, data.examples["train"], strategy.num_replicas_in_sync)
+    model, transfer = build_model(options, data, strategy, len(plans[0].batches), source)
+    origin = provenance.collect(overrides, SOURCE_ROOT, data.report.dataset_sha256)
+    if source is not None:
+        origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}
+    provenance.start(write_dir, origin)
+    settings = run_settings(options)
+    state, resumed_from = RunState(config_sha256=settings_sha256(settings), settings=settings), None
+    if resumed is not None:
+        checkpoint.restore(model, resumed)
+        state, resumed_from = resumed.state, resumed.state.epoch  # the callbacks advance state.epoch
+        state.config_sha256, state.settings = settings_sha256(settings), settings
+    return Run(
+        options=options,
+        run_dir=run_dir,
+        write_dir=write_dir,
+        data=data,
+        plans=plans,
+        strategy=strategy,
+        model=model,
+        state=state,
+        origin=origin,
+        job_started=process_started() if job_started is None else job_started,
+        workers=workers,
+        resumed_from=resumed_from,
+        source=source,
+        transfer=transfer,
+        extra_text=extra_text,
+    )
+
+
+def training_plans(options: RunOptions, train: list[Example], replicas: int) -> list[EpochPlan]:
+    """The batches of every epoch: seeded, bucketed, weighted by source (data.train_weights), each batch giving
+    every replica at least one utterance."""
     sources = options.data.train_paths  # data.train_weights: a factor per path, in this order
-    groups = np.array([sources.index(e.source) if e.source in sources else 0 for e in examples["train"]], np.int64)
-    plans = epoch_plans(
-        examples["train"],
-        batch_size,
+    groups = np.array([sources.index(e.source) if e.source in sources else 0 for e in train], np.int64)
+    trainer = options.trainer
+    return epoch_plans(
+        train,
+        trainer.batch_size,
         options.seed,
         trainer.bucketing,
-        epochs,
+        trainer.epochs,
         trainer.batch_frames,
         replicas,
         groups,
         options.data.train_weights,
     )
-    steps_per_epoch = len(plans[0].batches)  # the same every epoch
+
+
+def build_model(
+    options: RunOptions,
+    data: PreparedData,
+    strategy: tf.distribute.Strategy,
+    steps_per_epoch: int,
+    source: Source | None,
+) -> tuple[CTCModel, dict | None]:
+    """The compiled model under `strategy` (from `source`'s weights, if any) and what was copied from it."""
+    trainer = options.trainer
     # float16 layers (variables and the CTC loss float32; Keras adds loss scaling) or float32 throughout
     keras.mixed_precision.set_dtype_policy("mixed_float16" if trainer.mixed_precision else "float32")
     with strategy.scope():
-        model = CTCModel(options.features.num_features, vocab.characters, options.model, options.augment, options.seed)
+        model = CTCModel(
+            options.features.num_features, data.vocab.characters, options.model, options.augment, options.seed
+        )
         model.compile(
-            optimizer=build_optimizer(options.optimizer, steps_per_epoch, epochs, clip=False),
+            optimizer=build_optimizer(options.optimizer, steps_per_epoch, trainer.epochs, clip=False),
             clipnorm=options.optimizer.clipnorm,
         )
         transfer = None
@@ -353,61 +407,43 @@ def _fit(
             transfer.update(freeze_layers=trainer.freeze_layers, freeze_epochs=trainer.freeze_epochs)
         model.freeze_lowest(trainer.freeze_layers if trainer.freeze_epochs else 0)
         model.intermediate_ctc(trainer.intermediate_ctc, trainer.intermediate_ctc_layer)
-    origin = provenance.collect(overrides, SOURCE_ROOT, prepared.report["dataset_sha256"])
-    if source is not None:
-        origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}
-    provenance.start(run_dir, origin)
-    greedy_bundle = Bundle(model, options.features, vocab, prepared.cmvn)
-    infer = inference_function(model)  # one traced graph for the TensorBoard samples and the test split
-    shown = examples["valid"][:TB_SAMPLES]
+    return model, transfer
 
-    def valid_samples() -> list[dict]:
-        with averaged_weights(model):  # the weights that are validated
-            return evaluate(greedy_bundle, shown, batch_size, TB_SAMPLES, infer)["samples"]
 
-    samples = valid_samples if shown else None
-    state = RunState(config_sha256=config_sha256(options))
-    resumed_from = None
-    if resumed is not None:
-        checkpoint.restore(model, resumed)
-        state, resumed_from = resumed.state, resumed.state.epoch  # the callbacks advance state.epoch
-    train_keys = [e.key for e in examples["train"]]
-
-    def batch_keys(epoch: int, batch: int) -> list[str]:
-        return [train_keys[i] for i in plans[epoch].batches[batch]]
-
-    caught: list[int] = []
+def fit(run: Run) -> None:
+    """Train the epochs left (none when a resumed run had ended), writing metrics.jsonl, checkpoints, curves and
+    TensorBoard logs; then put the best epoch's weights (trainer.keep_best) or the averaged ones into the model."""
+    options, state, model = run.options, run.state, run.model
+    trainer = options.trainer
+    signals = StopSignals()
+    train_keys = [e.key for e in run.data.examples["train"]]
     callbacks = training_callbacks(
-        state, run_dir, trainer, options.optimizer, [plan.padding_share for plan in plans], samples, batch_keys, caught
+        state,
+        run.write_dir,
+        trainer,
+        options.optimizer,
+        [plan.padding_share for plan in run.plans],
+        validation_samples(run),
+        lambda epoch, batch: [train_keys[i] for i in run.plans[epoch].batches[batch]],
+        signals,
     )
     # metrics.jsonl holds exactly the epochs of the checkpoint (a line written after it is dropped)
-    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in state.records))
-
-    if state.epoch < epochs and not state.stopped:
-        valid_data, valid_steps = None, None
-        if examples["valid"]:
-            valid_plan = epoch_plans(
-                examples["valid"], batch_size, None, batch_frames=trainer.batch_frames, min_items=replicas
-            )
-            valid_data = distributed_dataset(strategy, examples["valid"], valid_plan, repeat=True)
-            if is_distributed(strategy):
-                valid_steps = len(valid_plan[0].batches)
-        with stop_signals(caught):  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
+    atomic_write_text(run.write_dir / METRICS_FILE, "".join(json.dumps(r.to_json()) + "\n" for r in state.records))
+    if state.epoch < trainer.epochs and not state.stopped:
+        valid_data, valid_steps = validation_data(run)
+        with signals.catching():  # SIGINT / SIGTERM end the run after the current batch (StopOnSignal)
             model.fit(
-                distributed_dataset(strategy, examples["train"], plans[state.epoch :]),
+                distributed_dataset(run.strategy, run.data.examples["train"], run.plans[state.epoch :]),
                 validation_data=valid_data,
                 validation_steps=valid_steps,
                 initial_epoch=state.epoch,
-                epochs=epochs,
-                steps_per_epoch=steps_per_epoch,
+                epochs=trainer.epochs,
+                steps_per_epoch=len(run.plans[0].batches),  # the same every epoch
                 callbacks=callbacks,
                 shuffle=False,  # the dataset reshuffles itself from the run's seed
                 verbose=trainer.verbose,
             )
-        stall = time.perf_counter() - callbacks[-1].train_ended  # WriteMetrics, the last: sets train_seconds
-        if stall > 1.0:  # seen with a Python-generator dataset; kept as a guard
-            log.warning("fit returned %.1f s after training ended", stall)
-        if is_distributed(strategy):  # every worker holds the same weights: the logs of all workers show it
+        if is_distributed(run.strategy):  # every worker holds the same weights: the logs of all workers show it
             log.info("weights after training: sha256 %s", weights_digest(model))
     if trainer.keep_best and state.best_weights is not None:
         model.set_weights(state.best_weights)
@@ -415,43 +451,83 @@ def _fit(
     else:  # the moving averages of the weights where the optimizer keeps them (fit did so if it ran)
         model.optimizer.finalize_variable_values(model.trainable_variables)
 
+
+def validation_samples(run: Run) -> Callable[[], list[dict]] | None:
+    """What TensorBoard shows each epoch: the first validation utterances decoded with the validated weights."""
+    shown = run.data.examples["valid"][:TB_SAMPLES]
+    if not shown:
+        return None
+    bundle, infer = run.bundle, inference_function(run.model)
+
+    def samples() -> list[dict]:
+        with averaged_weights(run.model):  # the weights that are validated
+            return evaluate(bundle, shown, run.options.trainer.batch_size, TB_SAMPLES, infer)["samples"]
+
+    return samples
+
+
+def validation_data(run: Run) -> tuple[tf.data.Dataset | None, int | None]:
+    """The validation batches for fit (repeated: one pass per epoch) and, distributed, their count."""
+    valid = run.data.examples["valid"]
+    if not valid:
+        return None, None
+    trainer, replicas = run.options.trainer, run.strategy.num_replicas_in_sync
+    plan = epoch_plans(valid, trainer.batch_size, None, batch_frames=trainer.batch_frames, min_items=replicas)
+    steps = len(plan[0].batches) if is_distributed(run.strategy) else None
+    return distributed_dataset(run.strategy, valid, plan, repeat=True), steps
+
+
+def finish_run(run: Run) -> RunResult:
+    """Fit the language model (lm.order), score the test split, save the bundle, write result.json and the end
+    of provenance.json; report on the console (the chief)."""
+    options, state, data = run.options, run.state, run.data
+    batch_size, examples = options.trainer.batch_size, data.examples
+    infer = inference_function(run.model)  # one traced graph for the language model's tuning and the test split
     decoder, lm_report = (
-        fit_lm(options.lm, model, vocab, examples, batch_size, infer, extra_text) if options.lm.order else (None, None)
+        fit_lm(options.lm, run.model, data.vocab, examples, batch_size, infer, run.extra_text)
+        if options.lm.order
+        else (None, None)
     )
     test = greedy = None
     if examples["test"]:
-        test = evaluate(replace(greedy_bundle, lm=decoder), examples["test"], batch_size, trainer.samples, infer)
+        test = evaluate(replace(run.bundle, lm=decoder), examples["test"], batch_size, options.trainer.samples, infer)
         if decoder is not None:
-            greedy = evaluate(greedy_bundle, examples["test"], batch_size, 0, infer)
+            greedy = evaluate(run.bundle, examples["test"], batch_size, 0, infer)
     longest = options.features.seconds(max(len(e.features) for e in examples["train"]))  # at speed 1
-    save_bundle(run_dir / BUNDLE_DIR, model, options.features, vocab, prepared.cmvn, longest, decoder, prepared.margins)
+    save_bundle(
+        run.write_dir / BUNDLE_DIR, run.model, options.features, data.vocab, data.cmvn, longest, decoder, data.margins
+    )
     best, best_ler = state.best_epoch()
-    result = {
-        "best_epoch": best,
-        "best_val_ler": best_ler,
-        "epochs": len(state.records),
-        "train_seconds": round(state.train_seconds, 3),
-        "end_of_epoch_seconds": round(sum(r.get("end_of_epoch_seconds", 0.0) for r in state.records), 3),
-        "wall_seconds": round(time.time() - job_started, 3),
-        "resumed_from_epoch": resumed_from,
-        "test": {k: v for k, v in test.items() if k not in ("samples", "hyps")} if test else None,
-        "samples": test["samples"] if test else [],
-        "rejected": prepared.report["rejected"],
-    }
-    if transfer is not None:
-        result["init_from"] = transfer
-    if test and (splits := per_source(test["hyps"], examples["test"])):  # a test split of several paths
-        result["test_splits"] = splits
-    if decoder is not None:  # `test` is then the language model's; the acoustic model's alone beside it
-        result["test_greedy"] = {k: v for k, v in greedy.items() if k not in ("samples", "hyps")} if greedy else None
-        result["lm"] = lm_report
-    atomic_write_text(run_dir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
-    provenance.finish(run_dir, origin)
-    if chief:
-        report(result, run_dir)
+    result = RunResult(
+        best_epoch=best,
+        best_val_ler=best_ler,
+        epochs=len(state.records),
+        train_seconds=round(state.train_seconds, 3),
+        end_of_epoch_seconds=round(sum(r.end_of_epoch_seconds or 0.0 for r in state.records), 3),
+        wall_seconds=round(time.time() - run.job_started, 3),
+        resumed_from_epoch=run.resumed_from,
+        test=scores(test),
+        samples=test["samples"] if test else [],
+        rejected=data.report.rejected,
+        init_from=run.transfer,
+        test_splits=per_source(test["hyps"], examples["test"]) if test else None,
+        lm=lm_report,
+        test_greedy=scores(greedy),
+    )
+    atomic_write_text(run.write_dir / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
+    provenance.finish(run.write_dir, run.origin)
+    if run.chief:
+        report(result, run.run_dir)
+    else:
+        print(f"worker {run.workers.index} of {run.workers.num_workers} done; the chief writes {run.run_dir}")
     if not math.isfinite(best_ler):
         raise TrainingDiverged(f"the best validation LER is {best_ler}")
-    return float(best_ler)
+    return result
+
+
+def scores(evaluated: dict | None) -> dict | None:
+    """The figures of evaluate()'s output (no transcripts)."""
+    return {k: v for k, v in evaluated.items() if k not in ("samples", "hyps")} if evaluated else None
 
 
 def per_source(hyps: Sequence[str], examples: Sequence[Example]) -> dict[str, dict] | None:
@@ -472,15 +548,15 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def report(result: dict, run_dir: Path) -> None:
+def report(result: RunResult, run_dir: Path) -> None:
     """A few human lines on the console."""
     print(
-        f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s; "
-        f"best validation LER {result['best_val_ler']:.4f} at epoch {result['best_epoch']}"
+        f"trained {result.epochs} epochs in {result.train_seconds:.1f} s; "
+        f"best validation LER {result.best_val_ler:.4f} at epoch {result.best_epoch}"
     )
-    if result["test"]:
-        t = result["test"]
+    if result.test:
+        t = result.test
         print(f"test: LER {t['ler']:.4f}  WER {t['wer']:.4f}  utterance accuracy {t['utt_acc']:.4f}  (n={t['n']})")
-        for s in result["samples"][:5]:
+        for s in result.samples[:5]:
             print(f"  {'==' if s['ref'] == s['hyp'] else '!='} ref: {s['ref']!r}  hyp: {s['hyp']!r}")
     print(f"run directory: {run_dir}")

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from asr.files import atomic_write
+from asr.training.state import EpochRecord
 
 DPI = 100  # 8x3.5 inches -> 800x350 pixels: legible, a few tens of kB
 
@@ -37,16 +38,16 @@ def _save(figure, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def learning_curves(records: Sequence[Mapping], path: Path) -> None:
+def learning_curves(records: Sequence[EpochRecord], path: Path) -> None:
     """Loss and LER per epoch, train and validation, side by side."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(8, 3.5))
     # fixed margins: matplotlib's constrained layout costs more than the drawing itself
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.91, wspace=0.22)
-    epochs = [r["epoch"] for r in records]
+    epochs = [r.epoch for r in records]
     for ax, metric, title in ((axes[0], "loss", "CTC loss"), (axes[1], "ler", "label error rate")):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
-            values = [r.get(key, math.nan) for r in records]
+            values = [math.nan if getattr(r, key) is None else getattr(r, key) for r in records]
             if not all(math.isnan(v) for v in values):
                 ax.plot(epochs, values, marker=".", label=label)
         ax.set_title(title)

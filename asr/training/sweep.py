@@ -16,10 +16,10 @@ import yaml
 
 from asr.files import atomic_write_text
 from asr.system import usable_cpus
+from asr.training.state import STATUS_FILE
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 REPORT_CSV = "sweep_report.csv"
 REPORT_PNG = "sweep_report.png"
 COLUMNS = ("job", "status", "overrides", "best_val_ler", "test_ler", "test_wer", "epochs", "train_seconds")
@@ -119,7 +119,7 @@ def markdown(header: list[str], cells: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(sweep_dir: Path, out_dir: Path | None = None) -> tuple[str, Path, Path]:
+def write_sweep_report(sweep_dir: Path, out_dir: Path | None = None) -> tuple[str, Path, Path]:
     """Markdown table (returned), sweep_report.csv and sweep_report.png in out_dir (default: the sweep)."""
     from asr.training.plots import sweep_plot
 
