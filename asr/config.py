@@ -9,26 +9,22 @@ that point sees a DictConfig.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import types
 import typing
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from asr.data.features import FeatureOptions
-from asr.data.options import MASK_FIELDS, AugmentOptions, DataOptions
+from asr.data.options import AugmentOptions, DataOptions
 from asr.errors import UserError
 from asr.model.options import LMOptions, ModelOptions
 from asr.system import SOURCE_ROOT
 from asr.training.options import OptimizerOptions, RunOptions, TrainerOptions
-
-log = logging.getLogger(__name__)
 
 
 def repo_root() -> str:
@@ -50,9 +46,9 @@ def _schema_type(hint: Any) -> Any:
     return hint
 
 
-def _schema(frozen: type, name: str, deprecated: Sequence[tuple[str, Any]] = ()) -> type:
+def _schema(frozen: type, name: str) -> type:
     """A mutable dataclass with the fields, types and defaults of a frozen options class (Hydra merges into
-    its nodes), plus deprecated aliases defaulting to None."""
+    its nodes)."""
     hints = typing.get_type_hints(frozen)
     fields = []
     for f in dataclasses.fields(frozen):
@@ -61,25 +57,16 @@ def _schema(frozen: type, name: str, deprecated: Sequence[tuple[str, Any]] = ())
             fields.append((f.name, _schema_type(hints[f.name]), field(default_factory=lambda d=default: list(d))))
         else:
             fields.append((f.name, _schema_type(hints[f.name]), field(default=default)))
-    fields += [(alias, Optional[kind], field(default=None)) for alias, kind in deprecated]  # noqa: UP045
     return dataclasses.make_dataclass(name, fields)
 
 
-DataConfig = _schema(DataOptions, "DataConfig", [("speeds", list[float])])
+DataConfig = _schema(DataOptions, "DataConfig")
 FeaturesConfig = _schema(FeatureOptions, "FeaturesConfig")
 AugmentConfig = _schema(AugmentOptions, "AugmentConfig")
-ModelConfig = _schema(ModelOptions, "ModelConfig", [(name, int) for name in MASK_FIELDS])
-OptimizerConfig = _schema(OptimizerOptions, "OptimizerConfig", [("warmup_epochs", float)])
+ModelConfig = _schema(ModelOptions, "ModelConfig")
+OptimizerConfig = _schema(OptimizerOptions, "OptimizerConfig")
 TrainerConfig = _schema(TrainerOptions, "TrainerConfig")
 LMConfig = _schema(LMOptions, "LMConfig")
-
-# Deprecated keys: (group, old key) -> (group, new key). docs/upgrading.md lists them.
-DEPRECATED = {
-    ("data", "speeds"): ("augment", "speeds"),
-    **{("model", name): ("augment", name) for name in MASK_FIELDS},
-    ("optimizer", "warmup_epochs"): ("optimizer", "warmup_ratio"),
-}
-
 
 GROUPS = ("data", "features", "augment", "model", "optimizer", "trainer", "lm")
 
@@ -100,13 +87,13 @@ class Config:
 
 
 def _plain(group: Any) -> dict:
-    """A schema node (dataclass instance) as a dict without the deprecated aliases."""
+    """A schema node (dataclass instance) as a dict of its fields."""
     return {f.name: getattr(group, f.name) for f in dataclasses.fields(group)}
 
 
 def to_options(cfg: Config | DictConfig) -> RunOptions:
-    """Typed, validated options of a composed config; deprecated keys are moved to their new place with a
-    warning. Raises ValueError naming the key for a value the schema cannot catch (a negative rate...)."""
+    """Typed, validated options of a composed config. Raises ValueError naming the key for a value the schema
+    cannot catch (a negative rate...)."""
     if isinstance(cfg, DictConfig):
         if required := required_keys(cfg):
             raise ConfigError(
@@ -115,14 +102,6 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
             )
         cfg = OmegaConf.to_object(cfg)
     groups = {name: _plain(getattr(cfg, name)) for name in GROUPS}
-    for (old_group, old), (new_group, new) in DEPRECATED.items():
-        value = groups[old_group].pop(old)
-        if value is None:
-            continue
-        message = f"{old_group}.{old} is deprecated; use {new_group}.{new} (docs/upgrading.md)"
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        log.warning(message)
-        groups[new_group][new] = value
     try:
         return _options(cfg, groups)
     except ValueError as e:  # raised by the options' own checks, each naming its key

@@ -123,24 +123,22 @@ def test_saving_again_replaces_the_bundle_whole_and_leaves_no_temporary_folder(s
     assert not np.array_equal(other(x).numpy(), model(x).numpy())
 
 
-def test_a_bundle_written_before_options_were_grouped_still_loads(saved):
+def test_a_bundle_without_the_later_fields_loads_and_a_flat_model_field_is_refused_naming_the_file(saved):
     model, run_dir = saved
     path = run_dir / "model" / BUNDLE_FILE
     spec = json.loads(path.read_text())
-    # the flat model settings of earlier bundles: every model and mask setting side by side, 0.0 for Glorot
-    flat = {"num_features": 26, "characters": spec["model"]["characters"], "seed": 0, "dropout": 0.0}
-    flat |= {"num_layers": 1, "units": 8, "bidirectional": True, "logits_init_stddev": 0.0, "stride": 2}
-    flat |= {"time_masks": 2, "time_mask_width": 6, "freq_masks": 0, "freq_mask_width": 0}
     added_later = ("fold_accents", "max_seconds", "silence_margins")
-    old = {k: v for k, v in spec.items() if k not in added_later}
-    path.write_text(json.dumps({**old, "model": flat, "features": {**spec["features"], "normalize": "utterance"}}))
+    path.write_text(json.dumps({k: v for k, v in spec.items() if k not in added_later}))
     bundle = load_bundle(run_dir)
     assert bundle.max_seconds == DEFAULT_MAX_SECONDS and bundle.vocab.fold_accents  # as such bundles behaved
     assert bundle.margins is None  # long recordings then get the default margins
-    assert bundle.model.options == ModelOptions(num_layers=1, units=8, stride=2)
-    assert bundle.model.augment.time_masks == 2
     x = {"features": np.ones((1, 6, 26), np.float32), "lengths": np.array([6])}
     np.testing.assert_array_equal(bundle.model(x).numpy(), model(x).numpy())
+    # the flat model settings of bundles before options were grouped: every setting side by side
+    flat = {"num_features": 26, "characters": spec["model"]["characters"], "seed": 0, "num_layers": 1, "units": 8}
+    path.write_text(json.dumps({**spec, "model": flat}))
+    with pytest.raises(BundleError, match=f"{path}: invalid settings .*lacks its options and augment groups"):
+        load_bundle(run_dir)
 
 
 def test_a_language_model_travels_with_the_bundle_and_a_missing_one_is_named(tmp_path, built):

@@ -33,7 +33,7 @@ def test_optimizer_choice_and_clipping():
     assert isinstance(build_optimizer(OptimizerOptions(name="sgd", momentum=0.9), 10, 2), keras.optimizers.SGD)
     adamw = build_optimizer(OptimizerOptions(name="adamw", weight_decay=0.01, clipnorm=1.0), 10, 2)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.clipnorm == 1.0
-    assert build_optimizer(OptimizerOptions(clipnorm=0.0), 10, 2).clipnorm is None  # 0: the old "off"
+    assert build_optimizer(OptimizerOptions(clipnorm=None), 10, 2).clipnorm is None
 
 
 @pytest.mark.parametrize("momentum", [0.0, 1.0, 1.2, -0.5])

@@ -107,9 +107,7 @@ class DataOptions:
                 f"num_shards={self.num_shards}"
             )
         object.__setattr__(self, "holdout_speakers", tuple(self.holdout_speakers))
-        if self.workers == 0:  # the value that meant "one per core" before `null` did
-            object.__setattr__(self, "workers", None)
-        if self.workers is not None and self.workers < 0:
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"data.workers must be >= 1 or null (one per core), got {self.workers}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")

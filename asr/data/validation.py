@@ -43,9 +43,6 @@ class Problem:
     reason: str
 
 
-Rejected = Problem  # the name before warnings were reported too
-
-
 # Characters per second of audio (transcript length / duration) outside this range draw a warning: speech runs
 # at 8-18 here (every file in ../shared/data lies within 1.0-27.5); far outside, the transcript or the audio is
 # probably not the right one, or the recording is mostly silence.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import keras
 import numpy as np
@@ -15,8 +15,6 @@ from asr.model.decoding import greedy_sparse, text_table
 from asr.model.metrics import ErrorRate, words_sparse
 from asr.model.options import ModelOptions
 from asr.model.steps import StepModel
-
-MODEL_FIELDS = tuple(f.name for f in fields(ModelOptions))
 
 
 def labels_to_sparse(labels: tf.Tensor) -> tf.SparseTensor:
@@ -141,13 +139,15 @@ class CTCModel(BuildFromShapes, StepModel):
 
     @classmethod
     def from_config(cls, config: dict) -> CTCModel:
-        """The model of a get_config() dict, or of the flat dict that bundles before options were grouped hold
-        (num_layers, units, ..., time_masks, ... side by side)."""
+        """The model of a get_config() dict (ValueError for another shape)."""
         config = dict(config)
-        flat = {name: config.pop(name) for name in [*MODEL_FIELDS, *MASK_FIELDS] if name in config}
-        options = config.pop("options", None) or {k: v for k, v in flat.items() if k in MODEL_FIELDS}
-        augment = config.pop("augment", None) or {k: v for k, v in flat.items() if k in MASK_FIELDS}
-        return cls(options=ModelOptions(**options), augment=AugmentOptions(**augment), **config)
+        if not isinstance(config.get("options"), dict) or not isinstance(config.get("augment"), dict):
+            raise ValueError(
+                "the model field lacks its options and augment groups (a bundle in the flat layout retired in "
+                "2026-12): nest them as docs/upgrading.md shows, or retrain"
+            )
+        options, augment = ModelOptions(**config.pop("options")), AugmentOptions(**config.pop("augment"))
+        return cls(options=options, augment=augment, **config)
 
     def output_lengths(self, lengths: tf.Tensor) -> tf.Tensor:
         """Logit frames per utterance: ceil(lengths / stride)."""

@@ -29,8 +29,8 @@ class ModelOptions:
     lookahead: int = 0
 
     def __post_init__(self) -> None:
-        if self.logits_init_stddev is not None and self.logits_init_stddev <= 0:  # 0 meant Glorot before null did
-            object.__setattr__(self, "logits_init_stddev", None)
+        if self.logits_init_stddev is not None and self.logits_init_stddev <= 0:
+            raise ValueError(f"model.logits_init_stddev must be > 0 or null (Glorot), got {self.logits_init_stddev}")
         if self.num_layers < 1 or self.units < 1:
             raise ValueError(f"model.num_layers and model.units must be >= 1, got {self.num_layers}, {self.units}")
         if self.stride < 1:

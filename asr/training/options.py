@@ -84,8 +84,8 @@ class OptimizerOptions:
                 f"(0.99 is usual) or null for no average, got {self.ema_momentum}"
             )
         object.__setattr__(self, "schedule", Schedule(self.schedule))
-        if self.clipnorm is not None and self.clipnorm <= 0:  # 0 meant "no clipping" before null did
-            object.__setattr__(self, "clipnorm", None)
+        if self.clipnorm is not None and self.clipnorm <= 0:
+            raise ValueError(f"optimizer.clipnorm must be > 0 or null (no clipping), got {self.clipnorm}")
         if self.lr <= 0:
             raise ValueError(f"optimizer.lr must be positive, got {self.lr}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -146,12 +146,8 @@ class TrainerOptions:
         object.__setattr__(self, "resume", Resume(self.resume))
         object.__setattr__(self, "strategy", Strategy(self.strategy))
         object.__setattr__(self, "init_cmvn", InitCMVN(self.init_cmvn))
-        # 0 (threads, patience) and negative (stop_at_val_ler) meant "off" before null did
-        for name in ("threads", "patience", "cpu_devices"):
-            if getattr(self, name) == 0:
-                object.__setattr__(self, name, None)
         if self.stop_at_val_ler is not None and self.stop_at_val_ler < 0:
-            object.__setattr__(self, "stop_at_val_ler", None)
+            raise ValueError(f"trainer.stop_at_val_ler must be >= 0 or null (off), got {self.stop_at_val_ler}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"trainer.epochs and trainer.batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
@@ -184,9 +180,12 @@ class TrainerOptions:
                 "trainer.intermediate_ctc is the auxiliary loss's weight, in [0, 1) (0: off), got "
                 f"{self.intermediate_ctc}"
             )
-        for name in ("threads", "patience", "max_skipped_in_a_row", "cpu_devices"):
-            if (getattr(self, name) or 0) < 0:
+        for name in ("threads", "patience", "cpu_devices"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"trainer.{name} must be >= 1 or null (off), got {getattr(self, name)}")
+        if self.max_skipped_in_a_row is not None and self.max_skipped_in_a_row < 0:
+            limit = self.max_skipped_in_a_row
+            raise ValueError(f"trainer.max_skipped_in_a_row must be >= 0 or null (off), got {limit}")
 
 
 @dataclass(frozen=True)
