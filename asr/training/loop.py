@@ -28,24 +28,14 @@ import tensorflow as tf
 from asr import compat
 from asr.data.batching import EpochPlan, epoch_plans
 from asr.data.preparation import REPORT_FILE, PreparedData, prepare_data, write_prepare_report
-from asr.data.text import Vocabulary, error_rates
+from asr.data.text import error_rates
 from asr.data.validation import Example
 from asr.files import atomic_write_text
 from asr.inference.bundle import Bundle, save_bundle
 from asr.inference.options import DecodeOptions
-from asr.inference.transcribe import decode_features, features_log_probs, inference_function
+from asr.inference.transcribe import decode_features, inference_function
 from asr.model.ctc import CTCModel
-from asr.model.lm import NgramLM
-from asr.model.lm_search import (
-    ExtraText,
-    LMDecoder,
-    check_text_files,
-    estimate_character_lm,
-    read_extra_text,
-    tune_weights,
-    tune_word_weights,
-)
-from asr.model.options import LMKind, LMOptions
+from asr.model.lm_search import ExtraText, check_text_files, read_extra_text
 from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, cluster, provenance
 from asr.training.callbacks import (
@@ -57,6 +47,7 @@ from asr.training.callbacks import (
     training_callbacks,
 )
 from asr.training.distribute import distributed_dataset, is_distributed, make_strategy
+from asr.training.language_model import fit_lm
 from asr.training.optimizers import averaged_weights, build_optimizer
 from asr.training.options import InitCMVN, Resume, RunOptions
 from asr.training.settings import differences, legacy_sha256, run_settings, settings_sha256
@@ -194,73 +185,6 @@ def evaluate(bundle: Bundle, examples: list[Example], batch_size: int, samples: 
             {"audio": e.key, "ref": r, "hyp": h} for e, r, h in list(zip(examples, refs, hyps, strict=True))[:samples]
         ],
     }
-
-
-def fit_lm(
-    options: LMOptions,
-    model: CTCModel,
-    vocab: Vocabulary,
-    examples: dict,
-    batch_size: int,
-    infer: Callable,
-    extra: ExtraText | None = None,
-) -> tuple[LMDecoder, dict]:
-    """A character language model of the training transcripts (and of `extra`, lm.text), with the weights of
-    those listed in `options` that decode the validation split best; and what was tried (for result.json)."""
-    started = time.perf_counter()
-    texts = [e.text for e in examples["train"]] + list(extra.sentences if extra is not None else ())
-    lm = estimate_character_lm(texts, options.order)
-    valid = examples["valid"]
-    log_probs = features_log_probs(model, [e.features for e in valid], batch_size, infer)
-    decoder, tried = tune_weights(
-        LMDecoder(lm, beam_width=options.beam_width),
-        log_probs,
-        [e.text for e in valid],
-        vocab.characters,
-        options.alphas,
-        options.betas,
-    )
-    if options.kind == LMKind.word:  # the word model on top of the character model's chosen pair
-        words = NgramLM.estimate(texts, options.word_order)
-        decoder, more = tune_word_weights(
-            replace(decoder, words=words),
-            log_probs,
-            [e.text for e in valid],
-            vocab.characters,
-            options.word_weights,
-            options.unknown_penalties,
-        )
-        tried += more
-    log.info(
-        "%s (of %d settings tried on %d validation utterances)", describe_lm(options, decoder), len(tried), len(valid)
-    )
-    report = {
-        "kind": str(options.kind),
-        "order": options.order,
-        "alpha": decoder.weights.alpha,
-        "beta": decoder.weights.beta,
-        "beam_width": decoder.beam_width,
-        "tried": tried,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    if options.kind == LMKind.word:
-        report |= {"word_order": options.word_order, "word": decoder.weights.word, "unknown": decoder.weights.unknown}
-    if extra is not None:
-        report["text"] = extra.report
-    return decoder, report
-
-
-def describe_lm(options: LMOptions, decoder: LMDecoder) -> str:
-    """The chosen language model in words, for the log."""
-    weights = decoder.weights
-    text = (
-        f"character {options.order}-gram language model: weight {weights.alpha:g}, bonus {weights.beta:g} per character"
-    )
-    if options.kind == LMKind.word:
-        text += (
-            f"; word {options.word_order}-gram weight {weights.word:g}, penalty {weights.unknown:g} per unknown word"
-        )
-    return text
 
 
 def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> checkpoint.Checkpoint | None:
