@@ -1,5 +1,6 @@
-"""The package layout holds: imports run one way (data -> model -> inference -> training -> cli), no library
-module imports a command module, and the light modules that configs and --help need never load TensorFlow."""
+"""The package layout holds: imports run one way (data -> model -> inference -> training -> bench -> cli), no
+library module imports a command module, only `asr-bench` (asr/cli/bench.py) imports the benchmarks (asr.bench),
+and the light modules that configs and --help need never load TensorFlow."""
 
 import ast
 import subprocess
@@ -10,8 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "asr"
 # Position in the data flow; a module may import only from its own position or an earlier one.
-ORDER = {"data": 0, "model": 1, "inference": 2, "training": 3, "cli": 4}
-SHIMS = {"bench"}  # old console-script targets
+ORDER = {"data": 0, "model": 1, "inference": 2, "training": 3, "bench": 4, "cli": 5}
+BENCH_IMPORTER = PACKAGE / "cli" / "bench.py"  # the one module outside asr/bench that may import asr.bench
 # Modules that must load without TensorFlow: configs and --help go through them.
 LIGHT = [
     "config",
@@ -38,19 +39,19 @@ LIGHT = [
 
 
 def _imports(path: Path) -> list[str]:
-    """Every module a file imports, at any depth of its code."""
+    """Every module a file imports, at any depth of its code (`from a import b`: a, and a.b in case b is a module)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
-            found.append(node.module)
+            found += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
         elif isinstance(node, ast.Import):
             found += [a.name for a in node.names]
     return found
 
 
-def _is_shim(path: Path) -> bool:
-    """An old console-script module at the package top (a few lines re-exporting asr.cli)."""
-    return path.parent == PACKAGE and path.stem in SHIMS
+def _is_bench(module: str) -> bool:
+    """asr.bench or one of its modules (`from asr import bench` included)."""
+    return module == "asr.bench" or module.startswith("asr.bench.")
 
 
 def _stage(module: str) -> str | None:
@@ -58,8 +59,8 @@ def _stage(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[0] == "asr" and parts[1] in ORDER else None
 
 
-COMMANDS = {f"asr.{name}" for name in SHIMS} | {"asr.cli"}
-LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts[:-1] and not _is_shim(p))
+COMMANDS = {"asr.cli"}
+LIBRARY = sorted(p for p in PACKAGE.rglob("*.py") if "cli" not in p.relative_to(PACKAGE).parts[:-1])
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -69,6 +70,20 @@ def test_library_modules_import_no_command_and_only_earlier_stages(path):
         assert not any(module == c or module.startswith(f"{c}.") for c in COMMANDS), f"{path} imports {module}"
         if own and _stage(module):
             assert ORDER[_stage(module)] <= ORDER[own], f"{path} ({own}) imports {module}: against the data flow"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_asr_bench_imports_the_benchmarks(path):
+    if path == BENCH_IMPORTER or path.relative_to(PACKAGE).parts[0] == "bench":
+        return
+    for module in _imports(path):
+        assert not _is_bench(module), f"{path} imports {module}: only asr/cli/bench.py may import asr.bench"
+
+
+def test_the_benchmarks_are_a_package_and_asr_bench_imports_them():
+    assert not (PACKAGE / "bench.py").exists() and not (PACKAGE / "benchmark.py").exists()
+    assert (PACKAGE / "bench" / "__init__.py").exists()
+    assert any(_is_bench(m) for m in _imports(BENCH_IMPORTER))
 
 
 def test_light_modules_load_without_tensorflow():

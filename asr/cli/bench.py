@@ -1,6 +1,6 @@
 """`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...] | asr-bench resample | asr-bench train
 [OVERRIDES...]`: speed and memory against a baseline measured in the same run, printed and written as JSON (see
-asr.benchmark)."""
+the asr.bench package, one module per benchmark)."""
 
 from __future__ import annotations
 
@@ -92,21 +92,13 @@ def bench(args: argparse.Namespace) -> int:
     if args.what == "transcribe":
         check_inputs(args.model, args.audio)
     quiet_tensorflow()
-    from asr.benchmark import (
-        LSTM_BATCH_SIZES,
-        SCALE_FRACTIONS,
-        bench_jobs,
-        bench_lstm,
-        bench_resample,
-        bench_scale,
-        bench_train,
-        bench_transcribe,
-        lstm_table,
-        machine,
-        scale_plot,
-        scale_table,
-        train_table,
-    )
+    from asr.bench.common import machine
+    from asr.bench.jobs import bench_jobs
+    from asr.bench.lstm import LSTM_BATCH_SIZES, bench_lstm, lstm_table
+    from asr.bench.resample import bench_resample
+    from asr.bench.scale import SCALE_FRACTIONS, bench_scale, scale_plot, scale_table
+    from asr.bench.train import bench_train, train_table
+    from asr.bench.transcribe import bench_transcribe
 
     if args.what == "transcribe":
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files, args.hotwords)

@@ -1,5 +1,6 @@
-"""`asr-bench train`: the naive padded Keras pipeline against asr-train's, the machine's matmul rate, and the
-FLOP count. No test asserts a time: only that every figure is there, positive and finite."""
+"""The benchmarks of asr.bench through `asr-bench`: train (the naive padded Keras pipeline against asr-train's, the
+machine's matmul rate, the FLOP count), scale and lstm. No test asserts a time: only that every figure is there,
+positive and finite."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from asr.benchmark import NAIVE_PAD_VALUE, epoch_figures, linearity, naive_arrays, stack_forward_flop_per_frame
+from asr.bench.common import epoch_figures, stack_forward_flop_per_frame
+from asr.bench.naive import NAIVE_PAD_VALUE, naive_arrays
+from asr.bench.scale import linearity
 from asr.cli.bench import main, parse_args
 from asr.config import compose
 

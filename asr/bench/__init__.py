@@ -1,0 +1,1 @@
+"""What `asr-bench` measures: one module per benchmark, the helpers they share in `asr.bench.common`."""
