@@ -31,13 +31,13 @@ from asr.bench.naive import NAIVE_NUMCEP, train_naive
 from asr.system import usable_cpus
 
 if TYPE_CHECKING:
-    from asr.data.preparation import Prepared
+    from asr.data.preparation import PreparedData
     from asr.training.options import RunOptions
 
 log = logging.getLogger(__name__)
 
 
-def _prepare_limited(options: RunOptions, limit: int | None, fraction: float = 1.0) -> tuple[Prepared, list]:
+def _prepare_limited(options: RunOptions, limit: int | None, fraction: float = 1.0) -> tuple[PreparedData, list]:
     """The prepared data of asr-train (prepare_data) and the training split's utterances; with `limit`, the first
     `limit` utterances of the training and validation splits (no test split); with `fraction`, the first
     `fraction` of the training split (above 1: the whole split repeated, then a part of it again)."""
