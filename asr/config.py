@@ -184,7 +184,22 @@ def run_options(run_dir: Path) -> RunOptions:
         path = candidate / ".hydra" / "config.yaml"
         if path.is_file():
             try:
-                return to_options(OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path)))
+                return to_options(
+                    OmegaConf.merge(OmegaConf.structured(Config), without_unset_retired(OmegaConf.load(path)))
+                )
             except (OmegaConfBaseException, OSError) as e:
                 raise ConfigError(f"{path}: the run's settings do not load ({e})") from e
     raise ConfigError(f"{run_dir}: no .hydra/config.yaml here or above; pass the training run directory")
+
+
+def without_unset_retired(saved: DictConfig) -> DictConfig:
+    """A run's saved config without the keys the schema no longer has that were saved unset (null): what an
+    earlier schema wrote for its retired aliases. Any other unknown key still fails when merged, naming it."""
+    for group in dataclasses.fields(Config):
+        node = saved.get(group.name)
+        if not isinstance(node, DictConfig):
+            continue
+        known = {f.name for f in dataclasses.fields(group.default_factory())}
+        for key in [k for k in node if k not in known and node[k] is None]:
+            del node[key]
+    return saved

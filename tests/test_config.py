@@ -306,3 +306,19 @@ def test_the_streaming_presets_are_their_recipes_unidirectional_with_look_ahead_
         assert stream.features == replace(plain.features, normalize=stream.features.normalize)
         for group in ("data", "augment", "optimizer", "trainer", "lm"):
             assert getattr(stream, group) == getattr(plain, group), group
+
+
+def test_a_runs_saved_config_loads_without_the_retired_aliases_it_saved_unset(tmp_path):
+    from omegaconf import OmegaConf
+
+    from asr.config import ConfigError, run_options
+
+    saved = OmegaConf.to_container(OmegaConf.structured(_compose(["experiment=demo"])), resolve=True)
+    saved["data"]["speeds"] = saved["optimizer"]["warmup_epochs"] = None  # what the schema of 2026-11 wrote
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    assert run_options(tmp_path / "model") == to_options(_compose(["experiment=demo"]))  # from the bundle folder too
+    saved["data"]["speeds"] = [1.0, 0.9]  # set: a retired key with a value is named
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    with pytest.raises(ConfigError, match=r"config.yaml: the run's settings do not load .*speeds"):
+        run_options(tmp_path)
