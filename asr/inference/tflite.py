@@ -34,7 +34,7 @@ def logits_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, model.num_features], tf.float32, name="features")])
     def logits(features: tf.Tensor) -> tf.Tensor:
-        return model({"features": features}, training=False)  # no lengths: every frame real, no mask
+        return model({"features": features, "lengths": tf.shape(features)[1:2]}, training=False)
 
     return logits
 

@@ -161,24 +161,19 @@ class CTCModel(BuildFromShapes, StepModel):
         padded = tf.pad(features, [[0, 0], [0, (-frames) % self.stride], [0, 0]])
         return tf.reshape(padded, [tf.shape(features)[0], -1, self.num_features * self.stride])
 
-    def convolve(self, features: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
+    def convolve(self, features: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """[B, T, F] -> [B, ceil(T / stride), conv_channels] through the convolutional front-end. Each output step
         sees a window centred on its `stride` frames; frames and steps past an utterance's end are zeroed before every
-        layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds (lengths
-        None: every frame is real)."""
-        x = features
-        if lengths is not None:
-            lengths = tf.cast(lengths, tf.int32)
-            x *= tf.cast(sequence_mask(lengths, features), features.dtype)[:, :, None]
+        layer, so an utterance gives the same output alone as in a padded batch, whatever the padding holds."""
+        x = features * tf.cast(sequence_mask(lengths, features), features.dtype)[:, :, None]
         for conv in self.convs:
             step, kernel = conv.strides[0], conv.kernel_size[0]
             frames = tf.shape(x)[1]
             left = (kernel - step) // 2
             right = (stacked_frames(frames, step) - 1) * step + kernel - left - frames  # ceil(frames / step) outputs
             x = conv(tf.pad(x, [[0, 0], [left, right], [0, 0]]))
-            if lengths is not None:
-                lengths = stacked_frames(lengths, step)
-                x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
+            lengths = stacked_frames(lengths, step)
+            x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
         return x
 
     def _masks(self, count: int, max_width: int, extent: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -205,31 +200,28 @@ class CTCModel(BuildFromShapes, StepModel):
         return features
 
     def call(self, inputs: dict, training: bool = False) -> tf.Tensor:
-        return self.head(self.encode(inputs, training)[-1], inputs.get("lengths"))  # [B, T', C]
+        return self.head(self.encode(inputs, training)[-1], inputs["lengths"])  # [B, T', C]
 
-    def head(self, top: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
+    def head(self, top: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """The top LSTM layer's output [B, T', units (x2)] -> logits [B, T', C], through the look-ahead if any
-        (the steps past an utterance's end count as zeros, so an utterance gives the same logits in any batch;
-        lengths None: every step is real)."""
+        (the steps past an utterance's end count as zeros, so an utterance gives the same logits in any batch)."""
         if self.lookahead is not None:
             k = self.options.lookahead
-            if lengths is not None:
-                top *= tf.cast(sequence_mask(self.output_lengths(lengths), top), top.dtype)[:, :, None]
+            top *= tf.cast(sequence_mask(self.output_lengths(lengths), top), top.dtype)[:, :, None]
             top = self.lookahead(tf.pad(top, [[0, 0], [0, k], [0, 0]]))
         return self.logits(top)
 
     def encode(self, inputs: dict, training: bool = False) -> list[tf.Tensor]:
-        """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]. Without
-        inputs["lengths"] every frame is real (no mask: the graph a TFLite file of one utterance holds)."""
-        lengths = inputs.get("lengths")
+        """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]."""
+        lengths = tf.cast(inputs["lengths"], tf.int32)
         if self.convs:
             x = self.convolve(inputs["features"], lengths)  # [B, T', conv_channels]
         else:
             x = inputs["features"]
-            if lengths is not None and self.stride > 1:  # a step that ends an utterance stacks zeros after it
+            if self.stride > 1:  # a step that ends an utterance stacks zeros after it, whatever the padding holds
                 x *= tf.cast(sequence_mask(lengths, x), x.dtype)[:, :, None]
             x = self.stack_frames(x)  # [B, T', F * stride]
-        mask = None if lengths is None else sequence_mask(self.output_lengths(lengths), x)  # [B, T']
+        mask = sequence_mask(self.output_lengths(lengths), x)  # [B, T']
         outputs = []
         for rnn, dropout in zip(self.rnns, self.dropouts, strict=True):
             x = dropout(rnn(x, mask=mask, training=training), training=training)  # [B, T', units (x2)]
