@@ -165,3 +165,35 @@ def test_two_sweep_processes_feed_one_optuna_study_in_a_new_sqlite_database(tmp_
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # n_trials x 2 processes
     for name in ("a", "b"):
         assert (tmp_path / name / "0" / "result.json").is_file()
+
+
+def test_the_optuna_sweepers_default_direction_enum_becomes_its_name():
+    from hydra_plugins.hydra_optuna_sweeper.config import Direction
+
+    from asr.training.sweep import study_directions
+
+    assert study_directions(Direction.minimize) == ["minimize"]  # str() of it is "Direction.minimize"
+    assert study_directions(["maximize", Direction.minimize]) == ["maximize", "minimize"]
+    with pytest.raises(ValueError, match="hydra.sweeper.direction must be minimize or maximize"):
+        study_directions("down")
+
+
+def test_prepare_study_creates_a_shared_study_with_the_sweepers_default_direction(tmp_path):
+    import optuna
+    from hydra import compose, initialize_config_dir
+
+    from asr.cli.callbacks import PrepareStudy
+    from asr.config import register
+
+    register()
+    database = tmp_path / "study.db"
+    overrides = [
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.storage=sqlite:///{database}",
+        "hydra.sweeper.study_name=shared",
+    ]
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    PrepareStudy().on_multirun_start(cfg)  # no experiment=demo_search: the sweeper's own default direction
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{database}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE and len(study.trials) == 0

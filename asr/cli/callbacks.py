@@ -16,7 +16,7 @@ from asr.compat import job_exception
 from asr.files import atomic_write_text
 from asr.training.cluster import discover
 from asr.training.state import STATUS_FILE
-from asr.training.sweep import prepare_study
+from asr.training.sweep import prepare_study, study_directions
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,6 @@ class PrepareStudy(Callback):
         if not storage or "optuna" not in str(sweeper.get("_target_", "")):
             return
         direction = (
-            OmegaConf.to_container(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
+            OmegaConf.to_container(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else sweeper.direction
         )
-        prepare_study(str(storage), str(sweeper.study_name), [str(d) for d in direction])
+        prepare_study(str(storage), str(sweeper.study_name), study_directions(direction))

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import math
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,17 @@ def study_lock_path(storage: str) -> Path:
 
     digest = hashlib.sha256(storage.encode("utf-8")).hexdigest()[:16]
     return default_cache_dir() / "locks" / f"optuna-{digest}.lock"
+
+
+def study_directions(direction: Any) -> list[str]:
+    """Optuna's direction names of a sweeper's `direction` setting: one value or a list, each a name or an Enum
+    (the optuna sweeper's default is its Direction enum, whose str() is "Direction.minimize", not a name)."""
+    values = list(direction) if isinstance(direction, list | tuple) else [direction]
+    names = [value.name if isinstance(value, Enum) else str(value) for value in values]
+    for name in names:
+        if name not in ("minimize", "maximize"):
+            raise ValueError(f"hydra.sweeper.direction must be minimize or maximize (or a list of them), got {name!r}")
+    return names
 
 
 def prepare_study(storage: str, study_name: str, directions: list[str]) -> int:
