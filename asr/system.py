@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +28,52 @@ def usable_cpus() -> int:
 
 
 def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ start-up lines off the console (call before TensorFlow is imported)."""
+    """Keep TensorFlow's C++ start-up lines off the console: its log level, and its import (whenever it comes)
+    with the standard error stream held aside, since TensorFlow 2.21 logs "oneDNN custom operations are on"
+    and absl's "All log messages before absl::InitializeLog()" before any level applies. What the import wrote
+    there is written back if it fails. Call before TensorFlow is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_CPP_LOG_LEVEL)
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` once, as the other finders do, and loads it with file descriptor 2 held aside."""
+
+    def find_spec(self, name: str, path, target=None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """A module loader whose exec_module runs with the process's stderr (fd 2) going to a temporary file."""
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self.inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                self.inner.exec_module(module)
+            except BaseException:
+                os.dup2(saved, 2)
+                held.seek(0)
+                sys.stderr.write(held.read().decode("utf-8", "replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
 
 
 _IMPORTED = time.time()

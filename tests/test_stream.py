@@ -1,6 +1,7 @@
 """Streaming recognition: the stream of a file gives the whole file's logits and transcript."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -178,3 +179,16 @@ def test_the_step_function_of_a_lookahead_model_streams_to_the_whole_files_logit
     saved = tf.saved_model.load(str(tmp_path / "saved"))
     logits, _, _ = saved.step(tf.constant(steps), tf.zeros((2, 2, 16)), tf.zeros((k, 16)), tf.constant(1.0))
     np.testing.assert_allclose(logits.numpy()[k:], whole, atol=1e-5)
+
+
+def test_a_users_mistake_after_tensorflow_loaded_is_one_line_on_stderr(tmp_path):
+    bundle = _bundle(bidirectional=True)
+    save_bundle(tmp_path / "model", bundle.model, bundle.features, bundle.vocab, bundle.cmvn)
+    command = [sys.executable, "-m", "asr.cli.transcribe", str(tmp_path / "model"), str(WAV), "--stream"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    # TensorFlow's start-up lines (absl's "All log messages before absl::InitializeLog()", oneDNN's) are not shown
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "asr-transcribe: error: --stream needs a unidirectional model, this one is bidirectional; train one with "
+        "experiment=demo_streaming or speech_streaming (model.bidirectional=false)"
+    ]
