@@ -62,6 +62,16 @@ def test_the_language_model_settles_what_the_acoustics_leave_open():
     assert LMDecoder(lm, LMWeights(alpha=0.5, beta=0.0)).decode(log_probs, CHARACTERS) == "kat"
 
 
+def test_the_bonus_per_character_favours_longer_transcripts_and_its_sign_matters():
+    # the last frame leans to the blank (0.5) over a "k" (0.4): a bonus of 2 per character outweighs that
+    log_probs = _frames({"c": 0.9}, {"a": 0.9}, {"t": 0.9}, {"": 0.5, "k": 0.4})
+    lm = estimate_character_lm(["cat", "catk"], 3)
+    assert _greedy(log_probs) == "cat"
+    assert LMDecoder(lm, LMWeights(alpha=0.0, beta=0.0)).decode(log_probs, CHARACTERS) == "cat"
+    assert LMDecoder(lm, LMWeights(alpha=0.0, beta=2.0)).decode(log_probs, CHARACTERS) == "catk"
+    assert LMDecoder(lm, LMWeights(alpha=0.0, beta=-2.0)).decode(log_probs, CHARACTERS) == "cat"
+
+
 def test_any_alphabet():
     characters = " дом"
     log_probs = np.log(

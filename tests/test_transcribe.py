@@ -170,3 +170,36 @@ def test_a_hotword_puts_right_a_word_that_greedy_decoding_misspells(demo_run, tm
     done = transcribe(str(demo_run), wav, "--hotwords", str(tmp_path / "missing.txt"))
     assert done.returncode == 2 and "missing.txt" in done.stderr and "--hotwords" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_bundles_language_model_changes_the_transcript_and_lm_none_leaves_the_acoustic_models():
+    from dataclasses import replace
+
+    from asr.data.audio import load_audio
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.inference.bundle import Bundle
+    from asr.inference.options import DecodeOptions
+    from asr.inference.transcribe import choose_lm, decode_features
+    from asr.model.ctc import CTCModel
+    from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
+    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=3))
+    model.build_for()
+    # every step alike: the blank most likely, "o", "n", "e" close behind, the rest far
+    kernel, bias = model.logits.get_weights()
+    bias[:] = -8.0
+    bias[vocab.blank_index] = 0.0
+    for letter in "one":
+        bias[vocab.characters.index(letter)] = -0.5
+    model.logits.set_weights([np.zeros_like(kernel), bias])
+    lm = LMDecoder(estimate_character_lm(["one", "one one"], 3), LMWeights(alpha=1.0, beta=2.0))
+    bundle = Bundle(model, features, vocab, lm=lm)
+    feats = [bundle.featurize(load_audio(ROOT / "data" / "wav" / "test" / "test_00001.wav", 8000))]
+    greedy = decode_features(replace(bundle, lm=None), feats)[0]["text"]
+    fused = decode_features(bundle, feats)[0]["text"]
+    assert greedy == "" and fused and set(fused) <= set("one ")  # the language model's bonus and its letters
+    assert decode_features(choose_lm(bundle, DecodeOptions(lm="none")), feats)[0]["text"] == greedy
