@@ -102,6 +102,12 @@ def test_keep_best_holds_the_weights_of_the_best_epoch(tmp_path, no_plots):
     run.model.set_weights([w + 1.0 for w in best])
     run.epoch(1, 0.7)  # worse: the copy stays the one of epoch 1
     assert all((a == b).all() for a, b in zip(run.state.best_weights, best, strict=True))
+    later = [w + 2.0 for w in best]
+    run.model.set_weights(later)
+    run.epoch(2, 0.3)  # better: the copy is now the one of epoch 3
+    run.model.set_weights([w + 3.0 for w in best])
+    run.epoch(3, 0.4)
+    assert all((a == b).all() for a, b in zip(run.state.best_weights, later, strict=True))
 
 
 def test_with_a_moving_average_validation_and_the_best_epoch_use_the_averaged_weights(tmp_path, no_plots):
