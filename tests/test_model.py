@@ -174,3 +174,24 @@ def test_intermediate_ctc_adds_the_lower_layers_ctc_through_the_shared_output_la
         model.intermediate_ctc(0.3, 2)
     with pytest.raises(ValueError, match=r"intermediate_ctc must be in \[0, 1\), got 1.0"):
         model.intermediate_ctc(1.0)
+
+
+def test_spec_augment_zeroes_bands_within_their_limits_in_training_and_never_at_inference():
+    masks = AugmentOptions(time_masks=2, time_mask_width=3, freq_masks=1, freq_mask_width=2)
+    model = _model(augment=masks)
+    lengths = np.array([20, 12, 8, 20])
+    x = {"features": np.ones((4, 20, 4), np.float32), "lengths": lengths}
+    seen_time = seen_freq = 0
+    for _ in range(5):  # fresh draws each batch
+        masked = model.augmented(x)["features"].numpy()
+        for row, length in enumerate(lengths):
+            frames = np.flatnonzero((masked[row] == 0).all(axis=1))  # time bands: every feature zero
+            features = np.flatnonzero((masked[row] == 0).all(axis=0))  # feature bands: every frame zero
+            assert len(frames) <= 2 * 3 and (frames < length).all()  # at most 2 bands of 3, inside the utterance
+            assert len(features) <= 2
+            seen_time, seen_freq = seen_time + len(frames), seen_freq + len(features)
+            zero = masked[row] == 0
+            assert zero.sum() == (np.isin(np.arange(20), frames)[:, None] | np.isin(np.arange(4), features)).sum()
+    assert seen_time > 0 and seen_freq > 0  # the masks do something
+    plain = _model()  # the same weights (same seed), no masks
+    np.testing.assert_array_equal(model(x).numpy(), plain(x).numpy())  # inference (and validation) unmasked

@@ -52,6 +52,8 @@ def test_beam_nbest_and_timestamps(demo_run, transcribe):
     assert [w["word"] for w in words] == record["text"].split()
     assert all(0 <= w["start"] < w["end"] <= record["duration_s"] + 0.05 for w in words)
     assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:], strict=False))
+    # in seconds of the file: the words span its speech (0.1 s of silence each side), stride frames a step
+    assert words[0]["start"] <= 0.3 and words[-1]["end"] >= record["duration_s"] - 0.35
     assert "(RTF " in done.stderr
     # confidence: per word, and per record the words' weighted by their letters
     assert all(0.0 <= w["confidence"] <= 1.0 for w in words) and 0.0 <= record["confidence"] <= 1.0
