@@ -195,3 +195,17 @@ def test_spec_augment_zeroes_bands_within_their_limits_in_training_and_never_at_
     assert seen_time > 0 and seen_freq > 0  # the masks do something
     plain = _model()  # the same weights (same seed), no masks
     np.testing.assert_array_equal(model(x).numpy(), plain(x).numpy())  # inference (and validation) unmasked
+
+
+def test_train_step_clips_each_gradient_to_clipnorm_after_the_loss():
+    model, x, y = _training_batch()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), clipnorm=0.01)
+    model.build_variables()
+    before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    model.train_on_batch(x, y)
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    moved = [np.linalg.norm(a - b) for a, b in zip(after, before, strict=True)]
+    # SGD with a rate of 1 moves each variable by its gradient: none by more than the clip norm, and the CTC loss
+    # of an untrained model has gradients far larger, so most moved by exactly that much
+    assert max(moved) <= 0.01 + 1e-6
+    assert sum(abs(m - 0.01) < 1e-5 for m in moved) >= len(moved) // 2
