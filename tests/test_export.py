@@ -65,3 +65,30 @@ def test_export_refuses_a_non_bundle_and_an_existing_target(demo_run, tmp_path, 
     assert "not a bundle" in capsys.readouterr().err
     assert export_main([str(demo_run), str(tmp_path)]) == 2  # exists: nothing is overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_export_of_a_model_with_global_statistics_normalizes_as_the_bundle_does(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from asr.data.audio import load_audio
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.inference.bundle import load_bundle, save_bundle
+    from asr.model.ctc import CTCModel
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=8000, deltas=1, normalize="global"), Vocabulary()
+    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=16, stride=2), seed=2)
+    model.build_for()
+    rng = np.random.default_rng(0)
+    cmvn = (rng.normal(size=features.num_features).astype(np.float32), np.full(features.num_features, 3.0, np.float32))
+    save_bundle(tmp_path / "model", model, features, vocab, cmvn)
+    assert export_main([str(tmp_path / "model"), str(tmp_path / "saved")]) == 0
+    bundle = load_bundle(tmp_path / "model")
+    wave = load_audio(ROOT / "data" / "wav" / "test" / "test_00001.wav", 8000)
+    feats = bundle.featurize(wave)  # MFCC, then the training split's mean and deviation
+    expected = bundle.model({"features": feats[None], "lengths": np.array([len(feats)])}).numpy()[0]
+    saved = tf.saved_model.load(str(tmp_path / "saved"))
+    out = saved.serve(wave[None], np.array([len(wave)], np.int32))
+    np.testing.assert_allclose(out["logits"].numpy()[0], expected, atol=2e-3)
