@@ -20,8 +20,9 @@ from asr.cli.train import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# Test LER of the demo_run fixture's model: it is near 0.2 after its 6 epochs; a model that emits nothing scores 1.
-DEMO_RUN_MAX_LER = 0.6
+# Test LER of the demo_run fixture's model: 0.537 after its 6 epochs on this machine kind (the same config and
+# seed give the same figure); a model that emits nothing scores 1, one that emits noise more.
+DEMO_RUN_MAX_LER = 0.56
 SENTENCE = "she had your dark suit in greasy wash water all year"  # LDC93S1
 
 

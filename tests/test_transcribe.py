@@ -76,6 +76,11 @@ def test_csv_manifest_scores_against_references(demo_run, tmp_path, transcribe):
     lines = done.stdout.splitlines()
     assert len(lines) == 6 and lines[-1].startswith("scored 5 files: LER ")
     assert [line.split("\t")[3] for line in lines[:5]] == [r["text"] for r in rows]
+    # the printed figures are the corpus error rates of the printed transcripts against the references
+    printed = lines[-1].split()
+    rates = error_rates([line.split("\t")[3] for line in lines[:5]], [line.split("\t")[1] for line in lines[:5]])
+    assert (float(printed[4]), float(printed[6])) == (round(rates["ler"], 4), round(rates["wer"], 4))
+    assert float(printed[9]) == round(rates["utt_acc"], 4) and rates["ler"] > 0  # a figure that can be wrong
 
 
 def test_directory_input_and_bad_arguments(demo_run, tmp_path, transcribe):
