@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import sine, write_wav
+from conftest import ROOT, sine, write_wav
 
 # (module, what its --help must say)
 COMMANDS = [
@@ -198,3 +198,37 @@ def test_a_multi_line_message_is_printed_on_one_line(capsys):
     assert one_error(capsys) == (
         "asr-x: error: w.h5: cannot load the weights (Unable to open file: truncated); re-export the model"
     )
+
+
+def test_cache_info_and_prune_report_and_remove_the_least_recently_used_entries(tmp_path, capsys):
+    import os
+    import time
+
+    from asr.cli.cache import main as cache_main
+    from asr.data.extraction import FeatureCache, Job, extract_all
+    from asr.data.features import FeatureOptions
+
+    options = FeatureOptions(sample_rate=8000)
+    cache = FeatureCache(tmp_path / "cache", options)
+    jobs = [Job(str(ROOT / "data" / "wav" / "test" / f"test_0000{i}.wav")) for i in range(3)]
+    extract_all(jobs, options, cache)
+    entries = [next((tmp_path / "cache").rglob(f"{cache.key(job)}.npy")) for job in jobs]
+    for entry, used in zip(entries, (1e9, time.time() - 60, time.time()), strict=True):  # 2001, a minute ago, now
+        for path in (entry, entry.with_suffix(".json")):
+            os.utime(path, (used, used))
+    sizes = [e.stat().st_size + e.with_suffix(".json").stat().st_size for e in entries]
+    directory = str(tmp_path / "cache")
+    assert cache_main(["--dir", directory, "info"]) == 0
+    assert capsys.readouterr().out == f"{directory}: 3 entries, {sum(sizes) / 1e9:.3f} GB\n"
+    assert cache_main(["--dir", directory, "prune", "--older-than-days", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"removed 1 entries ({sizes[0] / 1e9:.3f} GB)"
+    assert [e.exists() for e in entries] == [False, True, True]
+    assert cache_main(["--dir", directory, "prune", "--max-gb", f"{(sizes[2] + 10) / 1e9}"]) == 0  # the newest fits
+    assert capsys.readouterr().out.splitlines()[-1] == f"{directory}: 1 entries, {sizes[2] / 1e9:.3f} GB"
+    assert [e.exists() for e in entries] == [False, False, True]
+    with pytest.raises(SystemExit) as refused:
+        cache_main(["--dir", directory, "prune"])
+    assert refused.value.code == 2 and "prune needs --max-gb and/or --older-than-days" in capsys.readouterr().err
+    assert cache_main(["--dir", str(tmp_path / "nowhere"), "info"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asr-cache: error:") and "nowhere" in err and len(err.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -253,3 +254,21 @@ def test_the_silence_around_the_training_speech_is_measured_for_long_recordings(
     lead, trail = prepared.margins
     assert lead == pytest.approx(0.3, abs=0.04) and trail == pytest.approx(0.15, abs=0.04)
     assert prepared.report.silence_margins_s == [lead, trail]
+
+
+def test_on_error_raise_stops_at_the_first_bad_file_naming_it_and_skip_trains_on_the_rest(tmp_path):
+    from asr.data.datasets import DatasetError
+
+    folder = tmp_path / "train"
+    for name, text in (("a_good", "one"), ("b_silent", "two"), ("c_good", "three")):
+        samples = np.zeros(8000, np.int16) if name == "b_silent" else sine(8000, seconds=1.0)
+        write_wav(folder / f"{name}.wav", 8000, samples)
+        (folder / f"{name}.txt").write_text(text)
+    cfg = DataOptions(root=str(tmp_path), format="dir", train="train", valid="", test="", cache=False, on_error="raise")
+    with pytest.raises(DatasetError) as stopped:
+        prepare_data(cfg, FeatureOptions(sample_rate=8000), 1, AugmentOptions())
+    message = str(stopped.value)
+    assert message.startswith(f"{folder / 'b_silent.wav'}: digital silence") and "\n" not in message
+    assert message.endswith("(data.on_error=raise; use skip to leave it out)")
+    kept = prepare_data(replace(cfg, on_error="skip"), FeatureOptions(sample_rate=8000), 1, AugmentOptions())
+    assert [e.text for e in kept.examples["train"]] == ["one", "three"]
