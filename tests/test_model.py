@@ -156,6 +156,7 @@ def test_mixed_precision_keeps_logits_and_loss_float32_and_scales_the_loss():
         keras.mixed_precision.set_dtype_policy("float32")
 
 
+@pytest.mark.slow  # TensorFlow training steps
 def test_intermediate_ctc_adds_the_lower_layers_ctc_through_the_shared_output_layer():
     model, x, y = _training_batch()
     model.intermediate_ctc(0.25)  # 2 layers: the middle one is layer 1
@@ -176,6 +177,7 @@ def test_intermediate_ctc_adds_the_lower_layers_ctc_through_the_shared_output_la
         model.intermediate_ctc(1.0)
 
 
+@pytest.mark.slow  # TensorFlow training steps or an optuna database
 def test_spec_augment_zeroes_bands_within_their_limits_in_training_and_never_at_inference():
     masks = AugmentOptions(time_masks=2, time_mask_width=3, freq_masks=1, freq_mask_width=2)
     model = _model(augment=masks)
@@ -197,6 +199,7 @@ def test_spec_augment_zeroes_bands_within_their_limits_in_training_and_never_at_
     np.testing.assert_array_equal(model(x).numpy(), plain(x).numpy())  # inference (and validation) unmasked
 
 
+@pytest.mark.slow  # TensorFlow training steps or an optuna database
 def test_train_step_clips_each_gradient_to_clipnorm_after_the_loss():
     model, x, y = _training_batch()
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), clipnorm=0.01)

@@ -178,6 +178,7 @@ def test_the_optuna_sweepers_default_direction_enum_becomes_its_name():
         study_directions("down")
 
 
+@pytest.mark.slow  # TensorFlow training steps or an optuna database
 def test_prepare_study_creates_a_shared_study_with_the_sweepers_default_direction(tmp_path):
     import optuna
     from hydra import compose, initialize_config_dir

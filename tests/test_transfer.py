@@ -73,6 +73,7 @@ def test_a_fine_tuned_model_on_the_same_alphabet_starts_with_the_sources_outputs
     np.testing.assert_array_equal(model(_inputs()).numpy(), base(_inputs()).numpy())
 
 
+@pytest.mark.slow  # TensorFlow training steps or an optuna database
 def test_frozen_layers_do_not_move_while_held_and_do_after(source):
     directory, _ = source
     model = _model(" abcde", seed=3)
