@@ -86,6 +86,7 @@ class Run:
     strategy: tf.distribute.Strategy
     model: CTCModel
     state: RunState  # a resumed run's, or a fresh one
+    infer: Callable  # the model as one traced inference graph (TensorBoard samples, language model, test split)
     origin: dict  # provenance.json's record
     job_started: float  # time.time() the run's wall_seconds count from
     workers: cluster.Cluster
@@ -121,8 +122,8 @@ class RunResult:
     rejected: list[dict]  # the utterances left out (prepare_report.json has the reasons)
     init_from: dict | None = None  # trainer.init_from: what was copied
     test_splits: dict | None = None  # the test figures per path, for a test split of several paths
-    lm: dict | None = None  # the language model: settings tried and chosen
     test_greedy: dict | None = None  # with a language model: the acoustic model's test figures alone
+    lm: dict | None = None  # the language model: settings tried and chosen
 
     def to_json(self) -> dict:
         """result.json's content (init_from, test_splits only where there are some; test_greedy and lm with a
@@ -130,11 +131,9 @@ class RunResult:
         data = asdict(self)
         for key in ("init_from", "test_splits"):
             if data[key] is None:
-                data.pop(key)
+                del data[key]
         if self.lm is None:
-            data.pop("test_greedy"), data.pop("lm")
-        else:
-            data["test_greedy"], data["lm"] = data.pop("test_greedy"), data.pop("lm")  # the order result.json had
+            del data["test_greedy"], data["lm"]
         return data
 
 
@@ -276,6 +275,7 @@ def setup_run(
         strategy=strategy,
         model=model,
         state=state,
+        infer=inference_function(model),
         origin=origin,
         job_started=process_started() if job_started is None else job_started,
         workers=workers,
@@ -381,11 +381,11 @@ def validation_samples(run: Run) -> Callable[[], list[dict]] | None:
     shown = run.data.examples["valid"][:TB_SAMPLES]
     if not shown:
         return None
-    bundle, infer = run.bundle, inference_function(run.model)
+    bundle = run.bundle
 
     def samples() -> list[dict]:
         with averaged_weights(run.model):  # the weights that are validated
-            return evaluate(bundle, shown, run.options.trainer.batch_size, TB_SAMPLES, infer)["samples"]
+            return evaluate(bundle, shown, run.options.trainer.batch_size, TB_SAMPLES, run.infer)["samples"]
 
     return samples
 
@@ -405,8 +405,7 @@ def finish_run(run: Run) -> RunResult:
     """Fit the language model (lm.order), score the test split, save the bundle, write result.json and the end
     of provenance.json; report on the console (the chief)."""
     options, state, data = run.options, run.state, run.data
-    batch_size, examples = options.trainer.batch_size, data.examples
-    infer = inference_function(run.model)  # one traced graph for the language model's tuning and the test split
+    batch_size, examples, infer = options.trainer.batch_size, data.examples, run.infer
     decoder, lm_report = (
         fit_lm(options.lm, run.model, data.vocab, examples, batch_size, infer, run.extra_text)
         if options.lm.order
@@ -435,8 +434,8 @@ def finish_run(run: Run) -> RunResult:
         rejected=data.report.rejected,
         init_from=run.transfer,
         test_splits=per_source(test["hyps"], examples["test"]) if test else None,
-        lm=lm_report,
         test_greedy=scores(greedy),
+        lm=lm_report,
     )
     atomic_write_text(run.write_dir / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
     provenance.finish(run.write_dir, run.origin)
