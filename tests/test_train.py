@@ -284,6 +284,7 @@ def test_resume_never_moves_the_old_run_aside_and_a_changed_config_is_refused(tm
     done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *SHORT, "trainer.epochs=1", "optimizer.lr=0.01"])
     assert done.returncode != 0
     assert "holds a run with other settings" in done.stderr and "trainer.resume=never" in done.stderr
+    assert "optimizer.lr: " in done.stderr and "-> 0.01" in done.stderr  # the setting that differs, named
     _train(run_dir, "trainer.epochs=1", "optimizer.lr=0.01", "trainer.resume=never")
     (previous,) = run_dir.glob("previous-*")
     assert (previous / "metrics.jsonl").read_text() == old  # kept, not overwritten
@@ -500,6 +501,7 @@ def test_two_corpora_fine_tune_a_base_model_and_another_source_is_refused_on_res
     overrides[0] = f"trainer.init_from={other}"
     done = run([str(BIN / "asr-train"), f"hydra.run.dir={run_dir}", *overrides])
     assert done.returncode != 0 and "holds a run with other settings" in done.stderr
+    assert "trainer.init_from: " in done.stderr  # the base bundle's content differs (its hash)
 
 
 @pytest.mark.slow  # imports TensorFlow

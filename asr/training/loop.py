@@ -186,16 +186,18 @@ def evaluate(bundle: Bundle, examples: list[Example], batch_size: int, samples: 
     }
 
 
-def start_or_resume(options: RunOptions, run_dir: Path, chief: bool = True) -> checkpoint.Checkpoint | None:
-    """The checkpoint to continue from (trainer.resume=auto and one exists), or None after moving any
-    earlier run's files in run_dir aside (never deleting them; the chief alone moves them)."""
+def start_or_resume(
+    options: RunOptions, run_dir: Path, settings: dict, chief: bool = True
+) -> checkpoint.Checkpoint | None:
+    """The checkpoint to continue from (trainer.resume=auto and one exists; it must hold the same `settings`, the
+    run's run_settings), or None after moving any earlier run's files in run_dir aside (never deleting them;
+    the chief alone moves them)."""
     found = checkpoint.latest(run_dir) if options.trainer.resume == Resume.auto and run_dir.is_dir() else None
     if found is None:
         if chief:
             run_dir.mkdir(parents=True, exist_ok=True)
             checkpoint.move_aside(run_dir, RUN_FILES)
         return None
-    settings = run_settings(options)
     if found.state.settings is not None:
         changed = differences(found.state.settings, settings)
     else:  # a checkpoint written before settings were stored: its hash
@@ -246,7 +248,8 @@ def setup_run(
     workers = cluster.discover()
     strategy = make_strategy(trainer.strategy, workers, trainer.cpu_devices)  # before any other TensorFlow op
     set_determinism(options.seed, trainer.deterministic)
-    resumed = start_or_resume(options, run_dir, workers.is_chief)
+    settings = run_settings(options)  # what a resume must match; trainer.init_from: the base bundle's hash
+    resumed = start_or_resume(options, run_dir, settings, workers.is_chief)
     write_dir = run_dir
     if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one
         write_dir = Path(tempfile.mkdtemp(prefix=f"asr-worker{workers.index}-"))
@@ -260,7 +263,6 @@ def setup_run(
     if source is not None:
         origin["init_from"] = {"path": trainer.init_from, "bundle": str(source.directory), "sha256": source.sha256}
     provenance.start(write_dir, origin)
-    settings = run_settings(options)
     state, resumed_from = RunState(config_sha256=settings_sha256(settings), settings=settings), None
     if resumed is not None:
         checkpoint.restore(model, resumed)
