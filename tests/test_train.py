@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Test LER of the demo_run fixture's model: 0.537 after its 6 epochs on this machine kind (the same config and
 # seed give the same figure); a model that emits nothing scores 1, one that emits noise more.
-DEMO_RUN_MAX_LER = 0.56
+DEMO_RUN_MAX_LER = 0.58
 SENTENCE = "she had your dark suit in greasy wash water all year"  # LDC93S1
 
 
