@@ -6,6 +6,8 @@ import pytest
 
 from asr.data.features import FeatureOptions, extract
 from asr.data.text import Vocabulary
+from asr.decoding.lm import NgramLM
+from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
 from asr.inference.bundle import (
     BUNDLE_FILE,
     DEFAULT_MAX_SECONDS,
@@ -16,8 +18,6 @@ from asr.inference.bundle import (
     save_bundle,
 )
 from asr.model.ctc import CTCModel
-from asr.model.lm import NgramLM
-from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm
 from asr.model.options import ModelOptions
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from asr.data.text import Vocabulary
-from asr.model.decoding import (
+from asr.decoding.ctc import (
     beam_sparse,
     ctc_align,
     decode_batch,
@@ -92,7 +92,7 @@ def test_nbest_is_sorted_and_led_by_the_beam_result():
 
 
 def test_utterance_log_probs_drop_the_padding_and_sum_to_one_per_frame():
-    from asr.model.decoding import utterance_log_probs
+    from asr.decoding.ctc import utterance_log_probs
 
     logits = np.random.default_rng(0).normal(size=(2, 5, 4)).astype(np.float32)
     rows = utterance_log_probs(logits, np.array([5, 3]))

@@ -1,7 +1,7 @@
 import pytest
 
 from asr.data.text import Vocabulary
-from asr.model.hotwords import DEFAULT_WEIGHT, Hotword, HotwordError, build_trie, hotwords_in, read_hotwords
+from asr.decoding.hotwords import DEFAULT_WEIGHT, Hotword, HotwordError, build_trie, hotwords_in, read_hotwords
 
 
 def test_a_file_of_words_and_phrases_with_optional_weights(tmp_path):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from asr.model.lm import BOS, EOS, UNK, LanguageModelError, NgramLM
+from asr.decoding.lm import BOS, EOS, UNK, LanguageModelError, NgramLM
 
 TEXTS = ["the cat sat", "the dog sat", "a cat ran", "the cat ran away", "dog"]
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from asr.data.text import Vocabulary
-from asr.model.hotwords import Hotword
-from asr.model.lm import LanguageModelError, NgramLM
-from asr.model.lm_search import (
+from asr.decoding.hotwords import Hotword
+from asr.decoding.lm import LanguageModelError, NgramLM
+from asr.decoding.lm_search import (
     LMDecoder,
     LMWeights,
     _without_certain_blanks,

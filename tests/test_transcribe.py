@@ -186,11 +186,11 @@ def test_the_bundles_language_model_changes_the_transcript_and_lm_none_leaves_th
     from asr.data.audio import load_audio
     from asr.data.features import FeatureOptions
     from asr.data.text import Vocabulary
+    from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
     from asr.inference.bundle import Bundle
     from asr.inference.options import DecodeOptions
     from asr.inference.transcribe import choose_lm, decode_features
     from asr.model.ctc import CTCModel
-    from asr.model.lm_search import LMDecoder, LMWeights, estimate_character_lm
     from asr.model.options import ModelOptions
 
     features, vocab = FeatureOptions(sample_rate=8000), Vocabulary()

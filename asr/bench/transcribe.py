@@ -24,10 +24,10 @@ def bench_transcribe(
     import tensorflow as tf
 
     from asr.data.text import error_rates
+    from asr.decoding.ctc import decode_batch, utterance_log_probs
     from asr.inference.bundle import load_bundle
     from asr.inference.options import DecodeOptions
     from asr.inference.transcribe import choose_lm, expand_inputs, ready_inference, run
-    from asr.model.decoding import decode_batch, utterance_log_probs
 
     bundle = load_bundle(model_dir)
     items = expand_inputs(audio)

@@ -14,8 +14,8 @@ import numpy as np
 
 from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
+from asr.decoding.hotwords import DEFAULT_WEIGHT as DEFAULT_HOTWORD_WEIGHT
 from asr.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_MS, MIN_PAUSE_SECONDS, DecodeOptions
-from asr.model.hotwords import DEFAULT_WEIGHT as DEFAULT_HOTWORD_WEIGHT
 from asr.system import quiet_tensorflow
 
 DESCRIPTION = f"""\

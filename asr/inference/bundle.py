@@ -13,10 +13,10 @@ import numpy as np
 
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.data.text import Vocabulary
+from asr.decoding.lm import LanguageModelError, NgramLM
+from asr.decoding.lm_search import LMDecoder, LMWeights
 from asr.errors import UserError
 from asr.model.ctc import CTCModel
-from asr.model.lm import LanguageModelError, NgramLM
-from asr.model.lm_search import LMDecoder, LMWeights
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.weights.h5"

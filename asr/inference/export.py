@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from asr.data.features import apply_global_stats
 from asr.data.graph_features import features
+from asr.decoding.ctc import greedy_sparse, sparse_to_strings, text_table
 from asr.inference.bundle import Bundle
-from asr.model.decoding import greedy_sparse, sparse_to_strings, text_table
 
 
 def serving_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:

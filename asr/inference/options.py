@@ -28,8 +28,8 @@ class DecodeOptions:
     # an ARPA character model (tokens: characters, <sp> for a space) used with the bundle's weights
     lm: str = "bundle"
     min_pause: float = MIN_PAUSE_SECONDS  # long recordings: the shortest pause at which they are cut, seconds
-    confidence: bool = False  # a confidence in [0, 1] per record and per word (asr.model.decoding.aligned_words)
-    hotwords: str | None = None  # a file of words and phrases to favour in the beam search (asr.model.hotwords)
+    confidence: bool = False  # a confidence in [0, 1] per record and per word (asr.decoding.ctc.aligned_words)
+    hotwords: str | None = None  # a file of words and phrases to favour in the beam search (asr.decoding.hotwords)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -15,14 +15,14 @@ from tqdm import tqdm
 
 from asr.data.audio import AudioError, audio_files, audio_info, load_audio
 from asr.data.datasets import Utterance, read_csv, read_jsonl
+from asr.decoding.ctc import decode_batch, nbest, transcript_confidence, utterance_log_probs, word_timestamps
+from asr.decoding.hotwords import hotwords_in, read_hotwords
+from asr.decoding.lm import NgramLM
+from asr.decoding.lm_search import LMDecoder, LMWeights
 from asr.inference.bundle import Bundle
 from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, pieces
 from asr.inference.options import DEFAULT_BATCH_SIZE, DecodeOptions
 from asr.model.ctc import CTCModel
-from asr.model.decoding import decode_batch, nbest, transcript_confidence, utterance_log_probs, word_timestamps
-from asr.model.hotwords import hotwords_in, read_hotwords
-from asr.model.lm import NgramLM
-from asr.model.lm_search import LMDecoder, LMWeights
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def decode_features(
 ) -> list[dict]:
     """Decode feature matrices [T, F] with the bundle's model (and its language model, if any), batched by length,
     in input order: {"text"} per item, plus "nbest" [{text, score}] with options.n_best, "words" [{word, start, end,
-    confidence}] with options.timestamps and "confidence" with options.confidence (asr.model.decoding.aligned_words).
+    confidence}] with options.timestamps and "confidence" with options.confidence (asr.decoding.ctc.aligned_words).
     With a language model the transcript is its beam search's (n_best then lists the acoustic model's own beam).
     `infer`: a traced inference_function to reuse across calls."""
     model, vocab, lm = bundle.model, bundle.vocab, bundle.lm

@@ -11,7 +11,7 @@ import tensorflow as tf
 from asr.compat import BuildFromShapes
 from asr.data.features import stacked_frames
 from asr.data.options import MASK_FIELDS, AugmentOptions
-from asr.model.decoding import greedy_sparse, text_table
+from asr.decoding.ctc import greedy_sparse, text_table
 from asr.model.metrics import ErrorRate, words_sparse
 from asr.model.options import ModelOptions
 from asr.model.steps import StepModel

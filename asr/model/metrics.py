@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from asr.model.decoding import sparse_to_strings
+from asr.decoding.ctc import sparse_to_strings
 
 
 def words_sparse(ids: tf.SparseTensor, table: tf.Tensor) -> tf.SparseTensor:
     """Label ids sparse [B, (L)] -> words sparse [B, (W)] strings, split on runs of whitespace (`table`: see
-    asr.model.decoding.text_table)."""
+    asr.decoding.ctc.text_table)."""
     return tf.strings.split(sparse_to_strings(ids, table), sep=None).to_sparse()  # empty words dropped
 
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from asr.data.text import Vocabulary
+from asr.decoding.lm import NgramLM
+from asr.decoding.lm_search import ExtraText, LMDecoder, estimate_character_lm, tune_weights, tune_word_weights
 from asr.inference.transcribe import features_log_probs
 from asr.model.ctc import CTCModel
-from asr.model.lm import NgramLM
-from asr.model.lm_search import ExtraText, LMDecoder, estimate_character_lm, tune_weights, tune_word_weights
 from asr.model.options import LMKind, LMOptions
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,12 @@ from asr.data.batching import EpochPlan, epoch_plans
 from asr.data.preparation import REPORT_FILE, PreparedData, prepare_data, write_prepare_report
 from asr.data.text import error_rates
 from asr.data.validation import Example
+from asr.decoding.lm_search import ExtraText, check_text_files, read_extra_text
 from asr.files import atomic_write_text
 from asr.inference.bundle import Bundle, save_bundle
 from asr.inference.options import DecodeOptions
 from asr.inference.transcribe import decode_features, inference_function
 from asr.model.ctc import CTCModel
-from asr.model.lm_search import ExtraText, check_text_files, read_extra_text
 from asr.system import SOURCE_ROOT, process_started
 from asr.training import checkpoint, cluster, provenance
 from asr.training.callbacks import (

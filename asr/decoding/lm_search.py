@@ -32,8 +32,8 @@ from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
 from asr.data.text import Vocabulary, ctc_collapse, error_rates
-from asr.model.hotwords import Hotword, TrieNode, build_trie
-from asr.model.lm import UNK, LanguageModelError, NgramLM
+from asr.decoding.hotwords import Hotword, TrieNode, build_trie
+from asr.decoding.lm import UNK, LanguageModelError, NgramLM
 
 # How a space is written in the language model's text (ARPA tokens are separated by spaces).
 SPACE_TOKEN = "<sp>"
@@ -251,7 +251,7 @@ class _WordFusion(LM):
 
 class _Boosted(LM):
     """Another LM's scores plus the hotword bonus: each character that continues a hotword from a word's start
-    earns its bonus, given back when the hypothesis leaves the hotword before its end (asr.model.hotwords). A
+    earns its bonus, given back when the hypothesis leaves the hotword before its end (asr.decoding.hotwords). A
     state stands for the whole prefix (a tree of LMState children), so that only equal prefixes are merged."""
 
     def __init__(self, inner: LM, trie: TrieNode, characters: str) -> None:
