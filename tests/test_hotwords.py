@@ -42,6 +42,8 @@ def test_the_trie_keeps_the_best_weight_of_a_shared_prefix_and_marks_ends():
     k = root.children["k"]
     assert (k.weight, k.complete) == (3.0, False)
     assert k.children["a"].complete and k.children["a"].children["t"].complete
+    # each complete node holds its own hotword's whole bonus, not the best weight that passes through it
+    assert (k.children["a"].bonus, k.children["a"].children["t"].bonus, k.bonus) == (2.0, 9.0, 0.0)
 
 
 def test_hotwords_found_are_whole_words():

@@ -180,3 +180,64 @@ def test_a_word_model_settles_what_the_letters_leave_open():
         (0.5, 1.0, 1.0, 0.0),
         (0.5, 1.0, 1.0, 3.0),
     ]
+
+
+def _spelled(text: str, confusion: dict[str, str] | None = None) -> np.ndarray:
+    """Frames spelling `text` with a blank after each character, each nearly certain (0.98); a character in
+    `confusion` is a near tie with the character it maps to (0.46 against 0.44)."""
+    rows = []
+    for char in text:
+        other = (confusion or {}).get(char)
+        rows.append({char: 0.46, other: 0.44} if other else {char: 0.98})
+        rows.append({"": 0.98})
+    return _frames(*rows)
+
+
+@pytest.mark.parametrize("phrase_first", [False, True])
+def test_a_phrase_hotword_does_not_cancel_a_word_hotword_that_shares_its_prefix(phrase_first):
+    # "tac" or "kac" by a hair: the word hotword "kac" should win, whether or not "kac tak" is also a hotword (its
+    # bonus, 0.5 per character, too small to turn a nearly certain "c" into a "t")
+    log_probs = _spelled("tac cat", {"t": "k"})
+    plain = LMDecoder(None, LMWeights(0.0, 0.0))
+    assert plain.decode(log_probs, CHARACTERS) == "tac cat"
+    word = Hotword("kac")
+    assert replace(plain, hotwords=(word,)).decode(log_probs, CHARACTERS) == "kac cat"
+    phrase = Hotword("kac tak", 0.5)
+    hotwords = (phrase, word) if phrase_first else (word, phrase)
+    assert replace(plain, hotwords=hotwords).decode(log_probs, CHARACTERS) == "kac cat"
+    # and at the transcript's end, after a space
+    log_probs = _spelled("tac ", {"t": "k"})
+    assert replace(plain, hotwords=hotwords).decode(log_probs, CHARACTERS) == "kac"
+
+
+def test_a_phrase_hotword_still_needs_its_whole_phrase():
+    # the phrase "kac tak" alone gives nothing to "kac" followed by another word
+    log_probs = _spelled("tac cat", {"t": "k"})
+    plain = LMDecoder(None, LMWeights(0.0, 0.0))
+    phrase = Hotword("kac tak", 0.5)
+    assert replace(plain, hotwords=(phrase,)).decode(log_probs, CHARACTERS) == "tac cat"
+    # but the whole phrase is boosted
+    log_probs = _spelled("tac tat", {"t": "k"})
+    assert plain.decode(log_probs, CHARACTERS) == "tac tat"
+    assert replace(plain, hotwords=(phrase,)).decode(log_probs, CHARACTERS) == "kac tak"
+
+
+def test_a_word_that_starts_inside_an_abandoned_phrase_can_be_a_hotword():
+    # the phrase "kac tak" is followed as far as "kac t", then left at a certain "c"; the word "tcc" began at
+    # that "t" and decides the last letter's near tie
+    log_probs = _spelled("kac tck", {"k": "c"})
+    plain = LMDecoder(None, LMWeights(0.0, 0.0))
+    assert plain.decode(log_probs, CHARACTERS) == "kac tck"
+    hotwords = (Hotword("kac tak", 0.5), Hotword("tcc"))
+    assert replace(plain, hotwords=hotwords).decode(log_probs, CHARACTERS) == "kac tcc"
+
+
+def test_each_hotword_keeps_its_own_bonus_where_a_longer_one_shares_its_prefix():
+    # "kac" (0.05 per character) is on the way to "kac tak" (0.5 per character): ending at "kac " it keeps its
+    # own 0.15, not the phrase's 1.5, too little to outweigh a "k" read at 0.40 against a "t" at 0.50 (0.22)
+    log_probs = _spelled("tac cat")
+    log_probs[0] = _frames({"t": 0.5, "k": 0.4})[0]
+    plain = LMDecoder(None, LMWeights(0.0, 0.0))
+    for weight, expected in ((0.05, "tac cat"), (1.0, "kac cat")):
+        hotwords = (Hotword("kac", weight), Hotword("kac tak", 0.5))
+        assert replace(plain, hotwords=hotwords).decode(log_probs, CHARACTERS) == expected

@@ -1,8 +1,9 @@
 """Hotwords: words and phrases the beam search favours (names, terms), read from a file of the user's.
 
-Each character of a hotword that a hypothesis spells out from a word's start earns a bonus; a hypothesis that
-leaves the hotword before its end gives the bonus back, so only whole hotwords gain (the scheme of pyctcdecode's
-hotword boosting, applied to characters).
+Each character of a hotword that a hypothesis spells out from a word's start earns a bonus (the best weight of the
+hotwords it may still become); a hypothesis that leaves the hotword before its end gives the bonus back, but for
+the whole bonus of the longest hotword it completed on the way ("new" within "new york"), so only whole hotwords
+gain, each its own bonus (the scheme of pyctcdecode's hotword boosting, applied to characters).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ class Hotword:
 
 @dataclass
 class TrieNode:
-    """A prefix of one or more hotwords: what may follow it, the bonus per character of its best hotword, and
-    whether a hotword ends here."""
+    """A prefix of one or more hotwords: what may follow it, the bonus per character of its best hotword, whether
+    a hotword ends here and, if so, that hotword's whole bonus (its weight times its length)."""
 
     children: dict[str, TrieNode] = field(default_factory=dict)
     weight: float = 0.0
     complete: bool = False
+    bonus: float = 0.0
 
 
 def build_trie(hotwords: Iterable[Hotword]) -> TrieNode:
@@ -52,6 +54,7 @@ def build_trie(hotwords: Iterable[Hotword]) -> TrieNode:
             node = node.children.setdefault(char, TrieNode())
             node.weight = max(node.weight, hotword.weight)
         node.complete = True
+        node.bonus = max(node.bonus, hotword.weight * len(hotword.text))
     return root
 
 

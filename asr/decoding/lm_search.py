@@ -251,47 +251,72 @@ class _WordFusion(LM):
 
 class _Boosted(LM):
     """Another LM's scores plus the hotword bonus: each character that continues a hotword from a word's start
-    earns its bonus, given back when the hypothesis leaves the hotword before its end (asr.decoding.hotwords). A
-    state stands for the whole prefix (a tree of LMState children), so that only equal prefixes are merged."""
+    earns the trie's bonus; when the hypothesis leaves the hotword, it keeps only the whole bonus of the longest
+    hotword it completed as a word ("new" on the way to "new york"), gives the rest back, and a word begun inside
+    the abandoned phrase may start a hotword of its own (asr.decoding.hotwords). A state stands for the whole
+    prefix (a tree of LMState children), so that only equal prefixes are merged."""
 
     def __init__(self, inner: LM, trie: TrieNode, characters: str) -> None:
         LM.__init__(self)
         self.inner, self.trie, self.characters = inner, trie, characters
-        # per state: (the inner LM's state, the hotword node reached or None, bonus earned in it, at a word start)
-        self.states: dict[LMState, tuple[LMState, TrieNode | None, float, bool]] = {}
+        self.states: dict[LMState, tuple[LMState, _Match | None, bool]] = {}  # per state: inner state, match, at start
 
     def start(self, start_with_nothing: bool):
         root = LMState()
-        self.states[root] = (self.inner.start(start_with_nothing), None, 0.0, True)
+        self.states[root] = (self.inner.start(start_with_nothing), None, True)
         return root
 
     def score(self, state, token: int):
-        inner_state, node, earned, at_start = self.states[state]
+        inner_state, match, at_start = self.states[state]
         inner_state, value = self.inner.score(inner_state, token)
         char = self.characters[token]
-        if node is not None and char in node.children:  # the hotword goes on
-            node = node.children[char]
+        if match is not None and char in match.node.children:  # the hotword goes on
+            kept = match.node.bonus if match.node.complete and char == " " else match.kept  # a hotword is whole
+            node = match.node.children[char]
+            match = _Match(node, match.earned + node.weight, kept, match.spelled + char)
             value += node.weight
-            earned += node.weight
         else:
-            if node is not None:  # it ends here: kept if it is a whole hotword followed by a space
-                if not (node.complete and char == " "):
-                    value -= earned
-                node, earned = None, 0.0
-            if at_start and char in self.trie.children:
-                node = self.trie.children[char]
-                value += node.weight
-                earned = node.weight
+            word = char
+            if match is not None:  # it ends here: a whole hotword followed by a space keeps its bonus
+                value -= match.earned - (match.node.bonus if match.node.complete and char == " " else match.kept)
+                _, space, word = (match.spelled + char).rpartition(" ")
+                at_start = at_start or (bool(space) and char != " ")
+                match = None
+            if at_start and char != " ":  # a word starts (or started inside the abandoned phrase): a hotword?
+                match = self._walk(word)
+                if match is not None:
+                    value += match.earned
         child = state.child(token)
-        self.states[child] = (inner_state, node, earned, char == " ")
+        self.states[child] = (inner_state, match, char == " ")
         return child, value
 
+    def _walk(self, word: str) -> _Match | None:
+        """The match of `word` from the trie's root, or None where no hotword starts so."""
+        node, earned = self.trie, 0.0
+        for char in word:
+            node = node.children.get(char)
+            if node is None:
+                return None
+            earned += node.weight
+        return _Match(node, earned, 0.0, word)
+
     def finish(self, state):
-        inner_state, node, earned, _ = self.states[state]
+        inner_state, match, _ = self.states[state]
         inner_state, value = self.inner.finish(inner_state)
-        if node is not None and not node.complete:
-            value -= earned
+        if match is not None:
+            value -= match.earned - (match.node.bonus if match.node.complete else match.kept)
         return state.child(-1), value
+
+
+@dataclass(frozen=True)
+class _Match:
+    """A hypothesis's progress through the hotwords: the trie node reached, the bonus earned since the match began,
+    the part of it kept if the match ends before a hotword does, and the characters matched."""
+
+    node: TrieNode
+    earned: float
+    kept: float
+    spelled: str
 
 
 def _without_certain_blanks(log_probs: np.ndarray, blank: int) -> np.ndarray:
