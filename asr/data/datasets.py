@@ -44,7 +44,7 @@ class Utterance:
     text: str | None = None
     start: float | None = None
     end: float | None = None
-    speaker: str | None = None  # where the corpus says (FSDD, LibriSpeech, Common Voice's client_id)
+    speaker: str | None = None  # where the corpus says (FSDD, LibriSpeech, Common Voice's client_id, JSONL `speaker`)
     problem: tuple[str, str] | None = None  # (kind, reason) when the reader found the item unusable
     # the split path it was read from (data.train=[a,b]: a or b), for per-corpus figures
     source: str = field(default="", compare=False)
@@ -150,7 +150,8 @@ def _path_text(value: object, where: str, key: str) -> str:
 
 def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance]:
     """A JSONL manifest: one object per line with `audio` and `text`; optional `start` / `end` in seconds
-    cut the audio. Relative audio paths resolve against `audio_root`, by default the manifest's folder."""
+    cut the audio; an optional `speaker` names who speaks (per-speaker test figures). Relative audio paths
+    resolve against `audio_root`, by default the manifest's folder."""
     base = audio_root or manifest.parent
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest not found (check data.root and the split paths)")
@@ -178,6 +179,7 @@ def read_jsonl(manifest: Path, audio_root: Path | None = None) -> list[Utterance
                 text=None if record["text"] is None else str(record["text"]),  # null: reported as missing
                 start=_optional_seconds(record, "start", where),
                 end=_optional_seconds(record, "end", where),
+                speaker=None if record.get("speaker") is None else str(record["speaker"]),
             )
         )
     return items

@@ -29,6 +29,7 @@ class Example:
     # Features of the same audio at other speeds (augmentation); each epoch draws one of features + variants.
     variants: tuple[np.ndarray | StoredFeatures, ...] = ()
     source: str = ""  # the split path it was read from (Utterance.source)
+    speaker: str | None = None  # Utterance.speaker (per-speaker test figures)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,9 @@ def prepare_all(
             for f in features[first + 1 : first + len(speeds)]
             if f is not None and not ctc_problem(len(f), labels, stride)
         )
-        examples.append(Example(utterance.key, text, features[first], labels, variants, utterance.source))
+        examples.append(
+            Example(utterance.key, text, features[first], labels, variants, utterance.source, utterance.speaker)
+        )
     for r in rejected:
         log.warning("skipping %s: %s", r.key, r.reason)
     for w in warnings:

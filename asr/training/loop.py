@@ -51,6 +51,7 @@ from asr.training.language_model import fit_lm
 from asr.training.optimizers import averaged_weights, build_optimizer
 from asr.training.options import InitCMVN, Resume, RunOptions
 from asr.training.settings import differences, legacy_sha256, run_settings, settings_sha256
+from asr.training.speakers import describe, speaker_spread, split_speakers
 from asr.training.state import STATUS_FILE, RunState
 from asr.training.transfer import Source, adopt_source, initialize_from
 
@@ -124,12 +125,13 @@ class RunResult:
     test_splits: dict | None = None  # the test figures per path, for a test split of several paths
     test_greedy: dict | None = None  # with a language model: the acoustic model's test figures alone
     lm: dict | None = None  # the language model: settings tried and chosen
+    speakers: dict | None = None  # the test CER per speaker where the manifest names speakers (asr.training.speakers)
 
     def to_json(self) -> dict:
         """result.json's content (init_from, test_splits only where there are some; test_greedy and lm with a
         language model)."""
         data = asdict(self)
-        for key in ("init_from", "test_splits"):
+        for key in ("init_from", "test_splits", "speakers"):
             if data[key] is None:
                 del data[key]
         if self.lm is None:
@@ -438,6 +440,7 @@ def finish_run(run: Run) -> RunResult:
         test_splits=per_source(test["hyps"], examples["test"]) if test else None,
         test_greedy=scores(greedy),
         lm=lm_report,
+        speakers=split_speakers(examples["test"], test["hyps"]) if test else None,
     )
     atomic_write_text(run.write_dir / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
     provenance.finish(run.write_dir, run.origin)
@@ -456,13 +459,20 @@ def scores(evaluated: dict | None) -> dict | None:
 
 
 def per_source(hyps: Sequence[str], examples: Sequence[Example]) -> dict[str, dict] | None:
-    """Error rates of the transcripts of each path of a split read from several (None for one)."""
+    """Error rates of the transcripts of each path of a split read from several (None for one), with `speakers`
+    where that path's manifest names them."""
     sources = list(dict.fromkeys(e.source for e in examples))
     if len(sources) < 2:
         return None
-    pairs = list(zip(examples, hyps, strict=True))
-    refs = {source: [e.text for e, _ in pairs if e.source == source] for source in sources}
-    return {source: error_rates(refs[source], [h for e, h in pairs if e.source == source]) for source in sources}
+    figures = {}
+    for source in sources:
+        mine = [(e, h) for e, h in zip(examples, hyps, strict=True) if e.source == source]
+        refs, found = [e.text for e, _ in mine], [h for _, h in mine]
+        figures[source] = error_rates(refs, found)
+        spread = speaker_spread(refs, found, [e.speaker for e, _ in mine])
+        if spread is not None:
+            figures[source]["speakers"] = spread
+    return figures
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -484,4 +494,6 @@ def report(result: RunResult, run_dir: Path) -> None:
         print(f"test: LER {t['ler']:.4f}  WER {t['wer']:.4f}  utterance accuracy {t['utt_acc']:.4f}  (n={t['n']})")
         for s in result.samples[:5]:
             print(f"  {'==' if s['ref'] == s['hyp'] else '!='} ref: {s['ref']!r}  hyp: {s['hyp']!r}")
+    if result.speakers:
+        print(describe(result.speakers))
     print(f"run directory: {run_dir}")
