@@ -241,3 +241,52 @@ def test_each_hotword_keeps_its_own_bonus_where_a_longer_one_shares_its_prefix()
     for weight, expected in ((0.05, "tac cat"), (1.0, "kac cat")):
         hotwords = (Hotword("kac", weight), Hotword("kac tak", 0.5))
         assert replace(plain, hotwords=hotwords).decode(log_probs, CHARACTERS) == expected
+
+
+def _rows() -> list[np.ndarray]:
+    """Utterances of different lengths and transcripts (a longer one in the middle, so that any reordering by
+    length shows)."""
+    return [
+        _spelled("kat"),
+        _spelled("tac kat cat"),
+        _spelled("ak"),
+        _spelled("cat tak"),
+        _spelled("t"),
+    ]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_decode_many_gives_each_row_its_decode_in_order(threads):
+    lm = estimate_character_lm(["kat", "tac kat cat", "cat tak"], 3)
+    decoder = LMDecoder(lm, LMWeights(0.5, 1.0), threads=threads)
+    rows = _rows()
+    expected = ["kat", "tac kat cat", "ak", "cat tak", "t"]
+    assert [decoder.decode(row, CHARACTERS) for row in rows] == expected
+    assert decoder.decode_many(rows, CHARACTERS) == expected
+    assert decoder.decode_many(rows[::-1], CHARACTERS) == expected[::-1]
+    assert decoder.decode_many(iter(rows[:2]), CHARACTERS) == expected[:2]
+    assert decoder.decode_many([], CHARACTERS) == []
+
+
+def test_decode_many_with_hotwords_and_a_word_model_on_threads():
+    letters = estimate_character_lm(["kat", "tak"], 3)
+    decoder = LMDecoder(
+        letters, LMWeights(0.5, 1.0, word=1.0), hotwords=(Hotword("kac"),), words=NgramLM.estimate(["kat tak"], 2)
+    )
+    rows = [*_rows(), _spelled("tac cat", {"t": "k"})]
+    one = [decoder.decode(row, CHARACTERS) for row in rows]
+    assert one[-1] == "kac cat"
+    assert replace(decoder, threads=2).decode_many(rows, CHARACTERS) == one
+
+
+def test_bad_search_settings_are_refused():
+    lm = estimate_character_lm(["a"], 2)
+    for settings, message in (
+        ({"tokens_per_frame": 0}, "tokens per frame must be >= 1"),
+        ({"beam_threshold": 0.0}, "the beam threshold > 0"),
+        ({"skip_blank": 0.0}, r"skipped frames must be in \(0, 1\], got 0.0"),
+        ({"skip_blank": 1.5}, r"skipped frames must be in \(0, 1\], got 1.5"),
+        ({"threads": 0}, "threads must be >= 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            LMDecoder(lm, **settings)

@@ -12,10 +12,12 @@ Wrapped once more, it adds a word n-gram model at each word's end (lm.kind=word)
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from flashlight.lib.text.dictionary import Dictionary
 from asr.data.text import Vocabulary, ctc_collapse, error_rates
 from asr.decoding.hotwords import Hotword, TrieNode, build_trie
 from asr.decoding.lm import UNK, LanguageModelError, NgramLM
+
+log = logging.getLogger(__name__)
 
 # How a space is written in the language model's text (ARPA tokens are separated by spaces).
 SPACE_TOKEN = "<sp>"
@@ -124,17 +128,31 @@ class LMDecoder:
     beam_width: int = 32
     hotwords: tuple[Hotword, ...] = ()
     words: NgramLM | None = None  # a word n-gram model (lm.kind=word), scored at each word's end
+    tokens_per_frame: int = TOKENS_PER_FRAME  # classes of a frame each hypothesis is extended with
+    beam_threshold: float = BEAM_THRESHOLD  # hypotheses this far below the best (natural log) are dropped
+    skip_blank: float = SKIP_BLANK_PROBABILITY  # frames at least this surely blank are skipped (but a run's first)
+    threads: int | None = None  # decode_many's threads (None: the cores this process may use)
     # KenLM models of `lm` per vocabulary, loaded on first use; shared by the copies that replace() makes
     loaded: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.beam_width < 1:
             raise ValueError(f"the LM beam width must be >= 1, got {self.beam_width}")
+        if self.tokens_per_frame < 1 or self.beam_threshold <= 0:
+            raise ValueError(
+                f"tokens per frame must be >= 1 and the beam threshold > 0, got {self.tokens_per_frame} and "
+                f"{self.beam_threshold}"
+            )
+        if not 0 < self.skip_blank <= 1:
+            raise ValueError(f"the blank probability of skipped frames must be in (0, 1], got {self.skip_blank}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"decode_many's threads must be >= 1 (or None: every usable core), got {self.threads}")
 
     def decode(self, log_probs: np.ndarray, characters: str) -> str:
         """Best transcript of one utterance's log probabilities [T, len(characters) + 1] (natural log)."""
         blank = len(characters)
-        emissions = np.ascontiguousarray(_without_certain_blanks(np.asarray(log_probs), blank), dtype=np.float32)
+        kept = _without_certain_blanks(np.asarray(log_probs), blank, self.skip_blank)
+        emissions = np.ascontiguousarray(kept, dtype=np.float32)
         frames, classes = emissions.shape  # [T', C]
         if frames == 0:
             return ""
@@ -145,8 +163,8 @@ class LMDecoder:
             fusion = _Boosted(fusion, build_trie(self.hotwords), characters)
         options = LexiconFreeDecoderOptions(
             beam_size=self.beam_width,
-            beam_size_token=min(TOKENS_PER_FRAME, classes),
-            beam_threshold=BEAM_THRESHOLD,
+            beam_size_token=min(self.tokens_per_frame, classes),
+            beam_threshold=self.beam_threshold,
             lm_weight=1.0,  # the weights are applied by _ShallowFusion
             sil_score=0.0,
             log_add=True,  # a hypothesis sums its CTC paths, as the CTC loss does
@@ -156,6 +174,26 @@ class LMDecoder:
         decoder = LexiconFreeDecoder(options, fusion, space if space >= 0 else blank, blank, [])
         path = decoder.decode(emissions.ctypes.data, frames, classes)[0].tokens
         return " ".join("".join(characters[i] for i in ctc_collapse(path, blank)).split())
+
+    def decode_many(self, rows: Sequence[np.ndarray], characters: str) -> list[str]:
+        """The best transcript of each utterance's log probabilities [T, len(characters) + 1], in order: what
+        [decode(row, characters) for row in rows] gives, on `threads` threads (flashlight-text's search runs
+        without the GIL; each decode has its own decoder and language model states, the KenLM models are only
+        read)."""
+        rows = list(rows)
+        workers = min(self.threads or usable_cores(), len(rows))
+        if workers <= 1:
+            return [self.decode(row, characters) for row in rows]
+        self._kenlm(characters)  # loaded once, before the threads read it
+        if self.words is not None and self.weights.word > 0:
+            self._word_kenlm()
+        longest_first = sorted(range(len(rows)), key=lambda i: -len(rows[i]))  # no long row left for the end
+        texts: list[str] = [""] * len(rows)
+        with ThreadPoolExecutor(workers, thread_name_prefix="lm-search") as pool:
+            futures = {i: pool.submit(self.decode, rows[i], characters) for i in longest_first}
+            for i, future in futures.items():
+                texts[i] = future.result()
+        return texts
 
     def _kenlm(self, characters: str) -> LM:
         """The language model as KenLM reads it, with the vocabulary's classes as its tokens (none: a model
@@ -319,12 +357,17 @@ class _Match:
     spelled: str
 
 
-def _without_certain_blanks(log_probs: np.ndarray, blank: int) -> np.ndarray:
-    """log_probs [T, C] without the frames that are blank with at least SKIP_BLANK_PROBABILITY, but the first of
+def _without_certain_blanks(log_probs: np.ndarray, blank: int, at_least: float = SKIP_BLANK_PROBABILITY) -> np.ndarray:
+    """log_probs [T, C] without the frames that are blank with a probability of at least `at_least`, but the first of
     each run of them [T', C]."""
-    certain = log_probs[:, blank] >= math.log(SKIP_BLANK_PROBABILITY)  # [T]
+    certain = log_probs[:, blank] >= math.log(at_least)  # [T]
     after_certain = np.concatenate([[False], certain[:-1]])
     return log_probs[~(certain & after_certain)]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _load_kenlm(lm: NgramLM, tokens: list[str]) -> KenLM:
