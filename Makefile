@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 DEMO_RUN := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup demo test test-fast lint corpus
+.PHONY: setup demo base test test-fast lint corpus
 
 setup: $(STAMP)
 
@@ -20,6 +20,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/asr-train experiment=demo hydra.run.dir=$(DEMO_RUN)
 	$(BIN)/asr-transcribe $(DEMO_RUN) data/test.jsonl --score
+
+# The shipped base model: train experiment=base into runs/base (rerunning resumes an interrupted training, or only
+# re-scores a finished one), then write it into models/base with float16 weights, replacing the shipped one (git
+# shows what changed; models/base/MODEL_CARD.md is kept).
+BASE_RUN ?= runs/base
+base: setup
+	$(BIN)/asr-train experiment=base hydra.run.dir=$(BASE_RUN)
+	$(BIN)/python scripts/ship_base.py $(BASE_RUN) models/base --force
 
 # Everything, training tests included (what CI runs); one pytest-xdist worker per usable core, the tests of
 # the shared demo model on one of them.

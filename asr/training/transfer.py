@@ -29,12 +29,13 @@ from asr.inference.bundle import (
 )
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
+from asr.models import ModelNotFoundError, resolve_model
 from asr.training.options import RunOptions
 
 log = logging.getLogger(__name__)
 
 KEY = "trainer.init_from"
-FIX = "pass trainer.init_from=<a training run directory or its model/ folder>"
+FIX = "pass trainer.init_from=<a training run directory, its model/ folder, or a shipped model's name such as base>"
 
 
 # The lowest feature rate a source may have: 4 kHz audio keeps speech only up to 2 kHz (the first two formants),
@@ -71,11 +72,12 @@ def bundle_sha256(directory: Path) -> str:
 
 
 def read_source(path: str) -> Source:
-    """The bundle at `path` (a run directory or its model/ folder), checked without loading TensorFlow weights;
-    SourceError naming trainer.init_from, the problem and the fix."""
-    where = Path(path).expanduser()
-    if not where.exists():
-        raise SourceError(f"{KEY}={path}: no such file or directory; {FIX}")
+    """The bundle at `path` (a run directory, its model/ folder, or a shipped model's name: asr.models), checked
+    without loading TensorFlow weights; SourceError naming trainer.init_from, the problem and the fix."""
+    try:
+        where = resolve_model(path, FIX)
+    except ModelNotFoundError as e:
+        raise SourceError(f"{KEY}={e}") from None
     try:
         directory = find_bundle(where)
         spec = read_spec(directory)
