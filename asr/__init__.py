@@ -5,12 +5,14 @@ The public API, for notebooks and scripts (imported on first use, so `import asr
     import asr
     options = asr.compose(["experiment=demo", "trainer.epochs=5"])  # typed, validated options
     result = asr.train(options, "runs/notebook")                     # a RunResult (result.json)
-    bundle = asr.load_bundle("runs/notebook")                         # a run dir or its model/ folder
-    asr.transcribe(bundle, [waveform], sample_rate=16000)             # -> ["the transcript"]
+    recognizer = asr.load("runs/notebook")                            # a run, a bundle or a shipped model's name
+    recognizer.transcribe("long.wav").text                            # cut at pauses; also bytes or a waveform
+    session = recognizer.stream()                                     # session.accept(pcm), session.finish()
 
-Layout: asr.data (audio, text, datasets, features, preparation, batching) -> asr.model (the CTC model,
-decoding, metrics) -> asr.inference (bundle, transcription, export) and asr.training (loop, callbacks,
-checkpoints); asr.cli holds the console commands, which only parse arguments and call those.
+Layout: asr.data (audio, text, datasets, features, preparation, batching) -> asr.decoding (greedy, beam, language
+models, hotwords, alignment) -> asr.model (the CTC model, metrics) -> asr.inference (bundle, recognizer, streams,
+exports) and asr.training (loop, callbacks, checkpoints); asr.cli holds the console commands, which only parse
+arguments and call those.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ _API = {
     "to_options": "asr.config",
     "train": "asr.training.loop",
     "load_bundle": "asr.inference.bundle",
-    "transcribe": "asr.inference.transcribe",
+    "load": "asr.inference.recognizer",
+    "Recognizer": "asr.inference.recognizer",
+    "Transcript": "asr.inference.results",
     "RunOptions": "asr.training.options",
 }
 
@@ -37,4 +41,8 @@ def __getattr__(name: str) -> Any:
     """Import a public name's module when the name is first used."""
     if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
+    if name == "transcribe":  # retired in 2026-12 (docs/upgrading.md)
+        raise AttributeError(
+            "asr.transcribe was retired: use asr.load(path).transcribe(waveform, sample_rate=...) (docs/upgrading.md)"
+        )
     raise AttributeError(f"module 'asr' has no attribute {name!r}")

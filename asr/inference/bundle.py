@@ -28,6 +28,10 @@ VERSION = 1
 # (the common upper end of ASR training clips); longer recordings are transcribed in pieces.
 DEFAULT_MAX_SECONDS = 20.0
 
+# Bytes read at each end of an ARPA file to see that it is whole without parsing it (the header and the
+# "\\end\\" line are within the first and last few lines).
+ARPA_PEEK_BYTES = 4096
+
 
 class BundleError(UserError):
     """A directory is not a loadable bundle; the message says which file and what is wrong."""
@@ -46,6 +50,9 @@ class Bundle:
     # Median silence before and after the speech of the training utterances, in seconds (asr.data.activity);
     # the pieces of a long recording get as much. None in bundles written before it was measured.
     margins: tuple[float, float] | None = None
+    # Where the bundle's language model is and how it is weighted (bundle.json's "language_model"), read or not:
+    # load_bundle(path, language_model=False) leaves `lm` None and the ARPA file unparsed until LMSource.load().
+    lm_source: LMSource | None = None
 
     @property
     def seconds_per_step(self) -> float:
@@ -152,8 +159,51 @@ def read_spec(directory: Path) -> dict:
     return spec
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Load a bundle (or a run dir's model/) without Hydra or the training config."""
+@dataclass(frozen=True)
+class LMSource:
+    """A bundle's language model as bundle.json describes it, not yet read."""
+
+    spec: dict  # bundle.json's "language_model"
+    directory: Path  # the bundle's folder
+
+    @property
+    def path(self) -> Path:
+        """The character model's ARPA file."""
+        return self.directory / str(self.spec.get("file", LM_FILE))
+
+    def load(self) -> LMDecoder:
+        """The language model's decoder; BundleError naming the file when it cannot be read."""
+        return _read_lm(self.spec, self.directory)
+
+    def weights(self) -> LMWeights:
+        """How much the language model counts (bundle.json's figures; the ARPA file unread)."""
+        try:
+            return _lm_weights(self.spec)
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(
+                f"{self.directory / BUNDLE_FILE}: invalid language_model settings ({e}); re-export the model"
+            ) from e
+
+    def problem(self) -> str | None:
+        """Why the ARPA file is unusable, by a quick look at its ends (the \\data\\ header, and the \\end\\ line
+        that a cut-off file lacks), or None when it looks whole."""
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(ARPA_PEEK_BYTES)
+                f.seek(max(f.seek(0, os.SEEK_END) - ARPA_PEEK_BYTES, 0))
+                tail = f.read()
+        except OSError as e:
+            return f"cannot read it ({e})"
+        if b"\\data\\" not in head:
+            return "no \\data\\ header: not an ARPA file"
+        if b"\\end\\" not in tail:
+            return "no \\end\\ line: the file is cut off"
+        return None
+
+
+def load_bundle(path: Path, language_model: bool = True) -> Bundle:
+    """Load a bundle (or a run dir's model/) without Hydra or the training config; with `language_model` False its
+    language model is left unread (Bundle.lm_source says where it is)."""
     directory = find_bundle(Path(path))
     spec = read_spec(directory)
     try:
@@ -180,8 +230,14 @@ def load_bundle(path: Path) -> Bundle:
         isinstance(margins, list) and len(margins) == 2 and all(isinstance(m, int | float) and m >= 0 for m in margins)
     ):
         raise BundleError(f"{directory / BUNDLE_FILE}: silence_margins must be two seconds >= 0, got {margins!r}")
-    lm = _read_lm(spec.get("language_model"), directory)
-    return Bundle(model, features, vocab, cmvn, float(max_seconds), lm, None if margins is None else tuple(margins))
+    lm_spec = spec.get("language_model")
+    if lm_spec is not None and not isinstance(lm_spec, dict):
+        raise BundleError(f"{directory / BUNDLE_FILE}: language_model must be an object, got {lm_spec!r}")
+    source = None if lm_spec is None else LMSource(lm_spec, directory)
+    lm = source.load() if source is not None and language_model else None
+    return Bundle(
+        model, features, vocab, cmvn, float(max_seconds), lm, None if margins is None else tuple(margins), source
+    )
 
 
 def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
@@ -190,12 +246,7 @@ def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
         return None
     try:
         words = spec.get("words")
-        weights = LMWeights(
-            float(spec["alpha"]),
-            float(spec["beta"]),
-            float(words["weight"]) if words else 0.0,
-            float(words["unknown_penalty"]) if words else 0.0,
-        )
+        weights = _lm_weights(spec)
         lm = NgramLM.read_arpa(directory / str(spec.get("file", LM_FILE)))
         word_lm = NgramLM.read_arpa(directory / str(words.get("file", WORDS_FILE))) if words else None
         return LMDecoder(lm, weights, int(spec.get("beam_width", LMDecoder.beam_width)), words=word_lm)
@@ -205,6 +256,17 @@ def _read_lm(spec: dict | None, directory: Path) -> LMDecoder | None:
         ) from e
     except LanguageModelError as e:
         raise BundleError(f"{e} (the bundle's language model); copy the bundle again, or pass --lm none") from e
+
+
+def _lm_weights(spec: dict) -> LMWeights:
+    """The weights of bundle.json's "language_model" (KeyError, TypeError or ValueError when they are wrong)."""
+    words = spec.get("words")
+    return LMWeights(
+        float(spec["alpha"]),
+        float(spec["beta"]),
+        float(words["weight"]) if words else 0.0,
+        float(words["unknown_penalty"]) if words else 0.0,
+    )
 
 
 def read_cmvn(spec: dict | None, features: FeatureOptions, path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,8 +1,8 @@
-"""Long recordings: where to cut a file so that each piece is speech the way the training utterances were.
+"""Long recordings: where to cut a recording so that each piece is speech the way the training utterances were.
 
-The file is cut at every pause that the voice activity detector finds (asr.data.activity): one piece per
+The recording is cut at every pause that the voice activity detector finds (asr.data.activity): one piece per
 stretch of speech, with as much of the surrounding silence as the training utterances had before and after
-their speech.
+their speech. No TensorFlow here: the recognizer, its streams and the TFLite runner cut alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.data.activity import FRAME_SECONDS, SILENT_DB, file_activity
+from asr.data.activity import FRAME_SECONDS, SILENT_DB, Activity, file_activity
 from asr.data.audio import audio_info
 from asr.inference.options import MIN_PAUSE_SECONDS
 
@@ -26,10 +26,30 @@ MIN_SPEECH_SECONDS = 0.15
 
 @dataclass(frozen=True)
 class Piece:
-    """A [start, end) span of a recording, in seconds."""
+    """A [start, end) span of a recording, in seconds; `speech`: whether it holds any (Activity.holds_speech): a
+    piece without is transcribed as "" and never decoded."""
 
     start: float
     end: float
+    speech: bool = True
+
+
+@dataclass(frozen=True)
+class Cutting:
+    """How a long recording is cut: the longest piece, the silence kept (before, after) its speech and the
+    shortest pause cut at, in seconds."""
+
+    max_seconds: float
+    margins: tuple[float, float] = (DEFAULT_MARGIN_SECONDS, DEFAULT_MARGIN_SECONDS)
+    min_pause: float = MIN_PAUSE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.max_seconds <= 0 or self.min_pause <= 0 or min(self.margins) < 0:
+            raise ValueError(f"max_seconds and min_pause must be > 0 and margins >= 0, got {self}")
+
+    def frames(self, seconds: float) -> int:
+        """Seconds as a count of the detector's frames (at least one)."""
+        return max(round(seconds / FRAME_SECONDS), 1)
 
 
 def split_points(
@@ -53,11 +73,11 @@ def split_points(
     if not speech.any():
         speech = np.ones_like(speech)
     lead, trail = (min(m, max_frames // 4) for m in margins)  # a piece is mostly speech
-    stretches = _merge_short(_stretches(speech, min_pause), min_speech, max_frames - lead - trail)
+    found = _merge_short(stretches(speech, min_pause), min_speech, max_frames - lead - trail)
     spans = []
-    for i, (a, b) in enumerate(stretches):
-        before = 0 if i == 0 else (stretches[i - 1][1] + a + 1) // 2  # the middle of the pause before
-        after = total if i == len(stretches) - 1 else (b + stretches[i + 1][0]) // 2
+    for i, (a, b) in enumerate(found):
+        before = 0 if i == 0 else (found[i - 1][1] + a + 1) // 2  # the middle of the pause before
+        after = total if i == len(found) - 1 else (b + found[i + 1][0]) // 2
         start, end = max(a - lead, before), min(b + trail, after)
         if energy is not None:  # a margin holds the recording's silence, never digital silence (no signal)
             while start < a and energy[start] <= SILENT_DB:
@@ -68,7 +88,7 @@ def split_points(
     return spans
 
 
-def _stretches(speech: np.ndarray, min_pause: int) -> list[tuple[int, int]]:
+def stretches(speech: np.ndarray, min_pause: int) -> list[tuple[int, int]]:
     """[start, end) of each stretch of speech: runs of speech frames joined across pauses under `min_pause`."""
     joined: list[list[int]] = []
     for a, b in _runs(speech):
@@ -124,24 +144,38 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
+def cut_spans(activity: Activity, cutting: Cutting) -> list[tuple[int, int]]:
+    """[start, end) frame spans of a recording's `activity` to decode one by one (split_points)."""
+    return split_points(
+        activity.voiced,
+        max(int(cutting.max_seconds / FRAME_SECONDS), 1),
+        activity.energy,
+        min_pause=cutting.frames(cutting.min_pause),
+        margins=(round(cutting.margins[0] / FRAME_SECONDS), round(cutting.margins[1] / FRAME_SECONDS)),
+    )
+
+
+def plan_pieces(activity: Activity, duration: float, cutting: Cutting | None) -> list[Piece]:
+    """The pieces of a recording of `duration` seconds: the whole of it (cutting None), or one per stretch of
+    speech between pauses (cut_spans), each marked with whether it holds speech."""
+    if cutting is None:
+        return [Piece(0.0, duration, activity.holds_speech())]
+    spans = cut_spans(activity, cutting)
+    found = [
+        Piece(round(a * FRAME_SECONDS, 3), round(min(b * FRAME_SECONDS, duration), 3), activity.holds_speech(a, b))
+        for a, b in spans
+    ]
+    if found and spans[-1][1] == len(activity.voiced):  # the frames leave out the last few milliseconds
+        found[-1] = Piece(found[-1].start, duration, found[-1].speech)
+    return found or [Piece(0.0, duration, activity.holds_speech())]
+
+
 def pieces(
     path: str | Path,
     max_seconds: float,
     margins: tuple[float, float] = (DEFAULT_MARGIN_SECONDS, DEFAULT_MARGIN_SECONDS),
     min_pause: float = MIN_PAUSE_SECONDS,
 ) -> list[Piece]:
-    """The spans of a recording to transcribe one by one: one per stretch of speech between pauses of at least
+    """The spans of an audio file to transcribe one by one: one per stretch of speech between pauses of at least
     `min_pause` seconds, with `margins` (before, after) seconds of silence, each at most `max_seconds`."""
-    duration = audio_info(path).seconds
-    activity = file_activity(path)
-    spans = split_points(
-        activity.voiced,
-        max(int(max_seconds / FRAME_SECONDS), 1),
-        activity.energy,
-        min_pause=max(round(min_pause / FRAME_SECONDS), 1),
-        margins=(round(margins[0] / FRAME_SECONDS), round(margins[1] / FRAME_SECONDS)),
-    )
-    found = [Piece(round(a * FRAME_SECONDS, 3), round(min(b * FRAME_SECONDS, duration), 3)) for a, b in spans]
-    if found and spans[-1][1] == len(activity.voiced):
-        found[-1] = Piece(found[-1].start, duration)  # the frames leave out the last few milliseconds
-    return found or [Piece(0.0, duration)]
+    return plan_pieces(file_activity(path), audio_info(path).seconds, Cutting(max_seconds, margins, min_pause))
