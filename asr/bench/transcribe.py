@@ -1,13 +1,13 @@
 """`asr-bench transcribe`: the real-time factor (processing seconds / audio seconds) of `asr-transcribe`'s path
-(files batched by length, one traced graph) and of a naive baseline (one file at a time, the Keras model called
-eagerly), on the same files, in the same process. Machines are noisy: compare the ratio, not the seconds."""
+(the recognizer: files batched by length, one traced graph) and of a naive baseline (one file at a time, the Keras
+model called eagerly), on the same files, in the same process. Machines are noisy: compare the ratio, not the
+seconds."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,79 +21,83 @@ def bench_transcribe(
     """RTF of batched transcription, greedy, with the bundle's language model (when it has one) and with
     `hotwords` (a file, when given), of the same files in one run, with their error rates where the inputs carry
     transcripts; and of the one-file-at-a-time eager baseline (with the language model when there is one)."""
-    import tensorflow as tf
-
+    import asr
+    from asr.data.audio import AudioError
     from asr.data.text import error_rates
-    from asr.decoding.ctc import decode_batch, utterance_log_probs
-    from asr.inference.bundle import load_bundle
-    from asr.inference.options import DecodeOptions
-    from asr.inference.transcribe import choose_lm, expand_inputs, ready_inference, run
+    from asr.inference.options import TranscribeOptions
+    from asr.inference.sources import expand_inputs
 
-    bundle = load_bundle(model_dir)
+    recognizer = asr.load(model_dir)  # loading (and tracing) is not timed, as in asr-transcribe's RTF
+    has_lm = recognizer.bundle.lm_source is not None
     items = expand_inputs(audio)
-    options = DecodeOptions(batch_size=batch_size)
-    infer = ready_inference(bundle, options)  # part of loading, as in asr-transcribe
-    decodings = {}
+    options = TranscribeOptions(batch_size=batch_size)
+    decodings, texts = {}, {}
     for name, lm, boost in (
         ("greedy", "none", None),
         ("hotwords", "bundle", hotwords),
         ("language_model", "bundle", None),
     ):
-        if (lm == "bundle" and bundle.lm is None and boost is None) or (name == "hotwords" and boost is None):
+        if (name == "language_model" and not has_lm) or (name == "hotwords" and boost is None):
             continue
-        chosen = choose_lm(bundle, replace(options, lm=lm, hotwords=boost))
+        chosen = recognizer.with_options(lm=lm, hotwords=boost).ready()  # the language model read before timing
         started = time.perf_counter()
-        records = list(run(items, chosen, options, infer))
+        results = list(chosen.timed_many(items, options))
         seconds = time.perf_counter() - started
-        log.info("%s: %d files in %.2f s", name, len(records), seconds)
-        ok = [r for r in records if "error" not in r]
-        audio_seconds = sum(r["duration_s"] for r in ok)
-        scored = [r for r in ok if "ref" in r]
+        log.info("%s: %d files in %.2f s", name, len(results), seconds)
+        ok = [(item, r) for item, (r, _) in zip(items, results, strict=True) if not isinstance(r, AudioError)]
+        audio_seconds = sum(r.duration for _, r in ok)
+        texts[name] = [None if isinstance(r, AudioError) else r.text for r, _ in results]
         decodings[name] = {"seconds": round(seconds, 3), "rtf": round(seconds / audio_seconds, 5)}
+        scored = [(recognizer.bundle.vocab.normalize(item.text), r.text) for item, r in ok if item.text is not None]
         if scored:
-            rates = error_rates([r["ref"] for r in scored], [r["text"] for r in scored])
+            rates = error_rates([ref for ref, _ in scored], [hyp for _, hyp in scored])
             decodings[name] |= {"cer": round(rates["ler"], 5), "wer": round(rates["wer"], 5)}
-    batched = decodings["language_model" if bundle.lm is not None else "greedy"]
-    batched_seconds = batched["seconds"]
+    main = "language_model" if has_lm else "greedy"
     for name in ("language_model", "hotwords"):
         if name in decodings:
             decodings[name]["x_greedy"] = round(decodings[name]["seconds"] / decodings["greedy"]["seconds"], 2)
-
-    from asr.data.audio import load_audio
-
-    subset = items[:baseline_files] if baseline_files else items
-    subset_audio = 0.0
-    started = time.perf_counter()
-    baseline_texts = []
-    for item in subset:
-        signal = load_audio(item.audio, bundle.features.sample_rate, item.start, item.end)
-        subset_audio += len(signal) / bundle.features.sample_rate
-        feats = bundle.featurize(signal)[None]
-        lengths = np.array([feats.shape[1]], np.int32)
-        logits = bundle.model({"features": tf.constant(feats), "lengths": tf.constant(lengths)}, training=False)
-        if bundle.lm is not None:
-            (log_probs,) = utterance_log_probs(logits, bundle.model.output_lengths(lengths))
-            baseline_texts.append(bundle.lm.decode(log_probs, bundle.vocab.characters))
-        else:
-            baseline_texts += decode_batch(logits, bundle.model.output_lengths(lengths), bundle.vocab)
-    baseline_seconds = time.perf_counter() - started
-    same = sum(t == r.get("text") for t, r in zip(baseline_texts, records, strict=False))
-    batched_rtf = batched_seconds / audio_seconds
-    baseline_rtf = baseline_seconds / subset_audio
+    baseline = eager_baseline(recognizer, items[:baseline_files] if baseline_files else items)
+    same = sum(t == r for t, r in zip(baseline["texts"], texts[main], strict=False))
+    batched_rtf = decodings[main]["rtf"]
     return {
         "benchmark": "transcribe",
         "model": str(model_dir),
         "files": len(items),
-        "language_model": bundle.lm is not None,
-        "failed": len(records) - len(ok),
+        "language_model": has_lm,
+        "failed": sum(t is None for t in texts[main]),
         "audio_seconds": round(audio_seconds, 3),
-        "batched": {"seconds": round(batched_seconds, 3), "rtf": round(batched_rtf, 5), "batch_size": batch_size},
+        "batched": {"seconds": decodings[main]["seconds"], "rtf": batched_rtf, "batch_size": batch_size},
         "decodings": decodings,
-        "baseline_one_file_eager": {
-            "files": len(subset),
-            "seconds": round(baseline_seconds, 3),
-            "rtf": round(baseline_rtf, 5),
-        },
-        "speedup_vs_baseline": round(baseline_rtf / batched_rtf, 2),
-        "identical_transcripts": f"{same}/{len(subset)}",
+        "baseline_one_file_eager": {k: v for k, v in baseline.items() if k != "texts"},
+        "speedup_vs_baseline": round(baseline["rtf"] / batched_rtf, 2),
+        "identical_transcripts": f"{same}/{len(baseline['texts'])}",
     }
+
+
+def eager_baseline(recognizer, items: Sequence) -> dict:
+    """One file at a time, the Keras model called eagerly, greedy or the language model's search (no cutting):
+    files, seconds, rtf and the transcripts."""
+    import tensorflow as tf
+
+    from asr.data.audio import load_audio
+    from asr.decoding.alignment import greedy_text, utterance_log_probs
+
+    bundle, lm = recognizer.bundle, recognizer.language_model()
+    rate = bundle.features.sample_rate
+    audio_seconds, texts = 0.0, []
+    started = time.perf_counter()
+    for item in items:
+        signal = load_audio(item.audio, rate, item.start, item.end)
+        audio_seconds += len(signal) / rate
+        feats = bundle.featurize(signal)[None]
+        lengths = np.array([feats.shape[1]], np.int32)
+        logits = bundle.model({"features": tf.constant(feats), "lengths": tf.constant(lengths)}, training=False)
+        (log_probs,) = utterance_log_probs(logits, bundle.model.output_lengths(lengths))
+        text = (
+            greedy_text(log_probs, bundle.vocab.characters)
+            if lm is None
+            else lm.decode(log_probs, bundle.vocab.characters)
+        )
+        texts.append(" ".join(text.split()))
+    seconds = time.perf_counter() - started
+    return {"files": len(items), "seconds": round(seconds, 3), "rtf": round(seconds / audio_seconds, 5), "texts": texts}

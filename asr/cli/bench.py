@@ -1,6 +1,7 @@
-"""`asr-bench transcribe MODEL AUDIO... | asr-bench jobs [N] [OVERRIDES...] | asr-bench resample | asr-bench train
-[OVERRIDES...]`: speed and memory against a baseline measured in the same run, printed and written as JSON (see
-the asr.bench package, one module per benchmark)."""
+"""`asr-bench transcribe MODEL AUDIO... | asr-bench recognizer MODEL [--stream-model RUN] | asr-bench jobs [N]
+[OVERRIDES...] | asr-bench resample | asr-bench train [OVERRIDES...] | asr-bench pocketsphinx MANIFEST [--limit N]
+[--model RUN]`: speed and memory (pocketsphinx: error rates) against a baseline measured in the same run, printed
+and written as JSON (see the asr.bench package, one module per benchmark)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.cli._errors import add_debug, run_command
+from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.cli.transcribe import add_batch_size, check_inputs
+from asr.models import resolve_model
 from asr.system import quiet_tensorflow
 
 # The short training job of `asr-bench jobs` (kept here so that --help needs nothing heavy).
@@ -34,6 +36,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     transcribe.add_argument(
         "--hotwords", metavar="FILE", help="also time decoding with these hotwords (as asr-transcribe --hotwords)"
     )
+    decoding = sub.add_parser("decoding", help="the LM's beam search against greedy decoding: seconds, CER, WER")
+    decoding.add_argument("model", help="training run directory or bundle (with a language model)")
+    decoding.add_argument("manifest", help="a .jsonl manifest with the reference transcripts")
+    add_batch_size(decoding)
+    decoding.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="also time the search with these settings on the saved log-probs (beam_width, tokens_per_frame, "
+        "beam_threshold, skip_blank, threads); repeat for more",
+    )
+    decoding.add_argument("--passes", type=int, default=3, help="end-to-end passes of each decoding (default 3)")
+    recognizer = sub.add_parser(
+        "recognizer", help="one transcript through every door: a long recording's CER, streams, silence"
+    )
+    recognizer.add_argument("model", help="training run directory or bundle (e.g. of experiment=demo)")
+    recognizer.add_argument("--stream-model", help="a streaming model's run (experiment=demo_streaming): stream WER")
     jobs = sub.add_parser("jobs", help="memory after each of N training jobs run in one process")
     jobs.add_argument("count", type=int, nargs="?", default=5, help="how many jobs (default 5)")
     jobs.add_argument("overrides", nargs="*", default=SHORT_JOB, help=f"Hydra overrides (default: {SHORT_JOB})")
@@ -65,6 +85,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     lstm.add_argument("overrides", nargs="*", default=[], help="Hydra overrides of asr-train (e.g. experiment=fsdd)")
     lstm.add_argument("--batch-sizes", type=int, nargs="+", help="batch sizes of the default variant (8 16 32 64 128)")
     lstm.add_argument("--frames", type=int, default=150, help="LSTM steps per batch (default 150)")
+    sphinx = sub.add_parser(
+        "pocketsphinx", help="CMU PocketSphinx out of the box (and --model) on a manifest's files: CER, WER, time"
+    )
+    sphinx.add_argument("manifest", help="a .jsonl / .csv manifest (or a corpus folder) with transcripts")
+    sphinx.add_argument("--limit", type=int, help="only its first N entries")
+    sphinx.add_argument("--model", help="also this model of ours: a run, a bundle or a shipped model's name (base)")
+    serve = sub.add_parser("serve", help="asr-serve from outside: uploads at 1/4/16 clients, memory, real-time streams")
+    serve.add_argument("model", help="training run directory, bundle or shipped model's name (served by asr-serve)")
+    serve.add_argument("audio", nargs="+", help="recordings to upload and stream (files, folders or manifests)")
+    serve.add_argument("--workers", type=int, help="asr-serve --workers (default: its own)")
+    serve.add_argument("--requests-per-client", type=int, default=8, help="uploads per client at each concurrency")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")
     add_debug(parser)
     args = parser.parse_args(argv)
@@ -77,6 +108,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--epochs and --naive-epochs must be >= {MIN_TRAIN_EPOCHS} (a warm-up and a measured epoch)")
         if args.limit is not None and args.limit < 1:
             parser.error(f"--limit must be >= 1, got {args.limit}")
+    if args.what == "pocketsphinx" and args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
     return args
 
 
@@ -91,10 +124,19 @@ def bench(args: argparse.Namespace) -> int:
     """Run the chosen benchmark, print its result and write it to --out."""
     if args.what == "transcribe":
         check_inputs(args.model, args.audio)
+    if args.what == "pocketsphinx":
+        existing(Path(args.manifest), "pass a manifest (.jsonl / .csv) of audio files with their transcripts")
+        if args.model is not None:
+            resolve_model(args.model, MODEL_FIX)
+    if args.what == "decoding":
+        check_inputs(args.model, [args.manifest])
     quiet_tensorflow()
     from asr.bench.common import machine
+    from asr.bench.decoding import Variant, bench_decoding, decoding_table
     from asr.bench.jobs import bench_jobs
     from asr.bench.lstm import LSTM_BATCH_SIZES, bench_lstm, lstm_table
+    from asr.bench.pocketsphinx import bench_pocketsphinx, pocketsphinx_table
+    from asr.bench.recognizer import bench_recognizer
     from asr.bench.resample import bench_resample
     from asr.bench.scale import SCALE_FRACTIONS, bench_scale, scale_plot, scale_table
     from asr.bench.train import bench_train, train_table
@@ -102,12 +144,19 @@ def bench(args: argparse.Namespace) -> int:
 
     if args.what == "transcribe":
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files, args.hotwords)
+    elif args.what == "decoding":
+        variants = [Variant.parse(v) for v in args.variant]
+        measured = bench_decoding(Path(args.model), Path(args.manifest), args.batch_size, variants, args.passes)
+    elif args.what == "recognizer":
+        measured = bench_recognizer(Path(args.model), args.stream_model and Path(args.stream_model))
     elif args.what == "resample":
         measured = bench_resample(args.seconds)
     elif args.what == "train":
         measured = bench_train(args.overrides, args.epochs, args.naive_epochs, args.limit)
     elif args.what == "lstm":
         measured = bench_lstm(args.overrides, args.batch_sizes or LSTM_BATCH_SIZES, args.frames)
+    elif args.what == "pocketsphinx":
+        measured = bench_pocketsphinx(Path(args.manifest), args.limit, args.model)
     elif args.what == "scale":
         measured = bench_scale(args.overrides, args.epochs, args.fractions or SCALE_FRACTIONS, args.storage, args.limit)
     else:
@@ -119,6 +168,10 @@ def bench(args: argparse.Namespace) -> int:
         print(train_table(result))
     if args.what == "lstm":
         print(lstm_table(result))
+    if args.what == "pocketsphinx":
+        print(pocketsphinx_table(result))
+    if args.what == "decoding":
+        print(decoding_table(result))
     if args.what == "scale":
         print(scale_table(result))
         scale_plot(result, Path(args.out).with_suffix(".png"))

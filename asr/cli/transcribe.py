@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from asr.cli._errors import add_debug, existing, run_command
+from asr.cli._errors import MODEL_FIX, add_debug, existing, run_command
 from asr.data.audio import AUDIO_SUFFIXES
 from asr.decoding.hotwords import DEFAULT_WEIGHT as DEFAULT_HOTWORD_WEIGHT
 from asr.errors import UserError
@@ -159,7 +159,7 @@ def check_inputs(model: str, audio: Sequence[str], lm: str = "bundle", hotwords:
     """A UserError naming the first MODEL, --lm, --hotwords or AUDIO path that does not exist (checked before
     TensorFlow loads; an audio file missing from a manifest is a per-file failure instead). MODEL may also
     be a shipped model's name (asr.models)."""
-    resolve_model(model)
+    resolve_model(model, MODEL_FIX)
     if lm not in ("bundle", "none"):
         existing(Path(lm), "pass --lm bundle, --lm none or the path of an ARPA character language model")
     if hotwords is not None:

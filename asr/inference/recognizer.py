@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.data.audio import AudioError
-from asr.decoding.alignment import aligned_words, greedy_text, log_softmax
+from asr.decoding.alignment import greedy_text, log_softmax
 from asr.decoding.ctc import decode_batch, nbest
 from asr.decoding.hotwords import DEFAULT_WEIGHT, Hotword, HotwordError, hotwords_in, read_hotwords
 from asr.decoding.lm import NgramLM
@@ -35,7 +35,7 @@ from asr.errors import UserError
 from asr.inference.bundle import Bundle, BundleError, find_bundle, load_bundle
 from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, Piece
 from asr.inference.options import MIN_PAUSE_SECONDS, TranscribeOptions
-from asr.inference.results import Segment, Transcript, Word, combine
+from asr.inference.results import Segment, Transcript, combine, piece_segment, silent_segment
 from asr.inference.sources import Audio, Source, open_audio, plan
 from asr.models import ModelNotFoundError, resolve_model
 
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 # Inputs of transcribe_many prepared and decoded together: their results come out after each group, in order.
 GROUP_INPUTS = 256
-# The confidence of a piece without speech, never decoded: nothing was said.
-SILENCE_CONFIDENCE = 1.0
 LM_CHOICES = ("bundle", "none")
 _KEEP = object()  # with_options: keep the option as it is
 
@@ -383,7 +381,7 @@ class Recognizer:
         """The segment of one piece from its log probabilities [T, C] (None: no speech, ""), offset into the
         recording's time, its word times within the piece and the recording's `duration`."""
         if log_probs is None:
-            return Segment(piece.start, piece.end, "", SILENCE_CONFIDENCE)
+            return silent_segment(piece)
         characters = self.bundle.vocab.characters
         if decoder is not None:
             text = decoder.decode(log_probs, characters)
@@ -395,25 +393,7 @@ class Recognizer:
 
     def _segment(self, piece: Piece, text: str, log_probs: np.ndarray, duration: float) -> Segment:
         """A piece's segment with its text aligned to log_probs [T, C]: words, times, confidence."""
-        text = " ".join(text.split())
-        vocab, step = self.bundle.vocab, self.bundle.seconds_per_step
-        aligned = aligned_words(text, log_probs, vocab)
-        end = min(piece.end, duration)
-        words = tuple(
-            Word(
-                min(piece.start + w["first"] * step, end),
-                min(piece.start + (w["last"] + 1) * step, end),
-                w["word"],
-                w["confidence"],
-            )
-            for w in aligned
-        )
-        if aligned:
-            sizes = np.array([len(w.word) for w in words], np.float64)
-            confidence = float(np.average([w.confidence for w in words], weights=sizes))
-        else:  # nothing said: how sure the model is of that, the blank's mean posterior
-            confidence = float(np.mean(np.exp(log_probs[:, vocab.blank_index]))) if len(log_probs) else 1.0
-        return Segment(piece.start, piece.end, text, confidence, words)
+        return piece_segment(piece, text, log_probs, self.bundle.vocab, self.bundle.seconds_per_step, duration)
 
     def _nbest(self, log_probs: np.ndarray, options: TranscribeOptions) -> list[dict]:
         """The n best transcripts of the acoustic model's beam, {text, score}."""

@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from asr.decoding.alignment import aligned_words
+
+if TYPE_CHECKING:
+    from asr.data.text import Vocabulary
+    from asr.inference.chunking import Piece
 
 # Digits kept of a time or a confidence in the JSON records (milliseconds; confidences to 1e-4).
 TIME_DIGITS = 3
 CONFIDENCE_DIGITS = 4
+# The confidence of a piece without speech, never decoded: nothing was said.
+SILENCE_CONFIDENCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,3 +153,33 @@ def combine(
         cut=cut,
         hotwords=hotwords,
     )
+
+
+def silent_segment(piece: Piece) -> Segment:
+    """The segment of a piece without speech: no text, never decoded."""
+    return Segment(piece.start, piece.end, "", SILENCE_CONFIDENCE)
+
+
+def piece_segment(
+    piece: Piece, text: str, log_probs: np.ndarray, vocab: Vocabulary, seconds_per_step: float, duration: float
+) -> Segment:
+    """The segment of a piece decoded to `text` from its log probabilities [T, C]: the text aligned to them for its
+    words (times in seconds of the recording, within the piece and the recording's `duration`) and confidence
+    (its words', weighted by their letters; for no words, the blank's mean posterior: that nothing was said)."""
+    text = " ".join(text.split())
+    end = min(piece.end, duration)
+    aligned = aligned_words(text, log_probs, vocab)
+    words = tuple(
+        Word(
+            min(piece.start + w["first"] * seconds_per_step, end),
+            min(piece.start + (w["last"] + 1) * seconds_per_step, end),
+            w["word"],
+            w["confidence"],
+        )
+        for w in aligned
+    )
+    if words:
+        confidence = float(np.average([w.confidence for w in words], weights=[len(w.word) for w in words]))
+    else:
+        confidence = float(np.mean(np.exp(log_probs[:, vocab.blank_index]))) if len(log_probs) else SILENCE_CONFIDENCE
+    return Segment(piece.start, piece.end, text, confidence, words)

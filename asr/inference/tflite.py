@@ -96,6 +96,10 @@ def sidecar(bundle: Bundle, quantization: Quantization) -> dict:
         "normalization": None if cmvn is None else {"mean": cmvn[0].tolist(), "std": cmvn[1].tolist()},
         "vocabulary": bundle.vocab.characters,
         "blank_index": bundle.vocab.blank_index,
+        # how asr.inference.lite cuts long recordings and times words, as the recognizer does
+        "max_seconds": bundle.max_seconds,
+        "silence_margins": None if bundle.margins is None else list(bundle.margins),
+        "stride": bundle.model.stride,
     }
 
 
