@@ -130,6 +130,9 @@ def bench(args: argparse.Namespace) -> int:
             resolve_model(args.model, MODEL_FIX)
     if args.what == "decoding":
         check_inputs(args.model, [args.manifest])
+    if args.what == "serve":
+        args.model = resolve_model(args.model, MODEL_FIX)
+        check_inputs(args.model, args.audio)
     quiet_tensorflow()
     from asr.bench.common import machine
     from asr.bench.decoding import Variant, bench_decoding, decoding_table
@@ -157,6 +160,10 @@ def bench(args: argparse.Namespace) -> int:
         measured = bench_lstm(args.overrides, args.batch_sizes or LSTM_BATCH_SIZES, args.frames)
     elif args.what == "pocketsphinx":
         measured = bench_pocketsphinx(Path(args.manifest), args.limit, args.model)
+    elif args.what == "serve":
+        from asr.bench.serve import bench_serve
+
+        measured = bench_serve(args.model, args.audio, args.workers, args.requests_per_client)
     elif args.what == "scale":
         measured = bench_scale(args.overrides, args.epochs, args.fractions or SCALE_FRACTIONS, args.storage, args.limit)
     else:

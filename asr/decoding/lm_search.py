@@ -36,6 +36,7 @@ from flashlight.lib.text.dictionary import Dictionary
 from asr.data.text import Vocabulary, ctc_collapse, error_rates
 from asr.decoding.hotwords import Hotword, TrieNode, build_trie
 from asr.decoding.lm import UNK, LanguageModelError, NgramLM
+from asr.system import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class LMDecoder:
         without the GIL; each decode has its own decoder and language model states, the KenLM models are only
         read)."""
         rows = list(rows)
-        workers = min(self.threads or usable_cores(), len(rows))
+        workers = min(self.threads or usable_cpus(), len(rows))
         if workers <= 1:
             return [self.decode(row, characters) for row in rows]
         self._kenlm(characters)  # loaded once, before the threads read it
@@ -363,11 +364,6 @@ def _without_certain_blanks(log_probs: np.ndarray, blank: int, at_least: float =
     certain = log_probs[:, blank] >= math.log(at_least)  # [T]
     after_certain = np.concatenate([[False], certain[:-1]])
     return log_probs[~(certain & after_certain)]
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _load_kenlm(lm: NgramLM, tokens: list[str]) -> KenLM:
