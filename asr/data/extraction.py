@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from asr.data.audio import TRIM_MARGIN_SECONDS, TRIM_TOP_DB, AudioError, Levels, read_audio, resample, trim_silence
 from asr.data.features import FeatureOptions, apply_global_stats, extract
+from asr.data.perturbation import NOISE_VERSION, VTLP_BOUNDARY, add_noise
 from asr.files import atomic_write, atomic_write_text
 from asr.system import usable_cpus
 
@@ -39,13 +40,16 @@ PARALLEL_MIN_FILES = 400
 
 @dataclass(frozen=True)
 class Job:
-    """One feature matrix to make: an audio file, an optional [start, end) cut, a speed factor."""
+    """One feature matrix to make: an audio file, an optional [start, end) cut, a speed factor, a VTLP warp, a
+    noise level (asr.data.perturbation)."""
 
     audio: str
     start: float | None = None
     end: float | None = None
     speed: float = 1.0
     trim: bool = False  # cut the silence around the speech (audio.trim_silence) before the speed change
+    warp: float = 1.0  # VTLP factor of the spectrum (augment.vtlp_warps)
+    snr_db: float | None = None  # coloured noise added at this SNR (augment.noise_snr_db), after the speed change
 
 
 @dataclass
@@ -201,7 +205,9 @@ def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, Au
         raise AudioError(
             job.audio, f"too short: no samples left at {options.sample_rate} Hz", "remove it from the dataset"
         )
-    return extract(signal, options), facts
+    if job.snr_db is not None:
+        signal = add_noise(signal, job.snr_db)[0]
+    return extract(signal, options, job.warp), facts
 
 
 def _featurize_or_error(args: tuple[Job, FeatureOptions]) -> tuple[np.ndarray, AudioFacts] | tuple[str, str]:
@@ -232,6 +238,10 @@ class FeatureCache:
         spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}"
         if job.trim:  # with what trims: other settings, other features
             spec += f"|trim {TRIM_TOP_DB:g} dB {TRIM_MARGIN_SECONDS:g} s"
+        if job.warp != 1.0:  # the perturbations only where used: the keys of other jobs stay as they were
+            spec += f"|vtlp {job.warp!r} {VTLP_BOUNDARY!r}"
+        if job.snr_db is not None:
+            spec += f"|noise {job.snr_db!r} dB v{NOISE_VERSION}"
         return hashlib.sha256(spec.encode()).hexdigest()
 
     def _paths(self, key: str) -> tuple[Path, Path]:

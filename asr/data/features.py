@@ -90,30 +90,59 @@ class FeatureOptions:
         return {**asdict(self), "normalize": self.normalize.value}
 
 
-def compute_mfcc(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
-    """MFCC (+ deltas) of a float waveform at options.sample_rate: [frames, num_features] float32."""
+def compute_mfcc(signal: np.ndarray, options: FeatureOptions, warp: float = 1.0) -> np.ndarray:
+    """MFCC (+ deltas) of a float waveform at options.sample_rate: [frames, num_features] float32; with a `warp`
+    other than 1, of its spectrum warped by VTLP (augment.vtlp_warps, training only)."""
     from python_speech_features import delta, mfcc  # SciPy's FFT modules: imported when features are made
 
-    feats = mfcc(
-        signal,
-        samplerate=options.sample_rate,
-        winlen=options.winlen,
-        winstep=options.winstep,
-        numcep=options.numcep,
-        nfilt=options.nfilt,
-        nfft=options.fft_size,
-        lowfreq=options.lowfreq,
-        highfreq=options.highfreq or None,
-        preemph=options.preemph,
-        ceplifter=options.ceplifter,
-        appendEnergy=options.append_energy,
-    )  # [frames, numcep]
+    if warp != 1.0:
+        feats = vtlp_mfcc(signal, options, warp)
+    else:
+        feats = mfcc(
+            signal,
+            samplerate=options.sample_rate,
+            winlen=options.winlen,
+            winstep=options.winstep,
+            numcep=options.numcep,
+            nfilt=options.nfilt,
+            nfft=options.fft_size,
+            lowfreq=options.lowfreq,
+            highfreq=options.highfreq or None,
+            preemph=options.preemph,
+            ceplifter=options.ceplifter,
+            appendEnergy=options.append_energy,
+        )  # [frames, numcep]
     parts = [feats]
     if options.deltas >= 1:
         parts.append(delta(feats, DELTA_WINDOW))
     if options.deltas == 2:
         parts.append(delta(parts[1], DELTA_WINDOW))
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def vtlp_mfcc(signal: np.ndarray, options: FeatureOptions, warp: float) -> np.ndarray:
+    """python_speech_features' MFCC [frames, numcep] with the power spectrum of every frame VTLP-warped before
+    the mel filterbank (asr.data.perturbation): its steps with its own functions, so a warp of 1 gives mfcc()'s
+    output."""
+    from python_speech_features import sigproc
+    from python_speech_features.base import get_filterbanks, lifter
+    from scipy.fftpack import dct
+
+    from asr.data.perturbation import vtlp_matrix
+
+    rate, nfft = options.sample_rate, options.fft_size
+    emphasized = sigproc.preemphasis(signal, options.preemph)
+    spectrum = sigproc.powspec(sigproc.framesig(emphasized, options.winlen * rate, options.winstep * rate), nfft)
+    tiny = np.finfo(float).eps  # python_speech_features' floor before the logarithms
+    energy = spectrum.sum(axis=1)  # of the frame as recorded: the warp moves power, it adds none
+    energy = np.where(energy == 0, tiny, energy)
+    banks = get_filterbanks(options.nfilt, nfft, rate, options.lowfreq, options.highfreq or rate / 2)
+    energies = spectrum @ vtlp_matrix(nfft, rate, warp).T @ banks.T
+    logs = np.log(np.where(energies == 0, tiny, energies))
+    feats = lifter(dct(logs, type=2, axis=1, norm="ortho")[:, : options.numcep], options.ceplifter)
+    if options.append_energy:
+        feats[:, 0] = np.log(energy)
+    return feats
 
 
 def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
@@ -132,9 +161,9 @@ def normalize_utterance(feats: np.ndarray, mode: str) -> np.ndarray:
     return ((feats - mean) / np.maximum(std, STD_FLOOR)).astype(np.float32)
 
 
-def extract(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
-    """Waveform -> normalized features [frames, num_features]."""
-    return normalize_utterance(compute_mfcc(signal, options), options.normalize)
+def extract(signal: np.ndarray, options: FeatureOptions, warp: float = 1.0) -> np.ndarray:
+    """Waveform -> normalized features [frames, num_features] (`warp`: VTLP, see compute_mfcc)."""
+    return normalize_utterance(compute_mfcc(signal, options, warp), options.normalize)
 
 
 def stacked_frames(frames, stride: int):

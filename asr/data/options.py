@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -140,11 +141,19 @@ def _split_spec(name: str, value: object) -> str | tuple[str, ...]:
 
 @dataclass(frozen=True)
 class AugmentOptions:
-    """How training inputs are varied: speed perturbation of the audio, SpecAugment-style masks."""
+    """How training inputs are varied: speed perturbation of the audio, VTLP, additive noise, SpecAugment-style
+    masks."""
 
     # Each epoch plays every training utterance at one of these factors, drawn from (seed, epoch); 1.1 is 10 %
     # faster and higher, like a shorter vocal tract (Ko et al. 2015, "Audio augmentation for speech recognition").
     speeds: tuple[float, ...] = (1.0,)
+    # Vocal tract length perturbation (Jaitly and Hinton 2013; asr.data.perturbation): each factor adds a variant of
+    # every training utterance (at speed 1) with its spectrum warped by it before the mel filterbank; they use
+    # 0.9-1.1. Additive noise: each SNR (dB) adds a variant (at speed 1) with white, pink or brown noise, the colour
+    # drawn per utterance. Each epoch plays every utterance as one of its variants (speeds included), drawn from
+    # (seed, epoch). Empty: none (every variant costs the features' memory once more).
+    vtlp_warps: tuple[float, ...] = ()
+    noise_snr_db: tuple[float, ...] = ()
     # SpecAugment (Park et al. 2019): how many bands of time frames / feature channels are zeroed per
     # utterance, and their widest width.
     time_masks: int = 0
@@ -156,10 +165,22 @@ class AugmentOptions:
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
         if not self.speeds or any(s <= 0 for s in self.speeds):
             raise ValueError(f"augment.speeds must be positive factors, got {list(self.speeds)}")
+        object.__setattr__(self, "vtlp_warps", tuple(float(w) for w in self.vtlp_warps))
+        object.__setattr__(self, "noise_snr_db", tuple(float(s) for s in self.noise_snr_db))
+        if any(not VTLP_RANGE[0] <= w <= VTLP_RANGE[1] for w in self.vtlp_warps):
+            raise ValueError(
+                f"augment.vtlp_warps must be factors within {VTLP_RANGE[0]}-{VTLP_RANGE[1]} (0.9-1.1 is usual), got "
+                f"{list(self.vtlp_warps)}"
+            )
+        if any(not math.isfinite(s) for s in self.noise_snr_db):
+            raise ValueError(f"augment.noise_snr_db must be finite decibels (5-30 is usual), got {self.noise_snr_db}")
         masks = (self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width)
         if any(m < 0 for m in masks):
             raise ValueError(f"augment mask counts and widths must be >= 0, got {masks}")
 
 
+# The VTLP factors accepted: vocal tract lengths of adults and children differ by up to about a third (warps beyond
+# this range no longer sound like a voice).
+VTLP_RANGE = (0.7, 1.3)
 # The SpecAugment fields, which the model applies in its training step (the speeds are the data stage's).
 MASK_FIELDS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")

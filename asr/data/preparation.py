@@ -162,10 +162,10 @@ def prepare_data(
     cmvn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PreparedData:
     """Load every split (or take `splits`, as load_data returns them), settle the vocabulary, check each
-    utterance once, compute (or reuse) features (the training split at every speed of `augment`); skip or
-    raise on bad items. With data.num_shards > 1 only shard data.shard of every split (the vocabulary still
-    comes from the whole training split). Global normalization uses `cmvn` where given (a base model's), else
-    the statistics of the training split."""
+    utterance once, compute (or reuse) features (the training split at every speed, VTLP warp and noise level
+    of `augment`); skip or raise on bad items. With data.num_shards > 1 only shard data.shard of every split (the
+    vocabulary still comes from the whole training split). Global normalization uses `cmvn` where given (a base
+    model's), else the statistics of the training split."""
     splits = load_data(cfg) if splits is None else splits
     vocab = vocabulary(cfg, splits["train"])
     sharded = cfg.num_shards > 1
@@ -184,6 +184,7 @@ def prepare_data(
     totals = Counter()
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
+        perturbations = {"warps": augment.vtlp_warps, "snrs": augment.noise_snr_db} if name == "train" else {}
         limit = cfg.max_seconds if name == "train" else None
         trim = cfg.trim_silence and name == "train"
         checked = prepare_all(
@@ -199,6 +200,7 @@ def prepare_data(
             on_disk,
             limit,
             trim=trim,
+            **perturbations,
         )
         if checked.rejected and cfg.on_error == OnError["raise"]:
             first = checked.rejected[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -144,6 +144,8 @@ def prepare_all(
     on_disk: bool = False,
     max_seconds: float | None = None,
     trim: bool = False,
+    warps: Sequence[float] = (),
+    snrs: Sequence[float] = (),
 ) -> Checked:
     """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
     (except under unknown=raise), doubtful ones as warnings.
@@ -152,7 +154,8 @@ def prepare_all(
     `variants`); a speed at which CTC becomes infeasible is left out for that utterance. `stride` is the
     model's frame stacking: CTC then has ceil(frames / stride) steps for the labels. With `on_disk` (and a
     cache) the features stay in the cache (StoredFeatures). Utterances longer than `max_seconds` are
-    rejected (too_long). With `trim` the silence around each utterance's speech is cut first (Job.trim).
+    rejected (too_long). With `trim` the silence around each utterance's speech is cut first (Job.trim). Each
+    of `warps` (VTLP) and `snrs` (added noise) makes one more variant at speed 1 (asr.data.perturbation).
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
@@ -165,11 +168,12 @@ def prepare_all(
         if problem:
             warnings.append(problem)
         usable.append((utterance, text))
-    jobs = [Job(str(u.audio), u.start, u.end, speed, trim) for u, _ in usable for speed in speeds]
+    kinds = [Job("", speed=s) for s in speeds] + [Job("", warp=w) for w in warps] + [Job("", snr_db=s) for s in snrs]
+    jobs = [replace(kind, audio=str(u.audio), start=u.start, end=u.end, trim=trim) for u, _ in usable for kind in kinds]
     features, stats = extract_all(jobs, options, cache, workers, desc, on_disk)
     examples, converted = [], Counter()
     for n, (utterance, text) in enumerate(usable):
-        first = n * len(speeds)
+        first = n * len(kinds)
         labels = vocab.encode(text)
         if first in stats.errors:
             rejected.append(Problem(utterance.key, stats.error_kinds[first], stats.errors[first]))
@@ -188,7 +192,7 @@ def prepare_all(
         warnings += audio_warnings(utterance.key, text, len(features[first]), facts, options)
         variants = tuple(
             f
-            for f in features[first + 1 : first + len(speeds)]
+            for f in features[first + 1 : first + len(kinds)]
             if f is not None and not ctc_problem(len(f), labels, stride)
         )
         examples.append(

@@ -1,0 +1,177 @@
+"""VTLP and additive coloured noise (augment.vtlp_warps, augment.noise_snr_db): what they do to the spectrum and
+the signal, the variants they add to training utterances, and the feature cache keys of everything else kept."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import sine, write_wav
+from python_speech_features import sigproc
+
+import asr
+from asr.data.datasets import Utterance
+from asr.data.extraction import CACHE_VERSION, FeatureCache, Job, featurize
+from asr.data.features import FeatureOptions, compute_mfcc, vtlp_mfcc
+from asr.data.options import AugmentOptions
+from asr.data.perturbation import add_noise, coloured_noise, vtlp_frequency, vtlp_matrix
+from asr.data.preparation import prepare_data
+from asr.data.text import Vocabulary
+from asr.data.validation import prepare_all
+
+
+def test_vtlp_scales_frequencies_below_the_boundary_and_keeps_both_ends():
+    nyquist = 8000.0
+    f = np.array([0.0, 1000.0, 4000.0, 8000.0])
+    np.testing.assert_allclose(vtlp_frequency(f, 1.1, nyquist), [0.0, 1100.0, 4400.0, 8000.0])
+    np.testing.assert_allclose(vtlp_frequency(f, 0.9, nyquist), [0.0, 900.0, 3600.0, 8000.0])
+    # above the boundary (0.6 x Nyquist x min(warp, 1) / warp = 4364 Hz for 1.1) a line to the Nyquist frequency:
+    # 6000 Hz -> 8000 - (8000 - 4800) / (8000 - 4363.6) x 2000 = 6240 Hz
+    assert vtlp_frequency(np.array([6000.0]), 1.1, nyquist)[0] == pytest.approx(6240.0, abs=0.1)
+    grid = np.linspace(0, nyquist, 1001)
+    for warp in (0.7, 0.9, 1.1, 1.3):
+        assert np.all(np.diff(vtlp_frequency(grid, warp, nyquist)) > 0)  # continuous and increasing
+
+
+def test_vtlp_moves_a_tones_spectral_peak_by_the_warp_factor():
+    rate, nfft = 16000, 512
+    t = np.arange(rate) / rate
+    spectrum = sigproc.powspec(sigproc.framesig(np.sin(2 * np.pi * 1000 * t), 400, 160), nfft).mean(axis=0)
+    np.testing.assert_array_equal(vtlp_matrix(nfft, rate, 1.0), np.eye(nfft // 2 + 1))
+    peaks = {w: np.argmax(vtlp_matrix(nfft, rate, w) @ spectrum) * rate / nfft for w in (0.9, 1.0, 1.1)}
+    assert peaks == {0.9: 906.25, 1.0: 1000.0, 1.1: 1093.75}  # the FFT bins (31.25 Hz) nearest 900, 1000, 1100
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        FeatureOptions(deltas=2),
+        FeatureOptions(sample_rate=8000, numcep=20, nfilt=40, lowfreq=100, highfreq=3800, ceplifter=0),
+        FeatureOptions(append_energy=False, preemph=0.0),
+    ],
+)
+def test_the_vtlp_feature_path_at_warp_1_is_python_speech_features_mfcc(options):
+    signal = np.random.default_rng(3).standard_normal(options.sample_rate).astype(np.float32) * 0.1
+    plain = compute_mfcc(signal, options)[:, : options.numcep]
+    np.testing.assert_array_equal(vtlp_mfcc(signal, options, 1.0).astype(np.float32), plain)
+    warped = compute_mfcc(signal, options, 1.1)
+    assert warped.shape == compute_mfcc(signal, options).shape and not np.allclose(warped[:, 1:], 0)
+    assert np.abs(warped[:, 1 : options.numcep] - plain[:, 1:]).mean() > 0.05  # the warp changes the cepstrum
+
+
+def _slope(noise: np.ndarray, rate: int = 16000) -> float:
+    """The log-log slope of a noise's power spectrum (Welch-like average over 1,024-sample frames), 100-4,000 Hz."""
+    frames = noise[: len(noise) // 1024 * 1024].reshape(-1, 1024)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
+    hz = np.fft.rfftfreq(1024, 1 / rate)
+    band = (hz >= 100) & (hz <= 4000)
+    return float(np.polyfit(np.log10(hz[band]), np.log10(power[band]), 1)[0])
+
+
+def test_coloured_noise_has_unit_power_and_its_spectral_slope():
+    rng = np.random.default_rng(0)
+    slopes = {}
+    for exponent in (0.0, 1.0, 2.0):
+        noise = coloured_noise(160_000, exponent, rng)
+        assert np.mean(noise**2) == pytest.approx(1.0) and abs(noise.mean()) < 0.05
+        slopes[exponent] = _slope(noise)
+    assert slopes[0.0] == pytest.approx(0.0, abs=0.1)
+    assert slopes[1.0] == pytest.approx(-1.0, abs=0.1)
+    assert slopes[2.0] == pytest.approx(-2.0, abs=0.1)
+
+
+@pytest.mark.parametrize("snr_db", [5.0, 17.5, 30.0])
+def test_noise_is_added_at_the_snr_drawn_from_the_signal(snr_db):
+    signal = (0.3 * np.sin(2 * np.pi * 440 * np.arange(32000) / 16000)).astype(np.float32)
+    noisy, colour = add_noise(signal, snr_db)
+    measured = 10 * np.log10(
+        np.mean(signal.astype(np.float64) ** 2) / np.mean((noisy - signal).astype(np.float64) ** 2)
+    )
+    assert measured == pytest.approx(snr_db, abs=0.05) and noisy.dtype == np.float32
+    again, same_colour = add_noise(signal, snr_db)
+    np.testing.assert_array_equal(again, noisy)  # the same utterance and SNR: the same noise (cached features)
+    assert same_colour == colour in ("white", "pink", "brown")
+    other, _ = add_noise(signal * 0.5, snr_db)
+    assert not np.allclose(other - signal * 0.5, (noisy - signal) * 0.5)  # another signal: other noise
+
+
+def test_the_colour_is_drawn_per_utterance():
+    colours = {add_noise(np.sin(np.arange(4000) * k / 100).astype(np.float32) * 0.5, 10.0)[1] for k in range(1, 25)}
+    assert colours == {"white", "pink", "brown"}
+
+
+def test_the_cache_key_of_a_job_without_perturbation_is_unchanged_and_perturbed_ones_differ(tmp_path):
+    audio = write_wav(tmp_path / "a.wav", 8000, sine(8000))
+    options = FeatureOptions(sample_rate=8000)
+    cache = FeatureCache(tmp_path / "cache", options)
+    content = hashlib.sha256(audio.read_bytes()).hexdigest()
+    settings = cache.settings
+    assert f'"v": {CACHE_VERSION}' in settings
+    before = hashlib.sha256(f"{content}|None|None|0.9|{settings}".encode()).hexdigest()  # the key as it was
+    assert cache.key(Job(str(audio), speed=0.9)) == before
+    keys = {cache.key(j) for j in (Job(str(audio)), Job(str(audio), warp=1.1), Job(str(audio), snr_db=10.0))}
+    assert len(keys | {cache.key(Job(str(audio), warp=0.9)), cache.key(Job(str(audio), snr_db=20.0))}) == 5
+
+
+def test_featurize_applies_the_warp_and_the_noise(tmp_path):
+    audio = write_wav(tmp_path / "a.wav", 16000, sine(16000, seconds=1.0, hz=700.0, amplitude=0.3))
+    options = FeatureOptions(normalize="none")
+    plain = featurize(Job(str(audio)), options)
+    warped = featurize(Job(str(audio), warp=1.2), options)
+    noisy = featurize(Job(str(audio), snr_db=5.0), options)
+    assert plain.shape == warped.shape == noisy.shape
+    assert not np.allclose(plain, warped) and not np.allclose(plain, noisy)
+    np.testing.assert_array_equal(featurize(Job(str(audio), snr_db=5.0), options), noisy)
+
+
+def test_training_utterances_get_one_variant_per_speed_warp_and_snr(tmp_path):
+    audio = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0))
+    options, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
+    checked = prepare_all(
+        [Utterance(audio, "one"), Utterance(audio, "two")],
+        options,
+        vocab,
+        speeds=(1.0, 0.9),
+        warps=(0.9, 1.1),
+        snrs=(10.0,),
+    )
+    assert [len(e.variants) for e in checked.examples] == [4, 4]  # 0.9 speed, two warps, one noise level
+    example = checked.examples[0]
+    assert len(example.variants[0]) > len(example.features)  # speed 0.9: longer
+    assert all(len(v) == len(example.features) for v in example.variants[1:])  # the others at speed 1
+    expected = featurize(Job(str(audio), warp=1.1), options)
+    np.testing.assert_array_equal(example.variants[2], expected)
+    assert prepare_all([Utterance(audio, "one")], options, vocab).examples[0].variants == ()
+
+
+def test_augment_options_are_off_by_default_and_check_their_values():
+    assert AugmentOptions().vtlp_warps == () and AugmentOptions().noise_snr_db == ()
+    assert AugmentOptions(vtlp_warps=[0.9, 1], noise_snr_db=[5, 30]).noise_snr_db == (5.0, 30.0)
+    with pytest.raises(ValueError, match=r"augment.vtlp_warps must be factors within 0.7-1.3 .* got \[1.5\]"):
+        AugmentOptions(vtlp_warps=[1.5])
+    with pytest.raises(ValueError, match="augment.noise_snr_db must be finite decibels"):
+        AugmentOptions(noise_snr_db=[float("inf")])
+
+
+def test_only_the_training_split_is_perturbed(tmp_path):
+    root = Path(__file__).resolve().parent.parent / "data"
+    for split, count in (("train", 6), ("valid", 2)):
+        lines = (root / f"{split}.jsonl").read_text().splitlines()[:count]
+        records = [{**json.loads(line), "audio": str(root / json.loads(line)["audio"])} for line in lines]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    options = asr.compose(
+        [
+            f"data.root={tmp_path}",
+            "data.train=train.jsonl",
+            "data.valid=valid.jsonl",
+            "data.test=",
+            "data.cache=false",
+            "augment=none",
+            "augment.vtlp_warps=[0.9,1.1]",
+            "augment.noise_snr_db=[20]",
+        ]
+    )
+    data = prepare_data(options.data, options.features, options.model.stride, options.augment)
+    assert [len(e.variants) for e in data.examples["train"]] == [3] * 6
+    assert [len(e.variants) for e in data.examples["valid"]] == [0] * 2
