@@ -21,7 +21,8 @@ import json, sys
 from asr.inference.lite import LiteModel
 from asr.data.audio import load_audio
 model = LiteModel(sys.argv[1])
-texts = [model.transcribe(load_audio(p, model.features.sample_rate), model.features.sample_rate) for p in sys.argv[2:]]
+rate = model.features.sample_rate
+texts = [model.transcribe(load_audio(p, rate), rate).text for p in sys.argv[2:]]
 print(json.dumps({"texts": texts, "tensorflow": "tensorflow" in sys.modules}))
 """
 
