@@ -9,6 +9,7 @@ that point sees a DictConfig.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Sequence
@@ -95,6 +96,7 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
     """Typed, validated options of a composed config. Raises ValueError naming the key for a value the schema
     cannot catch (a negative rate...)."""
     if isinstance(cfg, DictConfig):
+        check_keys(cfg)
         if required := required_keys(cfg):
             raise ConfigError(
                 f"{', '.join(required)}: this preset needs a value here; add "
@@ -109,18 +111,46 @@ def to_options(cfg: Config | DictConfig) -> RunOptions:
 
 
 # A preset marks a key the user must set as `key: ${asr_required:}` (a `???` would not override the schema's
-# default when Hydra merges the preset in).
+# default when Hydra merges the preset in); a group's own file may use `???` (conf/data/corpus.yaml).
 REQUIRED = "${asr_required:}"
 
 
 def required_keys(cfg: DictConfig) -> list[str]:
-    """The keys of the run's groups still holding REQUIRED."""
+    """The keys of the run (name, seed and the groups' keys) still holding REQUIRED or `???`."""
+
+    def unset(node: DictConfig, key: str) -> bool:
+        if OmegaConf.is_missing(node, key):
+            return True
+        return OmegaConf.is_interpolation(node, key) and node._get_node(key)._value() == REQUIRED
+
+    top = [key for key in ("name", "seed") if key in cfg and unset(cfg, key)]
+    return top + [f"{group}.{key}" for group in GROUPS for key in cfg[group] if unset(cfg[group], key)]
+
+
+def known_keys() -> list[str]:
+    """Every key of the schema: `name`, `seed` and `<group>.<key>`."""
     return [
-        f"{group}.{key}"
-        for group in GROUPS
-        for key in cfg[group]
-        if OmegaConf.is_interpolation(cfg[group], key) and cfg[group]._get_node(key)._value() == REQUIRED
+        f.name if f.name not in GROUPS else f"{f.name}.{key.name}"
+        for f in dataclasses.fields(Config)
+        for key in (dataclasses.fields(f.default_factory()) if f.name in GROUPS else [f])
     ]
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """ConfigError for a key the schema does not have (one added with `+`, which Hydra lets into any node), naming
+    the nearest known key."""
+    known = known_keys()
+    unknown = [key for key in cfg if key not in Config.__dataclass_fields__ and key != "hydra"]
+    for group in GROUPS:
+        if isinstance(cfg.get(group), DictConfig):
+            unknown += [f"{group}.{key}" for key in cfg[group] if f"{group}.{key}" not in known]
+    if unknown:
+        key = str(unknown[0])
+        if isinstance(cfg.get(key), DictConfig):  # `+zz.qq=1` adds the node zz holding qq
+            key = f"{key}.{next(iter(cfg[key]))}"
+        nearest = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {nearest[0]}?" if nearest else "README.md's key table lists every key"
+        raise ConfigError(f"{key}: no such key (added with +); {hint}")
 
 
 class ConfigError(UserError, ValueError):

@@ -322,3 +322,63 @@ def test_a_runs_saved_config_loads_without_the_retired_aliases_it_saved_unset(tm
     (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     with pytest.raises(ConfigError, match=r"config.yaml: the run's settings do not load .*speeds"):
         run_options(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["experiment=speech"], "data.root"),  # `root: ???` in conf/data/corpus.yaml
+        (["features.numcep=???"], "features.numcep"),
+        (["experiment=speech", "data.test=???"], "data.root, data.test"),
+    ],
+)
+def test_a_missing_mandatory_value_is_one_config_error_naming_the_key_and_the_fix(overrides, key):
+    from asr.config import ConfigError, compose
+
+    with pytest.raises(ConfigError) as e:
+        compose(overrides)
+    fix = " ".join(f"{k}=<value>" for k in key.split(", "))
+    assert str(e.value) == (
+        f"{key}: this preset needs a value here; add {fix} to the command (README.md, asr-train --help)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.epoch=3", "trainer.epoch: no such key (added with +); did you mean trainer.epochs?"),
+        ("+model.unit=64", "model.unit: no such key (added with +); did you mean model.units?"),
+        ("+sed=3", "sed: no such key (added with +); did you mean seed?"),
+        ("+data.rooot=/corpus", "data.rooot: no such key (added with +); did you mean data.root?"),
+        ("+zzzz.qqq=1", "zzzz.qqq: no such key (added with +); README.md's key table lists every key"),
+    ],
+)
+def test_an_unknown_key_added_with_plus_is_refused_naming_the_nearest_known_key(override, message):
+    from asr.config import ConfigError, compose
+
+    with pytest.raises(ConfigError) as e:
+        compose([override])
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "trainer.freeze_layers=2",
+            "trainer.freeze_layers=2 holds layers only during the first trainer.freeze_epochs epochs, and "
+            "trainer.freeze_epochs is 0; add trainer.freeze_epochs=<epochs> (e.g. 4), or drop trainer.freeze_layers",
+        ),
+        (
+            "trainer.freeze_epochs=4",
+            "trainer.freeze_epochs=4 holds the lowest trainer.freeze_layers LSTM layers, and trainer.freeze_layers "
+            "is 0; add trainer.freeze_layers=<layers> (e.g. 2), or drop trainer.freeze_epochs",
+        ),
+    ],
+)
+def test_freezing_needs_both_the_layers_and_the_epochs(override, message):
+    from asr.config import ConfigError, compose
+
+    with pytest.raises(ConfigError) as e:
+        compose([override, "trainer.init_from=/base"])
+    assert str(e.value) == message

@@ -115,6 +115,72 @@ def test_missing_data_root_names_the_fix(tmp_path, capsys, hydra_restore_singlet
     assert "nowhere does not exist; pass data.root=" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["experiment=speech"],
+            "asr-train: error: data.root: this preset needs a value here; add data.root=<value> to the command",
+        ),
+        (
+            ["+trainer.epoch=3"],
+            "asr-train: error: trainer.epoch: no such key (added with +); did you mean trainer.epochs?",
+        ),
+        (["trainer.freeze_layers=2"], "asr-train: error: trainer.freeze_layers=2 holds layers only during the first"),
+    ],
+)
+def test_a_config_mistake_is_one_line_and_leaves_no_run_folder(
+    overrides, message, tmp_path, capsys, hydra_restore_singletons
+):
+    with pytest.raises(SystemExit) as e:
+        main([*overrides, f"hydra.run.dir={tmp_path / 'runs' / 'demo' / 'now'}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # README's `ls -d runs/demo/*/ | tail -1` finds the last good run
+
+
+def test_asr_prepare_leaves_no_run_folder_after_a_config_mistake(tmp_path, capsys, hydra_restore_singletons):
+    from asr.cli.prepare import main as prepare
+
+    with pytest.raises(SystemExit) as e:
+        prepare(["experiment=speech", f"hydra.run.dir={tmp_path / 'runs' / 'now'}"])
+    assert e.value.code == 2 and "data.root: this preset needs a value here" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # imports TensorFlow
+@pytest.mark.parametrize(
+    "overrides",
+    [["trainer.init_from=/nowhere/run"], [], ["lm=char6", "lm.text=[/nowhere/nl.txt]"]],
+)
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(
+    overrides, tmp_path, capsys, hydra_restore_singletons
+):
+    run_dir = tmp_path / "runs" / "demo" / "now"
+    with pytest.raises(SystemExit) as e:
+        main([*overrides, f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={run_dir}"])
+    assert e.value.code == 2 and "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_resume_keeps_the_folder_and_its_files(tmp_path, capsys, hydra_restore_singletons):
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "train.log").write_text("the first run's log\n")
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with pytest.raises(SystemExit) as e:
+        main(["+trainer.epoch=3", f"hydra.run.dir={run_dir}"])
+    assert e.value.code == 2
+    assert (run_dir / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+    assert (run_dir / "train.log").read_text().startswith("the first run's log\n")
+    other = tmp_path / "other"  # a folder that held only Hydra's files before this run is not this run's to remove
+    (other / ".hydra").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        main(["+trainer.epoch=3", f"hydra.run.dir={other}"])
+    assert (other / ".hydra").is_dir()
+
+
 def _values(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock fields."""
     return [{k: v for k, v in m.items() if not k.endswith("_seconds")} for m in read_metrics(run_dir)]

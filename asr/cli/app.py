@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import string
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from asr.config import register
 from asr.errors import user_message
 from asr.system import quiet_tensorflow
+from asr.training.state import STATUS_FILE
 
 HELP_FLAGS = ("--help", "-h")
 # conf/hydra/launcher/submitit_{local,slurm}.yaml share their names with the submitit plugin's structured
@@ -62,8 +66,46 @@ def run_hydra_app(
     sys.argv = [prog, *arguments, *extra]  # Hydra reads its arguments from sys.argv (overrides after -m)
     try:
         app()
+    except BaseException as error:  # Hydra ends a failed run with SystemExit; HYDRA_FULL_ERROR=1 with the error
+        if not isinstance(error, SystemExit) or error.code not in (None, 0):
+            remove_failed_runs()
+        raise
     finally:
         sys.argv = saved
+        NEW_RUN_DIRS.clear()
+
+
+@dataclass(frozen=True)
+class NewRunDir:
+    """The directory of a single run that did not exist before the run, and the topmost folder the run created."""
+
+    path: Path
+    top: Path
+    log: str  # the name of the job's log file (Hydra's `<job name>.log`)
+
+    def holds_nothing_of_value(self) -> bool:
+        """Whether the directory holds only what Hydra writes before the task starts (its config and the log)
+        and the status of a failed job."""
+        return {p.name for p in self.path.iterdir()} <= {".hydra", self.log, STATUS_FILE}
+
+
+# The new run directories of this process's single run (noted by asr.cli.callbacks.NoteNewRunDir before Hydra
+# creates them; remove_failed_runs reads them).
+NEW_RUN_DIRS: list[NewRunDir] = []
+
+
+def remove_failed_runs() -> None:
+    """Remove the directory of a single run that failed before writing anything of value, if the run created it
+    (asr.cli.callbacks.NoteNewRunDir), and the empty folders it created above it: a failed configuration leaves
+    no folder for `ls -d runs/<name>/*/ | tail -1` to pick."""
+    for run in NEW_RUN_DIRS:
+        if not run.path.is_dir() or not run.holds_nothing_of_value():
+            continue
+        shutil.rmtree(run.path, ignore_errors=True)
+        folder = run.path.parent
+        while folder != run.top.parent and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
 
 @contextlib.contextmanager

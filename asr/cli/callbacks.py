@@ -12,6 +12,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from asr.cli.app import NEW_RUN_DIRS, NewRunDir
 from asr.compat import job_exception
 from asr.files import atomic_write_text
 from asr.training.cluster import discover
@@ -19,6 +20,20 @@ from asr.training.state import STATUS_FILE
 from asr.training.sweep import prepare_study, study_directions
 
 log = logging.getLogger(__name__)
+
+
+class NoteNewRunDir(Callback):
+    """Hydra callback: before a single run creates its directory, note whether it is new (so that a run failing
+    before it writes anything of value leaves no folder behind, and a resumed run's folder is never removed)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.hydra.run.dir)).absolute()  # resolves ${now:...} once: run_job gets the same
+        if run_dir.exists():
+            return
+        top = run_dir
+        while not top.parent.exists():
+            top = top.parent
+        NEW_RUN_DIRS.append(NewRunDir(run_dir, top, f"{config.hydra.job.name}.log"))
 
 
 class RecordStatus(Callback):

@@ -26,19 +26,19 @@ def _task(cfg: DictConfig) -> float:
 
 
 def _train(cfg: DictConfig) -> float:
-    """The work of the task: the cluster, options, threads and workers for the launcher, then training."""
+    """The work of the task: options, the cluster, threads and workers for the launcher, then training."""
+    options = to_options(cfg)  # a config mistake stops here, before TensorFlow loads
+    if options.data.num_shards > 1:
+        raise ConfigError(
+            f"data.num_shards={options.data.num_shards}: shards are for asr-prepare (feature extraction in "
+            f"parallel); train with the default data.num_shards=1, which finds every shard's features in the cache"
+        )
     from asr.training import cluster
 
     cluster.setup()  # TF_CONFIG from SLURM or submitit, before TensorFlow starts
     from asr.training.loop import train  # TensorFlow is imported here, once there is work to do
     from asr.training.transfer import adopt_source
 
-    options = to_options(cfg)
-    if options.data.num_shards > 1:
-        raise ConfigError(
-            f"data.num_shards={options.data.num_shards}: shards are for asr-prepare (feature extraction in "
-            f"parallel); train with the default data.num_shards=1, which finds every shard's features in the cache"
-        )
     hydra_cfg = HydraConfig.get()
     launcher = hydra_cfg.launcher
     target = str(launcher.get("_target_", ""))

@@ -133,7 +133,8 @@ class TrainerOptions:
     # Start from a trained bundle (a run directory or its model/ folder): its feature and model settings and
     # weights; the output rows of the characters both alphabets share (asr.training.transfer). null: from scratch.
     init_from: str | None = None
-    # Hold the lowest freeze_layers LSTM layers fixed during the first freeze_epochs epochs (0: never).
+    # Hold the lowest freeze_layers LSTM layers fixed during the first freeze_epochs epochs (both 0: never; one
+    # without the other is refused).
     freeze_layers: int = 0
     freeze_epochs: int = 0
     init_cmvn: InitCMVN = InitCMVN.train
@@ -168,7 +169,19 @@ class TrainerOptions:
                 f"trainer.freeze_layers and trainer.freeze_epochs must be >= 0, got {self.freeze_layers}, "
                 f"{self.freeze_epochs}"
             )
-        if self.freeze_layers and self.freeze_epochs and self.init_from is None:
+        if self.freeze_layers and not self.freeze_epochs:
+            raise ValueError(
+                f"trainer.freeze_layers={self.freeze_layers} holds layers only during the first trainer.freeze_epochs "
+                "epochs, and trainer.freeze_epochs is 0; add trainer.freeze_epochs=<epochs> (e.g. 4), or drop "
+                "trainer.freeze_layers"
+            )
+        if self.freeze_epochs and not self.freeze_layers:
+            raise ValueError(
+                f"trainer.freeze_epochs={self.freeze_epochs} holds the lowest trainer.freeze_layers LSTM layers, and "
+                "trainer.freeze_layers is 0; add trainer.freeze_layers=<layers> (e.g. 2), or drop "
+                "trainer.freeze_epochs"
+            )
+        if self.freeze_layers and self.init_from is None:
             raise ValueError(
                 "trainer.freeze_layers holds layers of a trained model fixed; it needs trainer.init_from=<run "
                 "directory or bundle> (or trainer.freeze_layers=0)"
