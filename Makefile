@@ -17,6 +17,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# Debian's chromium for tests/test_browser.py (driven by Playwright's Python package, never `playwright install`):
+# installed when /usr/bin/chromium is missing and this is root (CI); otherwise the test is skipped, saying why.
+setup-browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "setup-browser: /usr/bin/chromium is missing; as root: make setup-browser (the browser test is skipped)"; fi
+
 demo: setup
 	$(BIN)/asr-train experiment=demo hydra.run.dir=$(DEMO_RUN)
 	$(BIN)/asr-transcribe $(DEMO_RUN) data/test.jsonl --score
@@ -31,7 +39,7 @@ base: setup
 
 # Everything, training tests included (what CI runs); one pytest-xdist worker per usable core, the tests of
 # the shared demo model on one of them.
-test: setup
+test: setup setup-browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 

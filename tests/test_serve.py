@@ -483,8 +483,8 @@ def test_a_prompt_is_used_as_hotwords(demo_recognizer, capsys):
     with client(demo_recognizer) as c:
         assert post(c, wav).json()["text"] == plain
         assert post(c, wav, prompt="nine nine nine:30").json()["text"] == boosted
-        refused = post(c, wav, prompt="zürich")  # letters the model cannot write
-        assert refused.status_code == 400 and "zürich" in error_of(refused)["message"]
+        refused = post(c, wav, prompt="42")  # no letter the model can write
+        assert refused.status_code == 400 and "42" in error_of(refused)["message"]
 
 
 @pytest.mark.slow

@@ -40,8 +40,8 @@ class ServeOptions:
     idle_seconds: float = DEFAULT_IDLE_SECONDS  # a stream silent for this long is closed
 
     def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"--port must be 1-65535, got {self.port}")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if self.max_streams < 0:
