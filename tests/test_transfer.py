@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from asr.data.features import FeatureOptions
 from asr.data.options import DataOptions
 from asr.data.text import Vocabulary
-from asr.inference.bundle import BUNDLE_FILE, save_bundle
+from asr.inference.bundle import BUNDLE_FILE, WEIGHTS_FILE, BundleError, load_bundle, save_bundle
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
 from asr.training.options import RunOptions, TrainerOptions
@@ -150,3 +151,45 @@ def test_another_source_changes_the_sha256(source, tmp_path):
     spec = json.loads((copy / BUNDLE_FILE).read_text())
     (copy / BUNDLE_FILE).write_text(json.dumps({**spec, "note": "retrained"}))
     assert read_source(str(copy)).sha256 != read_source(str(directory)).sha256
+
+
+def test_a_fine_tuned_run_keeps_its_own_dropout(source, tmp_path):
+    directory, _ = source  # trained with model.dropout=0.0
+    mine = RunOptions(
+        DataOptions(root=str(tmp_path)),
+        model=ModelOptions(num_layers=4, units=9, dropout=0.3),
+        trainer=TrainerOptions(init_from=str(directory)),
+    )
+    options, _ = adopt_source(mine)
+    assert options.model == replace(MODEL, dropout=0.3)  # the architecture is the source's, dropout the run's
+
+
+def _with_file(directory, tmp_path, name: str, content: bytes, **spec_changes):
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    (copy / name).write_bytes(content)
+    spec = json.loads((copy / BUNDLE_FILE).read_text())
+    (copy / BUNDLE_FILE).write_text(json.dumps({**spec, **spec_changes}))
+    return copy
+
+
+def test_a_source_whose_language_model_is_damaged_still_gives_its_weights(source, tmp_path):
+    directory, base = source
+    language_model = {"file": "lm.arpa", "unit": "character", "order": 3, "alpha": 0.5, "beta": 1.0, "beam_width": 8}
+    copy = _with_file(directory, tmp_path, "lm.arpa", b"\\data\\\nngram 1=garbage\n", language_model=language_model)
+    with pytest.raises(BundleError, match="language_model"):  # the bundle does not load with its LM
+        load_bundle(copy)
+    _, found = adopt_source(_options(tmp_path, init_from=str(copy)))
+    model = _model(" abcde", seed=3)
+    initialize_from(model, found)  # the language model is not needed to start a run from the weights
+    np.testing.assert_array_equal(model(_inputs()).numpy(), base(_inputs()).numpy())
+
+
+def test_a_source_with_damaged_weights_is_refused_before_any_data_is_read(source, tmp_path):
+    directory, _ = source
+    weights = (directory / WEIGHTS_FILE).read_bytes()
+    copy = _with_file(directory, tmp_path, WEIGHTS_FILE, weights[: len(weights) // 2])
+    with pytest.raises(SourceError) as e:
+        adopt_source(_options(tmp_path, init_from=str(copy)))  # what asr-train calls before preparing the data
+    assert str(e.value).startswith(f"trainer.init_from={copy}: {copy / WEIGHTS_FILE}: cannot read the weights (")
+    assert str(e.value).endswith("); copy the bundle again, or train the source run to its end")

@@ -1,8 +1,9 @@
 """Starting a run from a trained bundle (trainer.init_from): its feature and model settings, its weights, and the
 output rows of the characters the two alphabets share.
 
-`adopt_source` reads only the source's bundle.json (before any data is read); `initialize_from` copies the
-weights into the new run's built model.
+`adopt_source` reads the source's bundle.json and checks its weights file without TensorFlow (before any data is
+read); `initialize_from` copies the weights into the new run's built model. The language model of the source is
+never read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from asr.data.features import FeatureOptions
@@ -23,7 +25,6 @@ from asr.inference.bundle import (
     WEIGHTS_FILE,
     BundleError,
     find_bundle,
-    load_bundle,
     read_cmvn,
     read_spec,
 )
@@ -83,6 +84,7 @@ def read_source(path: str) -> Source:
         spec = read_spec(directory)
         if not (directory / WEIGHTS_FILE).is_file():
             raise BundleError(f"{directory}: no {WEIGHTS_FILE}; train the source run to its end first")
+        check_weights(directory / WEIGHTS_FILE)
         features = FeatureOptions(**spec["features"])
         model = ModelOptions(**spec["model"]["options"])
         characters = str(spec["vocabulary"])
@@ -105,10 +107,23 @@ def read_source(path: str) -> Source:
     return Source(directory, sha256, features, model, characters, cmvn)
 
 
+def check_weights(path: Path) -> None:
+    """BundleError unless every array of the weights file reads (HDF5, checked without TensorFlow: a damaged file
+    fails before any data is read, not when the model is built)."""
+    try:
+        with h5py.File(path, "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except (OSError, RuntimeError, ValueError) as e:  # h5py's errors for a truncated or foreign file
+        raise BundleError(
+            f"{path}: cannot read the weights ({e}); copy the bundle again, or train the source run to its end"
+        ) from None
+
+
 def adopt_source(options: RunOptions) -> tuple[RunOptions, Source | None]:
-    """`options` with the feature and model settings of trainer.init_from's bundle (logged where they differ),
-    and the source; unchanged options and None without one. SourceError for a source that cannot serve the run
-    (unreadable, or trainer.freeze_layers beyond its LSTM layers)."""
+    """`options` with the feature and model settings of trainer.init_from's bundle (logged where they differ) but
+    the run's own model.dropout (a training setting: no weights depend on it), and the source; unchanged options
+    and None without one. SourceError for a source that cannot serve the run (unreadable, or
+    trainer.freeze_layers beyond its LSTM layers)."""
     trainer = options.trainer
     if trainer.init_from is None:
         return options, None
@@ -118,12 +133,13 @@ def adopt_source(options: RunOptions) -> tuple[RunOptions, Source | None]:
             f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
             f"{source.model.num_layers} LSTM layers; freeze at most that many"
         )
-    adopted = (("features", options.features, source.features), ("model", options.model, source.model))
+    model = replace(source.model, dropout=options.model.dropout)
+    adopted = (("features", options.features, source.features), ("model", options.model, model))
     for group, mine, theirs in adopted:
         changed = {k: v for k, v in asdict(theirs).items() if asdict(mine)[k] != v}
         if changed:
             log.info("%s from %s: %s", group, source.directory, ", ".join(f"{k}={v}" for k, v in changed.items()))
-    return replace(options, features=source.features, model=source.model), source
+    return replace(options, features=source.features, model=model), source
 
 
 def base_character(character: str) -> str:
@@ -146,11 +162,27 @@ def source_rows(characters: str, source: str) -> tuple[list[int | None], dict[st
     return rows, from_base
 
 
+def trained_model(source: Source) -> CTCModel:
+    """The source's model with its weights (its language model is neither needed nor read); SourceError naming
+    trainer.init_from when they do not load."""
+    try:
+        trained = CTCModel.from_config(read_spec(source.directory)["model"])
+        trained.build_for()
+        trained.load_weights(source.directory / WEIGHTS_FILE)
+    except BundleError as e:
+        raise SourceError(f"{KEY}={source.directory}: {e}") from None
+    except Exception as e:  # Keras and h5py raise many kinds for weights of another model
+        raise SourceError(
+            f"{KEY}={source.directory}: its {WEIGHTS_FILE} does not fit its {BUNDLE_FILE} ({e}); copy the bundle again"
+        ) from None
+    return trained
+
+
 def initialize_from(model: CTCModel, source: Source) -> dict:
     """Copy the source bundle's front-end and LSTM weights into `model` (built, same architecture), and the
     output rows of the blank and of every character the alphabets share (a new letter: its base letter's row);
     returns what was copied, for result.json."""
-    trained = load_bundle(source.directory).model
+    trained = trained_model(source)
     for mine, theirs in zip([*model.convs, *model.rnns], [*trained.convs, *trained.rnns], strict=True):
         mine.set_weights(theirs.get_weights())
     if model.lookahead is not None:  # the same architecture as the source (its model settings were adopted)
