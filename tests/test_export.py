@@ -12,7 +12,6 @@ from conftest import ROOT
 from asr.cli.export import main as export_main
 
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.slow  # the demo_run fixture trains a model
 
 # What README shows: load with plain TensorFlow, feed float32 waveforms and their lengths.
 PLAIN_TF = """
@@ -34,6 +33,7 @@ def _env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+@pytest.mark.slow  # the demo_run fixture trains a model
 def test_exported_model_transcribes_like_asr_transcribe(demo_run, tmp_path):
     out_dir = tmp_path / "saved"
     done = subprocess.run(
@@ -60,6 +60,7 @@ def test_exported_model_transcribes_like_asr_transcribe(demo_run, tmp_path):
     assert sum(bool(t) for t in expected) > 30  # the model says something: the comparison means something
 
 
+@pytest.mark.slow  # the demo_run fixture trains a model
 def test_export_refuses_a_non_bundle_and_an_existing_target(demo_run, tmp_path, capsys):
     assert export_main([str(tmp_path), str(tmp_path / "x")]) == 2
     assert "not a bundle" in capsys.readouterr().err
@@ -67,6 +68,7 @@ def test_export_refuses_a_non_bundle_and_an_existing_target(demo_run, tmp_path, 
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # writes a SavedModel
 def test_the_export_of_a_model_with_global_statistics_normalizes_as_the_bundle_does(tmp_path):
     import numpy as np
     import tensorflow as tf
@@ -92,3 +94,75 @@ def test_the_export_of_a_model_with_global_statistics_normalizes_as_the_bundle_d
     saved = tf.saved_model.load(str(tmp_path / "saved"))
     out = saved.serve(wave[None], np.array([len(wave)], np.int32))
     np.testing.assert_allclose(out["logits"].numpy()[0], expected, atol=2e-3)
+
+
+def _tiny_bundle(directory: Path, normalize: str, **model: object) -> Path:
+    """A saved bundle of an untrained one-layer model (8 kHz MFCC with deltas) with the given settings."""
+    import numpy as np
+
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.inference.bundle import save_bundle
+    from asr.model.ctc import CTCModel
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=8000, deltas=1, normalize=normalize), Vocabulary()
+    options = ModelOptions(num_layers=1, units=8, stride=2, **model)
+    network = CTCModel(features.num_features, vocab.characters, options, seed=0)
+    network.build_for()
+    ones = np.ones(features.num_features, np.float32)
+    cmvn = (0 * ones, ones) if normalize in ("global", "both") else None
+    return save_bundle(directory / "model", network, features, vocab, cmvn)
+
+
+@pytest.mark.parametrize(
+    ("normalize", "model", "message"),
+    [
+        ("global", {"bidirectional": True}, "this one is bidirectional"),
+        ("utterance", {"bidirectional": False}, "features.normalize=utterance"),
+    ],
+)
+def test_the_streaming_step_export_refuses_a_model_that_cannot_stream_before_converting(
+    normalize, model, message, tmp_path, capsys, monkeypatch
+):
+    import asr.inference.tflite
+
+    def never(bundle):
+        raise AssertionError("the step function of a model that cannot stream was built")
+
+    monkeypatch.setattr(asr.inference.tflite, "step_function", never)
+    bundle = _tiny_bundle(tmp_path, normalize, **model)
+    out = tmp_path / "step.tflite"
+    assert export_main([str(bundle), str(out), "--tflite", "--stream"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asr-export: error: --stream") and message in err and len(err.strip().splitlines()) == 1
+    assert "experiment=demo_streaming" in err  # the fix
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.mark.slow  # converts to TFLite
+@pytest.mark.parametrize(
+    ("flags", "kind"),
+    [
+        ([], "float32"),
+        (["--dynamic-range"], "int8 weights, float32 activations"),
+        (["--stream"], "streaming step function, float32"),
+    ],
+)
+def test_the_tflite_export_says_what_it_wrote(flags, kind, tmp_path, capsys):
+    bundle = _tiny_bundle(tmp_path, "global", bidirectional=False)
+    out = tmp_path / "m.tflite"
+    assert export_main([str(bundle), str(out), "--tflite", *flags]) == 0
+    size = out.stat().st_size / 1e6
+    assert capsys.readouterr().out == f"TFLite ({kind}) written to {out} ({size:.2f} MB) with m.json\n"
+
+
+@pytest.mark.slow  # writes SavedModels
+def test_the_savedmodel_has_a_step_function_only_for_a_model_that_can_stream(tmp_path):
+    import tensorflow as tf
+
+    for normalize, streams in (("global", True), ("utterance", False)):
+        bundle = _tiny_bundle(tmp_path / normalize, normalize, bidirectional=False)
+        assert export_main([str(bundle), str(tmp_path / normalize / "saved")]) == 0
+        saved = tf.saved_model.load(str(tmp_path / normalize / "saved"))
+        assert hasattr(saved, "serve") and hasattr(saved, "step") == streams, normalize

@@ -14,6 +14,13 @@ from asr.system import quiet_tensorflow
 
 # Utterances of the training split that calibrate full int8 quantization: TFLite's guidance is 100-500.
 CALIBRATION_UTTERANCES = 100
+# What each kind of .tflite file holds, as the closing line says it.
+KINDS = {
+    "none": "float32",
+    "dynamic": "int8 weights, float32 activations",
+    "int8": "int8 weights and activations",
+    "step": "streaming step function, float32",
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -105,7 +112,7 @@ def export_lite(model: Path, out: Path, quantization: str) -> int:
         calibration = calibration_features(model, bundle) if quantization == "int8" else []
         export_tflite(bundle, out, Quantization(quantization), calibration)
     size = out.stat().st_size / 1e6
-    print(f"TFLite ({quantization}) written to {out} ({size:.2f} MB) with {out.with_suffix('.json').name}")
+    print(f"TFLite ({KINDS[quantization]}) written to {out} ({size:.2f} MB) with {out.with_suffix('.json').name}")
     return 0
 
 

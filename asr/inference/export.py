@@ -2,9 +2,11 @@
 
 Serving signature `serve(waveforms: float32 [B, N] at the bundle's sample rate, zero-padded,
 lengths: int32 [B])` -> {"transcripts": string [B], "logits": float32 [B, T', C], "logit_lengths": int32 [B]}.
-MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy. A unidirectional
-model also gets `step(steps [S, F * stride], states [layers, 2, units])` -> (logits [S, C], states) for
-streaming, with `tail` and `final` besides for a model with a look-ahead (asr.inference.tflite.step_function).
+MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy. A model that runs
+step by step (unidirectional, no convolutional front-end, global statistics or none:
+asr.inference.stream.check_streamable) also gets `step(steps [S, F * stride], states [layers, 2, units])` ->
+(logits [S, C], states) for streaming, with `tail` and `final` besides for a model with a look-ahead
+(asr.inference.tflite.step_function).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from asr.data.features import apply_global_stats
 from asr.data.graph_features import features
 from asr.decoding.ctc import greedy_sparse, sparse_to_strings, text_table
 from asr.inference.bundle import Bundle
+from asr.inference.stream import streamable
 
 
 def serving_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:
@@ -52,8 +55,7 @@ def export(bundle: Bundle, out_dir: Path) -> Path:
             tf.TensorSpec([None], tf.int32, name="lengths"),
         ],
     )
-    options = bundle.model.options
-    if not options.bidirectional and not options.conv_layers:  # a streamable model: its step function too
+    if streamable(bundle):  # the step function takes normalized steps: global statistics or none, no look-back
         from asr.inference.tflite import step_function
 
         step = step_function(bundle)
