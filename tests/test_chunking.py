@@ -60,3 +60,13 @@ def test_a_recording_with_three_tones_is_cut_between_them_with_the_margins_asked
     assert all(p.end - p.start <= 1.6 for p in joined)
     assert all(1.5 <= a.end <= 2.0 or 3.0 <= a.end <= 3.5 for a in joined[:2])
     assert len(pieces(tmp_path / "long.flac", max_seconds=5.0, min_pause=0.6)) == 1  # no pause as long as that
+
+
+def test_an_utterance_whose_silence_was_digital_keeps_it_and_spliced_digital_silence_is_left_out():
+    # speech (-15 dBFS) right against digital silence (-100): the utterance's own silence, kept as its margins
+    energy = np.array([-100.0] * 6 + [-15.0] * 4 + [-100.0] * 6)
+    assert split_points(_flags("......####......"), 16, energy, margins=(3, 3), min_pause=3) == [(3, 13)]
+    # room noise (-45 dBFS) that the detector took for speech before and after it: that is its silence, and the
+    # digital silence beyond was spliced in
+    energy = np.array([-100.0] * 3 + [-45.0] * 3 + [-15.0] * 4 + [-45.0] * 3 + [-100.0] * 3)
+    assert split_points(_flags("...##########..."), 16, energy, margins=(3, 3), min_pause=3) == [(3, 13)]
