@@ -20,6 +20,7 @@ COMMANDS = [
     ("asr.cli.export", "SavedModel"),
     ("asr.cli.bench", "transcribe"),
     ("asr.cli.sweep_report", "multirun"),
+    ("asr.cli.serve", "--max-streams MAX_STREAMS"),
 ]
 
 SCRIPT = """

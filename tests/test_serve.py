@@ -225,6 +225,9 @@ def test_the_api_key_guards_everything_but_health_and_the_page(wav):
         assert c.get("/health").status_code == 200
         assert c.get("/").status_code == 200 and "<title>asr-serve</title>" in c.get("/").text
         assert c.get("/static/app.js").status_code == 200
+        form = c.get("/openapi.json").json()["paths"][URL]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert {"file", "prompt", "response_format", "timestamp_granularities[]"} <= set(form["schema"]["properties"])
+        assert c.get("/docs").status_code == 404  # FastAPI's would load scripts from a CDN
         missing = post(c, wav)
         assert missing.status_code == 401 and error_of(missing)["type"] == "authentication_error"
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -533,3 +536,59 @@ def test_the_openai_client_works_against_the_server(demo_recognizer, demo_run):
         wrong = openai.OpenAI(api_key="nope", base_url="http://testserver/v1", http_client=c, max_retries=0)
         with pytest.raises(openai.AuthenticationError, match="wrong API key"), wav.open("rb") as f:
             wrong.audio.transcriptions.create(model="whisper-1", file=f)
+
+
+# The command
+
+
+def test_the_command_ends_a_users_mistake_in_one_line(tmp_path, capsys):
+    import socket
+
+    from asr.cli.serve import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(tmp_path), "--port", "70000"])
+    assert exited.value.code == 2 and "--port must be 0-65535" in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith(f"asr-serve: error: {tmp_path / 'nothing'}: no such file or directory;")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([str(tmp_path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr-serve: error: cannot listen on 127.0.0.1:{port} (") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_asr_serve_serves_a_run_until_sigterm(demo_run, demo_recognizer):
+    import http.client
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from asr.bench.serve import multipart
+
+    command = [sys.executable, "-m", "asr.cli.serve", str(demo_run), "--port", "0", "--api-key", KEY]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = server.stdout.readline()
+        match = re.fullmatch(r"asr-serve: serving demo at http://127\.0\.0\.1:(\d+)/\n", ready)
+        assert match, ready + server.stderr.read() if server.poll() is not None else ready
+        connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=WAIT)
+        body, content_type = multipart(TEST_WAVS[0].read_bytes(), TEST_WAVS[0].name, {"response_format": "text"})
+        headers = {"Content-Type": content_type, "Authorization": f"Bearer {KEY}"}
+        connection.request("POST", URL, body, headers)
+        response = connection.getresponse()
+        assert (response.status, response.read().decode()) == (
+            200,
+            demo_recognizer.transcribe(TEST_WAVS[0]).text + "\n",
+        )
+        connection.request("GET", "/")
+        assert b"<title>asr-serve</title>" in connection.getresponse().read()
+    finally:
+        server.terminate()
+        # uvicorn finishes open requests, then ends by the signal it got (as a process killed by it would)
+        assert server.wait(WAIT) == -signal.SIGTERM
+    assert "Finished server process" in server.stderr.read()

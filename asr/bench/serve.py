@@ -2,7 +2,7 @@
 
 The server runs as `asr-serve` in a child process (its memory and CPU time read from /proc). Uploads: files of
 UPLOAD_SECONDS made of the given recordings (joined, cut), posted by 1, 4 and 16 concurrent clients: requests per
-second, latency p50/p95. Memory: the server's resident set after 50 and after 500 uploads. Streams: 1, 4 and 8
+second, latency p50/p95. Memory: the server's resident set after 50, 500 and 1000 uploads. Streams: 1, 4 and 8
 clients at once each stream a recording of joined utterances in real time (Vosk's protocol, 200 ms frames, each
 sent at its time in the recording and answered before the next): the delay from the end of a segment's last
 word to its result, how far the answers fall behind the audio, and the server's CPU seconds per second of audio
@@ -36,7 +36,10 @@ UPLOAD_SECONDS = 5.0  # the issue's upload length
 CLIENTS = (1, 4, 16)
 STREAMS = (1, 4, 8)
 REQUESTS_PER_CLIENT = 8  # uploads per client at each concurrency (the figures of 16 clients: 128 requests)
-RSS_AFTER = (50, 500)  # uploads after which the server's resident memory is read
+MIN_REQUESTS = 32  # and at least this many at each concurrency (one client's figures need a few dozen)
+# Uploads after which the server's resident memory is read: measured here it grows by about 20 MB over the
+# first 250 (allocator pools, TensorFlow's caches), then by under 1 MB per 1000.
+RSS_AFTER = (50, 500, 1000)
 RSS_CLIENTS = 4  # clients sending the memory test's uploads
 STREAM_SECONDS = 20.0  # each stream: utterances joined with STREAM_PAUSE of silence, about this long
 STREAM_PAUSE = 1.0  # seconds of silence between a stream's utterances (longer than the server's segment pause)
@@ -79,6 +82,15 @@ class Server:
                 break
         self.host, self.port = match.group(1), int(match.group(2))
         self.startup_seconds = round(time.perf_counter() - started, 2)
+
+    def model_card(self) -> dict:
+        """The served model as GET /v1/models describes it."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            connection.request("GET", "/v1/models")
+            return json.loads(connection.getresponse().read())["data"][0]
+        finally:
+            connection.close()
 
     def rss_mb(self) -> float:
         """The server's resident memory now, MB."""
@@ -188,96 +200,123 @@ def stream_one(server: Server, samples: np.ndarray, rate: int) -> dict:
     return {"lags": lags, "delays": delays, "texts": texts, "seconds": len(pcm) / rate}
 
 
-def bench_serve(model: Path, audio: Sequence[str], workers: int | None, requests_per_client: int) -> dict:
-    """Uploads at each concurrency, memory after RSS_AFTER uploads, real-time streams; see the module."""
-    from asr.data.audio import load_audio
+def readable(items: Sequence, rate: int) -> list[np.ndarray]:
+    """The recordings of manifest items at `rate`, those that cannot be read left out (with a warning)."""
+    from asr.data.audio import AudioError, load_audio
+
+    found = []
+    for item in items:
+        try:
+            found.append(load_audio(item.audio, rate, item.start, item.end))
+        except AudioError as error:
+            log.warning("left out: %s", error)
+    if not found:
+        raise UserError("asr-bench serve: none of the AUDIO files could be read")
+    return found
+
+
+def upload_figures(server: Server, uploads: list, requests_per_client: int) -> dict:
+    """Requests per second and latency of uploads from 1, 4 and 16 clients at once."""
+    figures = {}
+    for clients in CLIENTS:
+        count = max(clients * requests_per_client, MIN_REQUESTS)
+        cpu = server.cpu_seconds()
+        results, wall = run_clients(clients, lambda k: upload(server, *uploads[k % len(uploads)]), count)
+        figures[str(clients)] = {
+            "requests": count,
+            "requests_per_second": round(count / wall, 2),
+            "audio_seconds_per_second": round(count * UPLOAD_SECONDS / wall, 1),
+            "latency_seconds": _figures([seconds for seconds, _ in results]),
+            "server_cpu_seconds_per_request": round((server.cpu_seconds() - cpu) / count, 3),
+            "load_average": round(os.getloadavg()[0], 1),
+        }
+        log.info("%d clients: %s", clients, figures[str(clients)])
+    return figures
+
+
+def memory_figures(server: Server, uploads: list) -> dict:
+    """The server's resident memory after the warm-up and after RSS_AFTER uploads."""
+    memory = {"after_warm_up": server.rss_mb()}
+    done = 0
+    for target in RSS_AFTER:
+        run_clients(RSS_CLIENTS, lambda k: upload(server, *uploads[k % len(uploads)]), target - done)
+        done = target
+        memory[f"after_{target}"] = server.rss_mb()
+        log.info("memory after %d uploads: %.1f MB", target, memory[f"after_{target}"])
+    for first, last in zip(RSS_AFTER, RSS_AFTER[1:], strict=False):
+        memory[f"growth_mb_{first}_to_{last}"] = round(memory[f"after_{last}"] - memory[f"after_{first}"], 1)
+    return memory
+
+
+def stream_figures(server: Server, recordings: list, rate: int) -> dict:
+    """1, 4 and 8 real-time streams at once: result delays, answer lags, CPU per second of audio."""
+    figures = {}
+    for count in STREAMS:
+        signals = [joined(recordings, rate, STREAM_SECONDS, STREAM_PAUSE, 7 * k) for k in range(count)]
+        cpu = server.cpu_seconds()
+        results: list[dict] = [{}] * count
+
+        def run(k: int, signals: list = signals, results: list = results) -> None:
+            results[k] = stream_one(server, signals[k], rate)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        cpu = server.cpu_seconds() - cpu
+        audio_seconds = sum(r["seconds"] for r in results)
+        lags = [lag for r in results for lag in r["lags"]]
+        delays = [d for r in results for d in r["delays"]]
+        figures[str(count)] = {
+            "audio_seconds": round(audio_seconds, 1),
+            "results": len(delays),
+            "result_delay_after_last_word_seconds": _figures(delays) if delays else None,
+            "answer_lag_seconds": _figures(lags),
+            "keeps_up": max(lags) < KEEP_UP_SECONDS,
+            "server_cpu_seconds_per_audio_second": round(cpu / audio_seconds, 4),
+            "streams_per_core": round(audio_seconds / cpu, 1) if cpu else None,
+            "load_average": round(os.getloadavg()[0], 1),
+        }
+        log.info("%d streams: %s", count, figures[str(count)])
+    return figures
+
+
+def bench_serve(model: Path, audio: Sequence[str], workers: Sequence[int], requests_per_client: int) -> dict:
+    """Uploads at each concurrency for each --workers value (a server each), then with the first: memory after
+    RSS_AFTER uploads and real-time streams; see the module."""
     from asr.inference.sources import expand_inputs
 
     items = expand_inputs(audio)
     if not items:
         raise UserError("asr-bench serve: no audio files in AUDIO; pass test recordings, a folder or a manifest")
-    arguments = ["--max-streams", str(max(STREAMS))] + (["--workers", str(workers)] if workers else [])
-    server = Server(model, arguments)
-    try:
-        connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
-        connection.request("GET", "/v1/models")
-        card = json.loads(connection.getresponse().read())["data"][0]
-        connection.close()
-        rate = int(card["sample_rate"])
-        recordings = [load_audio(item.audio, rate, item.start, item.end) for item in items]
-        uploads = []
-        for k in range(len(recordings)):
-            samples = joined(recordings, rate, UPLOAD_SECONDS, STREAM_PAUSE / 2, k)[: int(UPLOAD_SECONDS * rate)]
-            uploads.append(multipart(wav_bytes(samples, rate), f"upload{k}.wav", {"model": "any"}))
-        for k in range(WARM_UP_REQUESTS):
-            upload(server, *uploads[k % len(uploads)])
-        log.info("server up in %.1f s, %.0f MB", server.startup_seconds, server.rss_mb())
-
-        memory = {"after_warm_up": server.rss_mb()}
-        done = 0
-        for target in RSS_AFTER:
-            run_clients(RSS_CLIENTS, lambda k: upload(server, *uploads[k % len(uploads)]), target - done)
-            done = target
-            memory[f"after_{target}"] = server.rss_mb()
-            log.info("memory after %d uploads: %.1f MB", target, memory[f"after_{target}"])
-        memory["growth_mb"] = round(memory[f"after_{RSS_AFTER[-1]}"] - memory[f"after_{RSS_AFTER[0]}"], 1)
-
-        concurrency = {}
-        for clients in CLIENTS:
-            count = clients * requests_per_client
-            cpu = server.cpu_seconds()
-            results, wall = run_clients(clients, lambda k: upload(server, *uploads[k % len(uploads)]), count)
-            latencies = [seconds for seconds, _ in results]
-            concurrency[str(clients)] = {
-                "requests": count,
-                "requests_per_second": round(count / wall, 2),
-                "audio_seconds_per_second": round(count * UPLOAD_SECONDS / wall, 1),
-                "latency_seconds": _figures(latencies),
-                "server_cpu_seconds_per_request": round((server.cpu_seconds() - cpu) / count, 3),
-            }
-            log.info("%d clients: %s", clients, concurrency[str(clients)])
-
-        streams = {}
-        for count in STREAMS:
-            signals = [joined(recordings, rate, STREAM_SECONDS, STREAM_PAUSE, 7 * k) for k in range(count)]
-            cpu = server.cpu_seconds()
-            results: list[dict] = [{}] * count
-
-            def run(k: int, signals: list = signals, results: list = results) -> None:
-                results[k] = stream_one(server, signals[k], rate)
-
-            threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            cpu = server.cpu_seconds() - cpu
-            audio_seconds = sum(r["seconds"] for r in results)
-            lags = [lag for r in results for lag in r["lags"]]
-            delays = [d for r in results for d in r["delays"]]
-            streams[str(count)] = {
-                "audio_seconds": round(audio_seconds, 1),
-                "results": len(delays),
-                "result_delay_after_last_word_seconds": _figures(delays) if delays else None,
-                "answer_lag_seconds": _figures(lags),
-                "keeps_up": max(lags) < KEEP_UP_SECONDS,
-                "server_cpu_seconds_per_audio_second": round(cpu / audio_seconds, 4),
-                "streams_per_core": round(audio_seconds / cpu, 1) if cpu else None,
-            }
-            log.info("%d streams: %s", count, streams[str(count)])
-        return {
-            "benchmark": "serve",
-            "model": str(model),
-            "model_facts": {k: card.get(k) for k in ("id", "sample_rate", "has_lm", "streamable", "model")},
-            "workers": workers,
-            "server_startup_seconds": server.startup_seconds,
-            "upload_seconds": UPLOAD_SECONDS,
-            "uploads": concurrency,
-            "server_rss_mb": memory,
-            "stream_frame_seconds": FRAME_SECONDS,
-            "keep_up_seconds": KEEP_UP_SECONDS,
-            "streams": streams,
-            "load_average": [round(v, 2) for v in os.getloadavg()],
-        }
-    finally:
-        server.stop()
+    uploads_by_workers, result = {}, {}
+    for index, count in enumerate(workers):
+        server = Server(model, ["--max-streams", str(max(STREAMS)), "--workers", str(count)])
+        try:
+            card = server.model_card()
+            rate = int(card["sample_rate"])
+            recordings = readable(items, rate)
+            uploads = []
+            for k in range(len(recordings)):
+                samples = joined(recordings, rate, UPLOAD_SECONDS, STREAM_PAUSE / 2, k)[: int(UPLOAD_SECONDS * rate)]
+                uploads.append(multipart(wav_bytes(samples, rate), f"upload{k}.wav", {"model": "any"}))
+            for k in range(WARM_UP_REQUESTS):
+                upload(server, *uploads[k % len(uploads)])
+            log.info("server (--workers %d) up in %.1f s, %.0f MB", count, server.startup_seconds, server.rss_mb())
+            if index == 0:
+                result = {
+                    "benchmark": "serve",
+                    "model": str(model),
+                    "model_facts": {k: card.get(k) for k in ("id", "sample_rate", "has_lm", "streamable", "model")},
+                    "server_startup_seconds": server.startup_seconds,
+                    "upload_seconds": UPLOAD_SECONDS,
+                    "server_rss_mb": memory_figures(server, uploads),
+                    "stream_frame_seconds": FRAME_SECONDS,
+                    "keep_up_seconds": KEEP_UP_SECONDS,
+                    "streams": stream_figures(server, recordings, rate),
+                }
+            uploads_by_workers[str(count)] = upload_figures(server, uploads, requests_per_client)
+        finally:
+            server.stop()
+    return result | {"uploads_by_workers": uploads_by_workers}

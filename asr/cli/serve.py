@@ -131,7 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point `asr-serve`: serves until Ctrl-C or SIGTERM (exit 0); 2 for a user's mistake."""
+    """Console entry point `asr-serve`: serves until Ctrl-C or SIGTERM (then finishes open requests and ends by that
+    signal, as uvicorn does); exit status 2 for a user's mistake."""
     args = parse_args(argv)
     return run_command("asr-serve", lambda: serve(args), args.debug)
 
@@ -157,32 +158,40 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Load the model, bind the address, serve until stopped."""
+    """Find the model, bind the address, load the model, serve until stopped."""
+    from asr.models import resolve_model
+
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options: ServeOptions = args.options
+    model = resolve_model(args.model)
     sock = listening_socket(options.host, options.port)
-    if options.host not in LOOPBACK and options.api_key is None:
-        log.warning("listening on %s without an API key: anyone who can reach it may use it (--api-key)", options.host)
-    quiet_tensorflow()
-    import uvicorn
+    try:
+        if options.host not in LOOPBACK and options.api_key is None:
+            log.warning(
+                "listening on %s without an API key: anyone who reaches it may use it (--api-key)", options.host
+            )
+        quiet_tensorflow()
+        import uvicorn
 
-    import asr.inference.recognizer as recognizer_module
-    from asr.serve.app import create_app
+        import asr.inference.recognizer as recognizer_module
+        from asr.serve.app import create_app
 
-    recognizer = recognizer_module.load(args.model, lm=args.lm, hotwords=args.hotwords, threads=args.threads).ready()
-    port = sock.getsockname()[1]
-    host = f"[{options.host}]" if ":" in options.host else options.host
-    ready = READY_LINE.format(name=recognizer.name, host=host, port=port)
-    app = create_app(recognizer, options, on_ready=lambda: print(ready, flush=True))
-    config = uvicorn.Config(
-        app,
-        log_level=args.log_level,
-        ws=WS_IMPLEMENTATION,
-        ws_max_size=WS_MAX_FRAME_BYTES,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        log_config=None,  # the logging set above
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+        recognizer = recognizer_module.load(model, lm=args.lm, hotwords=args.hotwords, threads=args.threads).ready()
+        port = sock.getsockname()[1]
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        ready = READY_LINE.format(name=recognizer.name, host=host, port=port)
+        app = create_app(recognizer, options, on_ready=lambda: print(ready, flush=True))
+        config = uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            ws=WS_IMPLEMENTATION,
+            ws_max_size=WS_MAX_FRAME_BYTES,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            log_config=None,  # the logging set above
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 

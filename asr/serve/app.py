@@ -51,6 +51,8 @@ def create_app(
         version=__version__,
         summary="Speech recognition: OpenAI-style /v1/audio/transcriptions, a Vosk-style WebSocket at /ws, a page",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN; /openapi.json is served
+        redoc_url=None,
     )
     app.state.server = state
     errors.install(app)

@@ -57,9 +57,9 @@ def install(app: FastAPI) -> None:
     async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else str(error.detail)
         if error.status_code == 404:
-            message = f"{request.method} {request.url.path}: no such endpoint (see GET /docs)"
+            message = f"{request.method} {request.url.path}: no such endpoint (GET /openapi.json lists them)"
         elif error.status_code == 405:
-            message = f"{request.method} {request.url.path}: method not allowed (see GET /docs)"
+            message = f"{request.method} {request.url.path}: method not allowed (GET /openapi.json lists the methods)"
         kind = AUTHENTICATION if error.status_code == 401 else INVALID_REQUEST
         return error_response(ApiError(error.status_code, message, kind))
 

@@ -223,7 +223,37 @@ def transcribe_upload(
             os.unlink(path)
 
 
-@router.post("/v1/audio/transcriptions", dependencies=[Depends(require_key)])
+# The form as OpenAPI describes it (the route reads it itself, after the key and the size are checked).
+FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "model": {"type": "string", "description": "any: the server serves one model"},
+                        "language": {"type": "string", "description": "echoed in verbose_json"},
+                        "prompt": {"type": "string", "description": "hotwords, separated by , ; or lines"},
+                        "response_format": {"type": "string", "enum": list(formats.RESPONSE_FORMATS)},
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(formats.GRANULARITIES)},
+                        },
+                        "lm": {"type": "string", "enum": list(REMOTE_LMS)},
+                        "beam_width": {"type": "integer", "minimum": 0, "maximum": MAX_BEAM_WIDTH},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/v1/audio/transcriptions", dependencies=[Depends(require_key)], openapi_extra=FORM_SCHEMA)
 async def transcriptions(request: Request, state: State) -> Response:
     """OpenAI's transcription endpoint (multipart/form-data): `file`; `model` (any name: one model is served);
     `language` (echoed in verbose_json); `prompt` (hotwords: phrases separated by commas, semicolons or lines);
