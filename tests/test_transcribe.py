@@ -12,7 +12,7 @@ from conftest import ROOT
 from scipy.io import wavfile
 
 from asr.cli.transcribe import main
-from asr.data.text import error_rates
+from asr.data.text import Vocabulary, error_rates
 
 pytestmark = pytest.mark.slow  # the demo_run fixture trains a model
 
@@ -55,12 +55,27 @@ def test_beam_nbest_and_timestamps(demo_run, transcribe):
     # in seconds of the file: the words span its speech (0.1 s of silence each side), stride frames a step
     assert words[0]["start"] <= 0.3 and words[-1]["end"] >= record["duration_s"] - 0.35
     assert "(RTF " in done.stderr
-    # confidence: per word, and per record the words' weighted by their letters
     assert all(0.0 <= w["confidence"] <= 1.0 for w in words) and 0.0 <= record["confidence"] <= 1.0
-    letters = sum(len(w["word"]) for w in words)
-    weighted = sum(len(w["word"]) * w["confidence"] for w in words) / letters
-    assert record["confidence"] == pytest.approx(weighted, abs=2e-4)
-    assert "confidence" not in transcribe(str(demo_run / "model"), wav).stdout  # plain output: text only
+    assert "confidence" not in transcribe(str(demo_run / "model"), wav).stdout  # plain output: no confidence
+
+
+def test_confidences_are_the_posteriors_of_the_letters_read_and_of_the_blank_for_nothing(tmp_path, transcribe):
+    # every step of this model alike: its posteriors are the softmax of the output layer's bias
+    biases = {"o": -2.5, "n": -3.0, "e": -3.5}
+    model = str(_biased_bundle(tmp_path / "model", biases=biases))
+    bias = np.full(29, -8.0)
+    bias[28] = 0.0  # the blank
+    for letter, value in biases.items():
+        bias[Vocabulary().characters.index(letter)] = value
+    posterior = np.exp(bias) / np.exp(bias).sum()
+    (tmp_path / "hot.txt").write_text("one\n")
+    done = transcribe(model, WAV, "--json", "--timestamps", "--hotwords", str(tmp_path / "hot.txt"))
+    record = json.loads(done.stdout)
+    letters = [posterior[Vocabulary().characters.index(c)] for c in "one"]
+    assert record["text"] == "one" and record["words"][0]["confidence"] == pytest.approx(np.mean(letters), abs=1e-4)
+    assert record["confidence"] == pytest.approx(np.mean(letters), abs=1e-4)
+    nothing = json.loads(transcribe(model, WAV, "--json").stdout)  # greedy: nothing read, sure of it
+    assert nothing["text"] == "" and nothing["confidence"] == pytest.approx(posterior[28], abs=1e-4)
 
 
 def test_csv_manifest_scores_against_references(demo_run, tmp_path, transcribe):
@@ -107,15 +122,15 @@ def test_the_python_api_transcribes_waveforms_like_the_command(demo_run, transcr
     from asr.data.audio import load_audio
 
     path = ROOT / "data" / "wav" / "test" / "test_00003.wav"
-    bundle = asr.load_bundle(demo_run)
+    recognizer = asr.load(demo_run)
     waveform = load_audio(path, 8000)
     expected = json.loads(transcribe(str(demo_run), str(path), "--json").stdout)["text"]
-    assert asr.transcribe(bundle, [waveform]) == [expected]
+    assert expected and recognizer.transcribe(waveform, sample_rate=8000).text == expected
     # audio at 16 kHz is resampled to the model's 8 kHz first, as the command resamples a 16 kHz file
     upsampled = resample_poly(waveform, 2, 1).astype(np.float32)
     wavfile.write(tmp_path / "16k.wav", 16000, upsampled)
     expected = json.loads(transcribe(str(demo_run), str(tmp_path / "16k.wav"), "--json").stdout)["text"]
-    assert asr.transcribe(bundle, [load_audio(tmp_path / "16k.wav", 16000)], sample_rate=16000) == [expected]
+    assert recognizer.transcribe(load_audio(tmp_path / "16k.wav", 16000), sample_rate=16000).text == expected
 
 
 def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_one(demo_run, tmp_path, transcribe):
@@ -140,12 +155,13 @@ def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_o
     assert len(chunks) == 20  # one piece per utterance, cut at every pause
     assert all(0 < c["end"] - c["start"] <= bundle["max_seconds"] for c in chunks)
     for (start, end), chunk in zip(spans, chunks, strict=True):  # each holds its utterance, and no more
-        assert start - 0.1 <= chunk["start"] <= start + 0.15 and end - 0.15 <= chunk["end"] <= end + 0.1
-    # as accurate as the utterances transcribed one by one (within 2x their CER: this model is weak)
+        assert start - 0.1 <= chunk["start"] <= start + 0.1 and end - 0.1 <= chunk["end"] <= end + 0.1
+    # nearly as accurate as the utterances transcribed one by one: measured on this fixture's weak model (6 epochs,
+    # CER 47 % file by file) 3.4 points worse; the demo model's long file reads as its files do (asr-bench recognizer)
     refs = " ".join(row["text"] for row in rows)
     one_by_one = transcribe(str(demo_run), *[str(ROOT / "data" / row["audio"]) for row in rows], "--json")
     alone = " ".join(json.loads(line)["text"] for line in one_by_one.stdout.splitlines())
-    assert error_rates([refs], [record["text"]])["ler"] <= 2 * error_rates([refs], [alone])["ler"]
+    assert error_rates([refs], [record["text"]])["ler"] <= error_rates([refs], [alone])["ler"] + 0.05
     assert record["text"] == " ".join(c["text"] for c in chunks if c["text"])
     words = record["words"]
     assert [w["word"] for w in words] == record["text"].split()
@@ -163,50 +179,117 @@ def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_o
     )
 
 
-def test_a_hotword_puts_right_a_word_that_greedy_decoding_misspells(demo_run, tmp_path, transcribe):
-    wav = str(ROOT / "data" / "wav" / "test" / "test_00011.wav")  # "one seven five"
-    greedy = json.loads(transcribe(str(demo_run), wav, "--json").stdout)
-    assert "seven" not in greedy["text"].split() and "hotwords" not in greedy
-    (tmp_path / "other.txt").write_text("zero\n")
-    (tmp_path / "hot.txt").write_text("Seven\n")
-    without = json.loads(transcribe(str(demo_run), wav, "--json", "--hotwords", str(tmp_path / "other.txt")).stdout)
-    assert "seven" not in without["text"].split() and without["hotwords"] == []  # the same beam, another hotword
-    boosted = json.loads(transcribe(str(demo_run), wav, "--json", "--hotwords", str(tmp_path / "hot.txt")).stdout)
-    assert "seven" in boosted["text"].split() and boosted["hotwords"] == ["seven"]
-    # a missing file: one line naming the option, exit 2, before the model loads
-    done = transcribe(str(demo_run), wav, "--hotwords", str(tmp_path / "missing.txt"))
-    assert done.returncode == 2 and "missing.txt" in done.stderr and "--hotwords" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.slow
-def test_the_bundles_language_model_changes_the_transcript_and_lm_none_leaves_the_acoustic_models():
-    from dataclasses import replace
-
-    from asr.data.audio import load_audio
+def _biased_bundle(folder, lm_texts=None, biases=None):
+    """A bundle whose model reads every step alike: the blank most likely, "o", "n", "e" behind (`biases`: their
+    logits, the blank's 0), the rest far (-8): greedy decoding gives ""; a language model of `lm_texts`, or the
+    hotword "one", brings the letters out."""
     from asr.data.features import FeatureOptions
     from asr.data.text import Vocabulary
     from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
-    from asr.inference.bundle import Bundle
-    from asr.inference.options import DecodeOptions
-    from asr.inference.transcribe import choose_lm, decode_features
+    from asr.inference.bundle import save_bundle
     from asr.model.ctc import CTCModel
     from asr.model.options import ModelOptions
 
     features, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
     model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=3))
     model.build_for()
-    # every step alike: the blank most likely, "o", "n", "e" close behind, the rest far
     kernel, bias = model.logits.get_weights()
     bias[:] = -8.0
     bias[vocab.blank_index] = 0.0
-    for letter in "one":
-        bias[vocab.characters.index(letter)] = -0.5
+    for letter, value in (biases or dict.fromkeys("one", -3.0)).items():
+        bias[vocab.characters.index(letter)] = value
     model.logits.set_weights([np.zeros_like(kernel), bias])
-    lm = LMDecoder(estimate_character_lm(["one", "one one"], 3), LMWeights(alpha=1.0, beta=2.0))
-    bundle = Bundle(model, features, vocab, lm=lm)
-    feats = [bundle.featurize(load_audio(ROOT / "data" / "wav" / "test" / "test_00001.wav", 8000))]
-    greedy = decode_features(replace(bundle, lm=None), feats)[0]["text"]
-    fused = decode_features(bundle, feats)[0]["text"]
-    assert greedy == "" and fused and set(fused) <= set("one ")  # the language model's bonus and its letters
-    assert decode_features(choose_lm(bundle, DecodeOptions(lm="none")), feats)[0]["text"] == greedy
+    lm = LMDecoder(estimate_character_lm(lm_texts, 3), LMWeights(alpha=1.0, beta=2.0)) if lm_texts else None
+    return save_bundle(folder, model, features, vocab, lm=lm)
+
+
+WAV = str(ROOT / "data" / "wav" / "test" / "test_00001.wav")
+
+
+def test_a_hotword_brings_out_a_word_the_acoustic_model_alone_does_not_write(tmp_path, transcribe):
+    model = str(_biased_bundle(tmp_path / "model"))
+    assert json.loads(transcribe(model, WAV, "--json").stdout)["text"] == ""  # greedy: the blank wins every step
+    (tmp_path / "other.txt").write_text("zero\n")
+    (tmp_path / "hot.txt").write_text("One\n")
+    without = json.loads(transcribe(model, WAV, "--json", "--hotwords", str(tmp_path / "other.txt")).stdout)
+    assert without["text"] != "one" and without["hotwords"] == []  # the same beam, another hotword
+    boosted = json.loads(transcribe(model, WAV, "--json", "--hotwords", str(tmp_path / "hot.txt")).stdout)
+    assert boosted["text"] == "one" and boosted["hotwords"] == ["one"]
+    # a missing file: one line naming the option, exit 2, before the model loads
+    done = transcribe(model, WAV, "--hotwords", str(tmp_path / "missing.txt"))
+    assert done.returncode == 2 and "missing.txt" in done.stderr and "--hotwords" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    # greedy decoding cannot favour hotwords: refused in one line
+    done = transcribe(model, WAV, "--hotwords", str(tmp_path / "hot.txt"), "--beam-width", "1")
+    assert done.returncode == 2 and "--beam-width 1 decodes greedily, which cannot favour --hotwords" in done.stderr
+
+
+def test_the_bundles_language_model_changes_the_transcript_and_beam_width_1_or_lm_none_leave_it_out(
+    tmp_path, transcribe
+):
+    model = str(_biased_bundle(tmp_path / "model", lm_texts=["one", "one one"]))
+    assert json.loads(transcribe(model, WAV, "--json").stdout)["text"] == "one"  # the language model's bonus
+    assert json.loads(transcribe(model, WAV, "--json", "--lm", "none").stdout)["text"] == ""
+    assert json.loads(transcribe(model, WAV, "--json", "--beam-width", "1").stdout)["text"] == ""  # greedy
+    assert json.loads(transcribe(model, WAV, "--json", "--beam-width", "8").stdout)["text"] == "one"
+
+
+def _manifest(tmp_path, rows: list[dict], extra: list[dict] = ()) -> str:
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, *extra]))
+    return str(path)
+
+
+def test_score_counts_the_files_it_left_out_and_json_stays_json(demo_run, tmp_path, transcribe):
+    rows = [json.loads(line) for line in (ROOT / "data" / "test.jsonl").read_text().splitlines()[:3]]
+    rows = [{"audio": str(ROOT / "data" / r["audio"]), "text": r["text"]} for r in rows]
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    manifest = _manifest(tmp_path, rows, [{"audio": str(tmp_path / "bad.wav"), "text": "one"}])
+    done = transcribe(str(demo_run), manifest, "--score")
+    assert done.returncode == 1 and done.stdout.splitlines()[-1].startswith("scored 3 files: LER ")
+    assert "--score: 1 file with a reference left out of the score: they could not be read" in done.stderr
+    assert "transcribed 3 files" in done.stderr and "; 1 failed" in done.stderr
+    done = transcribe(str(demo_run), manifest, "--score", "--json")
+    records = [json.loads(line) for line in done.stdout.splitlines()]  # every line of stdout is JSON
+    assert [("error" in r, "score" in r) for r in records] == [(False, False)] * 3 + [(True, False), (False, True)]
+    score = records[-1]["score"]
+    rates = error_rates([r["ref"] for r in records[:3]], [r["text"] for r in records[:3]])
+    assert score == {"files": 3, "ler": rates["ler"], "wer": rates["wer"], "utt_acc": rates["utt_acc"], "left_out": 1}
+
+
+def test_each_file_has_its_own_seconds_and_one_file_is_one_file(demo_run, tmp_path, transcribe):
+    short = ROOT / "data" / "wav" / "test" / "test_00000.wav"
+    samples, rate = soundfile.read(short, dtype="float32")
+    soundfile.write(tmp_path / "longer.wav", np.tile(samples, 3), rate)
+    done = transcribe(str(demo_run), str(short), str(tmp_path / "longer.wav"), "--json")
+    seconds = [json.loads(line)["seconds"] for line in done.stdout.splitlines()]
+    assert len(seconds) == 2 and seconds[0] != seconds[1] and all(s > 0 for s in seconds)  # not a batch's mean
+    done = transcribe(str(demo_run), str(short))
+    assert "transcribed 1 file, " in done.stderr
+
+
+def test_timestamps_show_in_plain_output_and_n_best_needs_json(demo_run, transcribe):
+    wav = str(ROOT / "data" / "wav" / "test" / "test_00003.wav")
+    record = json.loads(transcribe(str(demo_run), wav, "--json", "--timestamps").stdout)
+    line = transcribe(str(demo_run), wav, "--timestamps").stdout.rstrip("\n")
+    assert line.split("\t") == [
+        wav,
+        record["text"],
+        " ".join(f"{w['word']}@{w['start']:.2f}-{w['end']:.2f}" for w in record["words"]),
+    ]
+    done = transcribe(str(demo_run), wav, "--n-best", "3")
+    assert (
+        done.returncode == 2 and "--n-best lists the alternatives in the JSON records only: add --json" in done.stderr
+    )
+
+
+def test_an_empty_folder_or_manifest_is_one_line_and_status_2(demo_run, tmp_path, transcribe):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
+    for given in (tmp_path / "empty", tmp_path / "empty.jsonl"):
+        done = transcribe(str(demo_run), str(given))
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.strip().splitlines() == [
+            f"asr-transcribe: error: no audio files in {given}; pass existing audio files, folders or .jsonl / .csv "
+            "manifests as AUDIO"
+        ]

@@ -132,6 +132,7 @@ class _Job:
     pieces: tuple[Piece, ...] = ()
     features: list = field(default_factory=list)
     log_probs: list = field(default_factory=list)
+    texts: list = field(default_factory=list)  # per piece, once decoded
     seconds: float = 0.0
 
 
@@ -275,6 +276,7 @@ class Recognizer:
         while group := list(islice(items, GROUP_INPUTS)):
             jobs = [self._prepare(item, options, sample_rate) for item in group]
             self._run_model(jobs, options.batch_size)
+            self._decode(jobs, decoder, options)
             for job in jobs:
                 if job.error is not None:
                     yield job.error, job.seconds
@@ -303,7 +305,7 @@ class Recognizer:
             features = [self.bundle.featurize(source.samples(p)) if p.speech else None for p in pieces]
         except AudioError as e:
             return _Job(None, e, seconds=time.perf_counter() - started)
-        return _Job(source, None, tuple(pieces), features, [None] * len(pieces), time.perf_counter() - started)
+        return _Job(source, None, tuple(pieces), features, [None] * len(pieces), seconds=time.perf_counter() - started)
 
     def _run_model(self, jobs: Sequence[_Job], batch_size: int) -> None:
         """Log probabilities of every piece with features, batched by length; each job's share of the time."""
@@ -325,25 +327,53 @@ class Recognizer:
             for (job, _), frames in zip(batch, lengths, strict=True):
                 job.seconds += elapsed * frames / lengths.sum()
 
+    def _decode(self, jobs: Sequence[_Job], decoder: LMDecoder | None, options: TranscribeOptions) -> None:
+        """The text of every piece with log probabilities: the language model's search over all of them at once
+        (LMDecoder.decode_many: on several threads), a beam, or greedy; each job's share of the time."""
+        entries = [(job, k) for job in jobs for k, lp in enumerate(job.log_probs) if lp is not None]
+        for job in jobs:
+            job.texts = [""] * len(job.pieces)
+        started = time.perf_counter()
+        rows = [job.log_probs[k] for job, k in entries]
+        characters = self.bundle.vocab.characters
+        if decoder is not None:
+            texts = decoder.decode_many(rows, characters)
+        elif options.beam_width > 1:
+            texts = [self._beam(row, options.beam_width) for row in rows]
+        else:
+            texts = [greedy_text(row, characters) for row in rows]
+        elapsed, frames = time.perf_counter() - started, sum(len(row) for row in rows) or 1
+        for (job, k), text, row in zip(entries, texts, rows, strict=True):
+            job.texts[k] = text
+            job.seconds += elapsed * len(row) / frames
+
+    def _beam(self, log_probs: np.ndarray, width: int) -> str:
+        """The best path of TensorFlow's beam search of one piece (the acoustic model alone)."""
+        (text,) = decode_batch(log_probs[None], np.array([len(log_probs)]), self.bundle.vocab, width)
+        return text
+
     def _finish(self, job: _Job, decoder: LMDecoder | None, options: TranscribeOptions) -> Transcript:
-        """The transcript of a prepared job whose pieces have their log probabilities."""
+        """The transcript of a job whose pieces are decoded."""
         duration = job.source.duration
         cut = job.source.duration > self.bundle.max_seconds
         if options.n_best and not cut and job.log_probs[0] is not None:  # n best of a recording decoded whole
             lists = tuple(self._nbest(job.log_probs[0], options))
             if decoder is None:  # the transcript is the best of the listed paths, from the same beam
-                segment = self._segment(job.pieces[0], lists[0]["text"], job.log_probs[0], duration)
-                return combine([segment], duration, words=options.timestamps, nbest=lists, hotwords=None)
+                job.texts[0] = lists[0]["text"]
         else:
             lists = ()
-        segments = [
-            self.decode_piece(piece, log_probs, decoder, options, duration)
-            for piece, log_probs in zip(job.pieces, job.log_probs, strict=True)
-        ]
+        segments = self._segments(job, duration)
         found = None
         if self.hotwords is not None:
             found = tuple(hotwords_in(" ".join(s.text for s in segments), self.hotwords))
         return combine(segments, duration, words=options.timestamps, cut=cut, nbest=lists, hotwords=found)
+
+    def _segments(self, job: _Job, duration: float) -> list[Segment]:
+        """The segments of a decoded job's pieces (a piece without speech: "")."""
+        return [
+            silent_segment(piece) if log_probs is None else self._segment(piece, text, log_probs, duration)
+            for piece, log_probs, text in zip(job.pieces, job.log_probs, job.texts, strict=True)
+        ]
 
     def decode_pieces(
         self,
@@ -357,10 +387,8 @@ class Recognizer:
         features = [self.bundle.featurize(samples) if p.speech and len(samples) else None for p, samples in pieces]
         job = _Job(None, None, tuple(p for p, _ in pieces), features, [None] * len(pieces))
         self._run_model([job], options.batch_size)
-        return [
-            self.decode_piece(piece, log_probs, decoder, options, duration)
-            for piece, log_probs in zip(job.pieces, job.log_probs, strict=True)
-        ]
+        self._decode([job], decoder, options)
+        return self._segments(job, duration)
 
     def greedy_texts(self, signals: Sequence[np.ndarray]) -> list[str]:
         """The greedy transcripts of waveforms at the model's rate, each decoded whole (a stream's partial text)."""
@@ -369,27 +397,6 @@ class Recognizer:
         self._run_model([job], len(signals) or 1)
         characters = self.bundle.vocab.characters
         return ["" if lp is None else " ".join(greedy_text(lp, characters).split()) for lp in job.log_probs]
-
-    def decode_piece(
-        self,
-        piece: Piece,
-        log_probs: np.ndarray | None,
-        decoder: LMDecoder | None,
-        options: TranscribeOptions,
-        duration: float,
-    ) -> Segment:
-        """The segment of one piece from its log probabilities [T, C] (None: no speech, ""), offset into the
-        recording's time, its word times within the piece and the recording's `duration`."""
-        if log_probs is None:
-            return silent_segment(piece)
-        characters = self.bundle.vocab.characters
-        if decoder is not None:
-            text = decoder.decode(log_probs, characters)
-        elif options.beam_width > 1:
-            (text,) = decode_batch(log_probs[None], np.array([len(log_probs)]), self.bundle.vocab, options.beam_width)
-        else:
-            text = greedy_text(log_probs, characters)
-        return self._segment(piece, text, log_probs, duration)
 
     def _segment(self, piece: Piece, text: str, log_probs: np.ndarray, duration: float) -> Segment:
         """A piece's segment with its text aligned to log_probs [T, C]: words, times, confidence."""
