@@ -361,6 +361,36 @@ def test_a_stream_is_answered_frame_by_frame_and_eof_ends_it():
     assert fake.finished == 1
 
 
+def test_vosk_results_carry_words_when_asked():
+    from asr.serve.ws import vosk_result
+
+    words = (Word(1.0, 1.3, "five", 0.93456), Word(1.4, 1.9, "three", 0.5))
+    segments = (Segment(0.8, 2.0, "five three", 0.7, words), Segment(2.0, 2.5, "", 1.0))
+    assert vosk_result(segments, words=True) == {
+        "result": [
+            {"conf": 0.9346, "end": 1.3, "start": 1.0, "word": "five"},
+            {"conf": 0.5, "end": 1.9, "start": 1.4, "word": "three"},
+        ],
+        "text": "five three",
+    }
+    assert vosk_result(segments, words=False) == {"text": "five three"}
+    assert vosk_result((), words=True) == {"text": ""}
+
+
+def test_reset_ends_a_segment_and_starts_afresh():
+    fake = FakeRecognizer()
+    with client(fake) as c, c.websocket_connect("/ws") as ws:
+        ws.send_bytes(pcm(800))
+        assert ws.receive_json() == {"partial": "800 samples"}
+        ws.send_text(json.dumps({"reset": 1}))
+        assert ws.receive_json() == {"text": "end 800"}
+        ws.send_bytes(pcm(100))
+        assert ws.receive_json() == {"partial": "100 samples"}  # a new stream
+        ws.send_text(json.dumps({"eof": 1}))
+        assert ws.receive_json() == {"text": "end 100"}
+    assert fake.finished == 2
+
+
 def test_a_bad_config_or_frame_closes_the_stream_with_the_reason():
     cases = [
         ({"config": {"sample_rate": 100}}, CLOSE_INVALID, "config: sample_rate 100 is outside 8000-192000"),

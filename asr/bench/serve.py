@@ -283,14 +283,15 @@ def stream_figures(server: Server, recordings: list, rate: int) -> dict:
 
 
 def bench_serve(model: Path, audio: Sequence[str], workers: Sequence[int], requests_per_client: int) -> dict:
-    """Uploads at each concurrency for each --workers value (a server each), then with the first: memory after
-    RSS_AFTER uploads and real-time streams; see the module."""
+    """With a server of the first --workers value: memory after RSS_AFTER uploads, real-time streams; then with a
+    server of each value in turn (a value may repeat, to see the machine's noise): uploads at each concurrency.
+    See the module."""
     from asr.inference.sources import expand_inputs
 
     items = expand_inputs(audio)
     if not items:
         raise UserError("asr-bench serve: no audio files in AUDIO; pass test recordings, a folder or a manifest")
-    uploads_by_workers, result = {}, {}
+    uploads_by_workers, result = [], {}
     for index, count in enumerate(workers):
         server = Server(model, ["--max-streams", str(max(STREAMS)), "--workers", str(count)])
         try:
@@ -316,7 +317,8 @@ def bench_serve(model: Path, audio: Sequence[str], workers: Sequence[int], reque
                     "keep_up_seconds": KEEP_UP_SECONDS,
                     "streams": stream_figures(server, recordings, rate),
                 }
-            uploads_by_workers[str(count)] = upload_figures(server, uploads, requests_per_client)
+            figures = upload_figures(server, uploads, requests_per_client)
+            uploads_by_workers.append({"workers": count, "clients": figures})
         finally:
             server.stop()
     return result | {"uploads_by_workers": uploads_by_workers}

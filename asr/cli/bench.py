@@ -95,7 +95,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     serve.add_argument("model", help="training run directory, bundle or shipped model's name (served by asr-serve)")
     serve.add_argument("audio", nargs="+", help="recordings to upload and stream (files, folders or manifests)")
     serve.add_argument(
-        "--workers", type=int, nargs="+", default=[1, 2], help="asr-serve --workers values to compare (default 1 2)"
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="asr-serve --workers values to compare, in turn (default 1 2; repeat them to see the noise)",
     )
     serve.add_argument("--requests-per-client", type=int, default=8, help="uploads per client at each concurrency")
     parser.add_argument("--out", default="bench.json", help="JSON file to write (default: bench.json)")

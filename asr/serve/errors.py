@@ -8,8 +8,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def error_response(error: ApiError) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Every error of `app` as a JSON error body: ApiError, Starlette's own (404, 405), a form FastAPI could not
-    validate (400), and any other exception (500, logged with its traceback)."""
+    validate (400), and any other exception (500, logged with its traceback); a client that left mid-upload is
+    logged only."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -68,6 +70,11 @@ def install(app: FastAPI) -> None:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(ApiError(400, f"{where}: {first.get('msg', 'invalid request')}", param=where or None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _left(request: Request, error: ClientDisconnect) -> Response:
+        log.info("%s %s: the client left before its upload ended", request.method, request.url.path)
+        return Response(status_code=400)  # sent to nobody
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, error: Exception) -> JSONResponse:

@@ -135,12 +135,14 @@ async function startRecording() {
   const node = new AudioWorkletNode(context, "pcm-capture", {
     processorOptions: { targetRate: TARGET_RATE, frameSamples: (TARGET_RATE * FRAME_MS) / 1000 },
   });
-  live = { context, media, node, socket, queued: [] };
+  live = { context, media, node, socket, queued: [], flushed: false };
   $("segments").replaceChildren();
   $("partial").textContent = "";
   $("transcript").textContent = "";
   node.port.onmessage = (event) => {
+    if (live.flushed) return; // the worklet's frames after the end of the stream
     if (event.data === "flushed") {
+      live.flushed = true;
       socket.send(JSON.stringify({ eof: 1 }));
     } else if (socket.readyState === WebSocket.OPEN) {
       socket.send(event.data);
