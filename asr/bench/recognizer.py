@@ -2,11 +2,11 @@
 
 Builds a long recording of the first LONG_UTTERANCES test utterances of the demo corpus (data/test.jsonl) joined
 with PAUSE_SECONDS of digital silence, and reports its CER through asr-transcribe (a subprocess, as a user runs
-it), Recognizer.transcribe(path), Recognizer.transcribe(waveform), Recognizer.transcribe(bytes) and
-LiteModel.transcribe (a .tflite exported into a temporary folder), against the utterances transcribed file by
-file; with a streaming model, the WER of the same file streamed in STREAM_CHUNK_MS chunks against its whole-file
-WER; and the words that come out of SILENCE_SECONDS of digital zeros and of white noise at NOISE_DBFS through
-every door.
+it, files mode and --stream), Recognizer.transcribe(path), Recognizer.transcribe(waveform),
+Recognizer.transcribe(bytes), a StreamSession fed STREAM_CHUNK_MS chunks and LiteModel.transcribe (a .tflite
+exported into a temporary folder), against the utterances transcribed file by file; with a streaming model, the
+WER of the same file streamed against its whole-file WER; and the words that come out of SILENCE_SECONDS of
+digital zeros and of white noise at NOISE_DBFS through every door.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def doors(recognizer, lite, path: Path, model: Path) -> dict[str, str]:
     waveform = load_audio(path, recognizer.sample_rate)
     return {
         "asr_transcribe": cli_transcript(model, path)["text"],
+        "asr_transcribe_stream": cli_transcript(model, path, "--stream")["text"],
         "transcribe_path": recognizer.transcribe(path).text,
         "transcribe_waveform": recognizer.transcribe(waveform, sample_rate=recognizer.sample_rate).text,
         "transcribe_bytes": recognizer.transcribe(path.read_bytes()).text,
