@@ -69,6 +69,21 @@ def ctc_align(log_probs: np.ndarray, labels: list[int], blank_index: int) -> lis
     return [(a, b) for a, b in spans]
 
 
+def best_path_spans(log_probs: np.ndarray, labels: list[int], blank_index: int) -> list[tuple[int, int]] | None:
+    """Each label's (first, last) frame on the best path (the most probable class per frame) when that path spells
+    `labels` (a greedy transcript): the most likely path of all, so also the most likely alignment of `labels`
+    (what ctc_align finds, without its frame-by-frame loop); None when the best path spells something else."""
+    if not labels:
+        return None
+    best = np.asarray(log_probs).argmax(axis=1)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(best)) + 1])  # the first frame of each run of a class
+    ends = np.concatenate([starts[1:], [len(best)]]) - 1
+    spoken = best[starts] != blank_index
+    if best[starts][spoken].tolist() != labels:
+        return None
+    return list(zip(starts[spoken].tolist(), ends[spoken].tolist(), strict=True))
+
+
 def aligned_words(text: str, log_probs: np.ndarray, vocab: Vocabulary) -> list[dict]:
     """The words of `text` aligned to log_probs [T, C]: {word, first, last (frames), confidence}. A character's
     confidence is the highest posterior it has on the frames aligned to it (its CTC spike); a word's is the mean
@@ -77,7 +92,7 @@ def aligned_words(text: str, log_probs: np.ndarray, vocab: Vocabulary) -> list[d
     labels = [vocab.characters.index(c) for c in text]
     if len(log_probs) < len(labels):
         return []
-    spans = ctc_align(log_probs, labels, vocab.blank_index)
+    spans = best_path_spans(log_probs, labels, vocab.blank_index) or ctc_align(log_probs, labels, vocab.blank_index)
     words, current = [], None
     for char, label, (first, last) in zip(text, labels, spans, strict=True):
         if char == " ":
