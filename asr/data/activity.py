@@ -50,7 +50,6 @@ class Activity:
         """Speech frames that hold a signal [frames]."""
         return self.speech & (self.energy > SILENT_DB)
 
-
     def holds_speech(self, start: int = 0, end: int | None = None) -> bool:
         """Whether frames [start, end) hold speech: a voiced frame at least as loud as SPEECH_FLOOR_DB."""
         voiced = self.voiced[start:end]
