@@ -18,7 +18,7 @@ def test_a_variant_names_its_settings():
     assert Variant.parse("b16:beam_width=16,beam_threshold=12.5") == Variant(
         "b16", {"beam_width": 16, "beam_threshold": 12.5}
     )
-    assert Variant.parse("one:threads=1") == Variant("one", {"threads": 1})
+    assert Variant.parse("fl:search=flashlight") == Variant("fl", {"search": "flashlight"})
 
 
 @pytest.mark.parametrize(
@@ -70,21 +70,23 @@ def test_bench_decoding_reports_greedy_and_the_search_on_the_same_transcripts(de
     manifest = DATA / "test.jsonl"
     out = tmp_path / "bench.json"
     argv = ["--out", str(out), "decoding", str(demo_with_lm), str(manifest), "--passes", "2"]
-    assert main([*argv, "--variant", "narrow:beam_width=1,tokens_per_frame=1", "--variant", "one:threads=1"]) == 0
+    narrow = "narrow:beam_width=1,tokens_per_frame=1,search=flashlight"
+    assert main([*argv, "--variant", narrow, "--variant", "fl:search=flashlight"]) == 0
     result = json.loads(out.read_text())
     assert "| end to end: greedy |" in capsys.readouterr().out
     ends, saved = result["end_to_end"], result["saved_log_probs"]
     assert set(ends) == {"greedy", "language_model", "overlapped"}
     assert all(len(row["passes"]) == 2 and row["seconds"] == min(row["passes"]) for row in ends.values())
     # the same transcripts whichever way: TensorFlow's greedy decoder and the best path of the saved log-probs, the
-    # search after each batch, overlapped with the next batch's model, and on the saved log-probs, on 1 thread
+    # search after each batch, overlapped with the next batch's model, and on the saved log-probs
     assert (ends["greedy"]["cer"], ends["greedy"]["wer"]) == (saved["greedy"]["cer"], saved["greedy"]["wer"])
     for name in ("language_model", "overlapped"):
         assert (ends[name]["cer"], ends[name]["wer"]) == (saved["shipped"]["cer"], saved["shipped"]["wer"])
         assert ends[name]["x_greedy"] == round(ends[name]["seconds"] / ends["greedy"]["seconds"], 3)
-    assert saved["one"]["transcripts_changed"] == saved["shipped"]["transcripts_changed"] == 0
-    assert saved["one"]["settings"]["threads"] == 1 and saved["shipped"]["settings"]["beam_width"] == 8
-    # a beam of one path with one class per frame is the best path: greedy's transcripts
+    assert saved["shipped"]["transcripts_changed"] == 0
+    assert saved["fl"]["settings"]["search"] == "flashlight" and saved["shipped"]["settings"]["search"] == "prefix"
+    assert saved["shipped"]["settings"]["beam_width"] == 8
+    # flashlight's beam of one path with one class per frame is the best path: greedy's transcripts
     assert (saved["narrow"]["cer"], saved["narrow"]["wer"]) == (saved["greedy"]["cer"], saved["greedy"]["wer"])
     model, greedy = saved["model_seconds"], saved["greedy"]["seconds"]
     assert saved["shipped"]["x_greedy"] == round((model + saved["shipped"]["seconds"]) / (model + greedy), 3)

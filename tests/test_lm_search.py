@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from asr.data.text import Vocabulary
+from asr.decoding import lm_search
 from asr.decoding.hotwords import Hotword
 from asr.decoding.lm import LanguageModelError, NgramLM
 from asr.decoding.lm_search import (
@@ -255,10 +256,10 @@ def _rows() -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3, 8])
-def test_decode_many_gives_each_row_its_decode_in_order(threads):
+@pytest.mark.parametrize("search", ["prefix", "flashlight"])
+def test_decode_many_gives_each_row_its_decode_in_order(search):
     lm = estimate_character_lm(["kat", "tac kat cat", "cat tak"], 3)
-    decoder = LMDecoder(lm, LMWeights(0.5, 1.0), threads=threads)
+    decoder = LMDecoder(lm, LMWeights(0.5, 1.0), search=search)
     rows = _rows()
     expected = ["kat", "tac kat cat", "ak", "cat tak", "t"]
     assert [decoder.decode(row, CHARACTERS) for row in rows] == expected
@@ -266,9 +267,18 @@ def test_decode_many_gives_each_row_its_decode_in_order(threads):
     assert decoder.decode_many(rows[::-1], CHARACTERS) == expected[::-1]
     assert decoder.decode_many(iter(rows[:2]), CHARACTERS) == expected[:2]
     assert decoder.decode_many([], CHARACTERS) == []
+    assert decoder.decode_many([rows[0], np.zeros((0, BLANK + 1)), rows[2]], CHARACTERS) == ["kat", "", "ak"]
 
 
-def test_decode_many_with_hotwords_and_a_word_model_on_threads():
+def test_decode_many_takes_more_rows_than_a_group_in_order(monkeypatch):
+    monkeypatch.setattr(lm_search, "SEARCH_GROUP", 2)
+    lm = estimate_character_lm(["kat", "tac kat cat", "cat tak"], 3)
+    rows = _rows() * 3
+    expected = ["kat", "tac kat cat", "ak", "cat tak", "t"] * 3
+    assert LMDecoder(lm, LMWeights(0.5, 1.0)).decode_many(rows, CHARACTERS) == expected
+
+
+def test_decode_many_with_hotwords_and_a_word_model():
     letters = estimate_character_lm(["kat", "tak"], 3)
     decoder = LMDecoder(
         letters, LMWeights(0.5, 1.0, word=1.0), hotwords=(Hotword("kac"),), words=NgramLM.estimate(["kat tak"], 2)
@@ -276,7 +286,7 @@ def test_decode_many_with_hotwords_and_a_word_model_on_threads():
     rows = [*_rows(), _spelled("tac cat", {"t": "k"})]
     one = [decoder.decode(row, CHARACTERS) for row in rows]
     assert one[-1] == "kac cat"
-    assert replace(decoder, threads=2).decode_many(rows, CHARACTERS) == one
+    assert decoder.decode_many(rows, CHARACTERS) == one
 
 
 def test_bad_search_settings_are_refused():
@@ -286,7 +296,7 @@ def test_bad_search_settings_are_refused():
         ({"beam_threshold": 0.0}, "the beam threshold > 0"),
         ({"skip_blank": 0.0}, r"skipped frames must be in \(0, 1\], got 0.0"),
         ({"skip_blank": 1.5}, r"skipped frames must be in \(0, 1\], got 1.5"),
-        ({"threads": 0}, "threads must be >= 1"),
+        ({"search": "kenlm"}, "the search must be one of prefix, flashlight, got 'kenlm'"),
     ):
         with pytest.raises(ValueError, match=message):
             LMDecoder(lm, **settings)

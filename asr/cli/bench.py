@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME:KEY=VALUE[,KEY=VALUE]",
         help="also time the search with these settings on the saved log-probs (beam_width, tokens_per_frame, "
-        "beam_threshold, skip_blank, threads); repeat for more",
+        "beam_threshold, skip_blank, search); repeat for more",
     )
     decoding.add_argument("--passes", type=int, default=3, help="end-to-end passes of each decoding (default 3)")
     recognizer = sub.add_parser(
