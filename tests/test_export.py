@@ -125,12 +125,12 @@ def _tiny_bundle(directory: Path, normalize: str, **model: object) -> Path:
 def test_the_streaming_step_export_refuses_a_model_that_cannot_stream_before_converting(
     normalize, model, message, tmp_path, capsys, monkeypatch
 ):
-    import asr.inference.tflite
+    from asr.model.ctc import CTCModel
 
-    def never(bundle):
+    def never(model):
         raise AssertionError("the step function of a model that cannot stream was built")
 
-    monkeypatch.setattr(asr.inference.tflite, "step_function", never)
+    monkeypatch.setattr(CTCModel, "step_function", never)
     bundle = _tiny_bundle(tmp_path, normalize, **model)
     out = tmp_path / "step.tflite"
     assert export_main([str(bundle), str(out), "--tflite", "--stream"]) == 2

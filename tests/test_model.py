@@ -41,6 +41,50 @@ def test_padding_does_not_change_the_real_frames(options):
     np.testing.assert_allclose(batch[:, :steps], alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_the_step_function_fed_a_stream_in_pieces_gives_the_whole_streams_logits(lookahead):
+    model = _model(bidirectional=False, stride=2, lookahead=lookahead)
+    rng = np.random.default_rng(1)
+    if model.lookahead is not None:  # weights on the steps ahead (it starts as the identity)
+        model.lookahead.set_weights([rng.normal(size=model.lookahead.get_weights()[0].shape)])
+    x = rng.normal(size=(2, 23, 4)).astype(np.float32)  # two streams of 23 frames
+    whole = model({"features": x, "lengths": np.array([23, 23])}).numpy()
+    steps = model.stack_frames(x).numpy()  # [2, 12, 8]: 12 steps, the last one's second frame zeros
+    states = np.zeros((2, 2, 2, 8), np.float32)  # [layers, (h, c), streams, units]
+    tail, out = np.zeros((2, lookahead, 8), np.float32), []
+    pieces = [(0, 5), (5, 5), (5, 6), (6, 12), (12, 12)]  # of 5, 0, 1 and 6 steps, then none (the stream's end)
+    for index, (begin, end) in enumerate(pieces):
+        if lookahead:
+            final = np.float32(index == len(pieces) - 1)
+            logits, states, tail = model.step(steps[:, begin:end], states, tail, final)
+        else:
+            logits, states = model.step(steps[:, begin:end], states)
+        out.append(logits.numpy())
+    np.testing.assert_allclose(np.concatenate(out, axis=1)[:, lookahead:], whole, atol=1e-5)
+    # the traced function of one stream that the exports and the recognizer's streams run: the same rows
+    traced = model.step_function()
+    args = (steps[0], np.zeros((2, 2, 8), np.float32))
+    args += (np.zeros((lookahead, 8), np.float32), np.float32(1.0)) if lookahead else ()
+    np.testing.assert_allclose(traced(*args)[0].numpy()[lookahead:], whole[0], atol=1e-5)
+    assert model.step_function() is traced  # traced once per model
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bidirectional": True}, "a bidirectional model cannot run step by step"),
+        (
+            {"bidirectional": False, "conv_layers": 1, "stride": 2},
+            "convolutional front-end .model.conv_layers. does not run step by step",
+        ),
+    ],
+)
+def test_a_model_that_cannot_run_step_by_step_says_why(options, message):
+    model = _model(**options)
+    with pytest.raises(ValueError, match=message):
+        model.step_function()
+
+
 def test_the_convolutional_front_end_moves_by_the_stride_and_replaces_the_stacking():
     model = _model(stride=3, conv_layers=2, conv_channels=6, conv_kernel=5)
     assert [v.path.split("/", 1)[1] for v in model.weights[:4]] == [

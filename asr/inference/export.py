@@ -5,8 +5,8 @@ lengths: int32 [B])` -> {"transcripts": string [B], "logits": float32 [B, T', C]
 MFCC and normalization run inside the graph (asr.data.graph_features); decoding is greedy. A model that runs
 step by step (unidirectional, no convolutional front-end, global statistics or none:
 asr.inference.stream.check_streamable) also gets `step(steps [S, F * stride], states [layers, 2, units])` ->
-(logits [S, C], states) for streaming, with `tail` and `final` besides for a model with a look-ahead
-(asr.inference.tflite.step_function).
+(logits [S, C], states) for streaming, with `tail` and `final` besides for a model with a look-ahead: the model's
+own step function (CTCModel.step_function), which the recognizer's streams run too.
 """
 
 from __future__ import annotations
@@ -56,9 +56,7 @@ def export(bundle: Bundle, out_dir: Path) -> Path:
         ],
     )
     if streamable(bundle):  # the step function takes normalized steps: global statistics or none, no look-back
-        from asr.inference.tflite import step_function
-
-        step = step_function(bundle)
+        step = bundle.model.step_function()
         archive.add_endpoint(name="step", fn=step, input_signature=step.input_signature)
     archive.write_out(str(out_dir), verbose=False)
     return out_dir

@@ -11,9 +11,9 @@ audio every PARTIAL_EVERY_SECONDS.
 Stream: the unidirectional model step by step. The features of the stream so far are recomputed over a short
 window behind its end, so that every frame is the one whole-file extraction gives (python_speech_features'
 frames are independent but for the pre-emphasis of their first sample and the deltas of their neighbours:
-2 x deltas frames each way); the LSTM layers run in NumPy from the bundle's weights, carrying their states from
-chunk to chunk; decoding is greedy. The logits of a stream are therefore those of the whole file (to float
-rounding).
+2 x deltas frames each way); the model's own layers run over the new steps (CTCModel.step_function, traced once
+per model: the exports' `step` too), carrying the LSTM states and the look-ahead's tail from chunk to chunk;
+decoding is greedy. The logits of a stream are therefore those of the whole file (to float rounding).
 """
 
 from __future__ import annotations
@@ -72,10 +72,6 @@ def streamable(bundle: Bundle) -> bool:
     return True
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 class Stream:
     """One utterance streamed through a bundle's unidirectional model: feed() chunks of samples, then finish()."""
 
@@ -90,15 +86,15 @@ class Stream:
         self.frames_done = 0  # feature frames handed to the model
         self.pending = np.zeros((0, bundle.model.num_features), np.float32)  # frames waiting for a full step
         model = bundle.model
-        # per LSTM layer: kernel [in, 4u], recurrent kernel [u, 4u], bias [4u] (gates i, f, c, o)
-        self.layers = [rnn.get_weights() for rnn in model.rnns]
-        self.states = [(np.zeros(w[1].shape[0], np.float32), np.zeros(w[1].shape[0], np.float32)) for w in self.layers]
-        self.output = model.logits.get_weights()  # [units, C], [C]
-        # the look-ahead's weights [k + 1, units] (step t weighs the top outputs of t .. t + k); the top outputs of
-        # the last k steps wait in `tail` for their right context
-        self.ahead = model.lookahead.get_weights()[0][:, :, 0] if model.lookahead is not None else None
-        self.tail = np.zeros((0, model.options.units), np.float32)
-        self.logits: list[np.ndarray] = []  # [C] per model step so far
+        self.step = model.step_function()
+        options = model.options
+        self.states = np.zeros((options.num_layers, 2, options.units), np.float32)  # h, c per LSTM layer
+        # the look-ahead's last k top LSTM outputs, and the rows of logits still to drop: those of the k steps before
+        # the stream's start (CTCModel.step)
+        self.tail = np.zeros((options.lookahead, options.units), np.float32) if options.lookahead else None
+        self.delay = options.lookahead
+        self.classes = len(bundle.vocab.characters) + 1
+        self.logits: list[np.ndarray] = []  # [S, C] per stretch of model steps so far
         self.best: list[int] = []  # the most probable class per model step so far
         self.segment_start = 0  # the first step of the segment not yet closed
 
@@ -115,19 +111,20 @@ class Stream:
         if self.base + len(self.samples) < self.options.frame_length:  # not one frame: no steps (as a whole file)
             return self.all_logits()
         self._advance(None, final=True)
+        stride = self.bundle.model.stride
+        last = np.zeros((0, stride * self.pending.shape[1]), np.float32)
         if len(self.pending):  # the whole-file model pads the last step with zero frames
-            stride = self.bundle.model.stride
             padded = np.zeros((stride, self.pending.shape[1]), np.float32)
             padded[: len(self.pending)] = self.pending
-            self._run(padded.reshape(1, -1))
+            last = padded.reshape(1, -1)
             self.pending = self.pending[:0]
-        if self.ahead is not None:  # the steps past the end count as zeros, as in the whole-file model
-            self._emit(np.zeros((len(self.ahead) - 1, self.tail.shape[1]), np.float32))
+        if len(last) or self.tail is not None:  # the look-ahead's last steps (the steps past the end count as zeros)
+            self._run(last, final=True)
         return self.all_logits()
 
     def all_logits(self) -> np.ndarray:
         """Logits [T', C] of the model steps run so far."""
-        return np.array(self.logits, np.float32).reshape(-1, self.output[1].shape[0])
+        return np.concatenate([np.zeros((0, self.classes), np.float32), *self.logits])
 
     def text(self, start: int = 0) -> str:
         """Greedy transcript of the steps from `start` on."""
@@ -173,38 +170,20 @@ class Stream:
             self.samples = self.samples[keep_from - self.base :]
             self.base = keep_from
 
-    def _run(self, steps: np.ndarray) -> None:
-        """The LSTM layers and the output layer over stacked steps [S, F * stride], states carried."""
-        x = steps
-        for index, (kernel, recurrent, bias) in enumerate(self.layers):
-            h, c = self.states[index]
-            inputs = x @ kernel + bias  # [S, 4u]
-            outputs = []
-            for z in inputs:
-                i, f, g, o = np.split(z + h @ recurrent, 4)
-                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-                h = _sigmoid(o) * np.tanh(c)
-                outputs.append(h)
-            self.states[index] = (h, c)
-            x = np.array(outputs)  # [S, u]
-        self._emit(x)
-
-    def _emit(self, top: np.ndarray) -> None:
-        """The output layer over new top LSTM outputs [S, u]: through the look-ahead, the steps whose right context
-        is complete."""
-        if self.ahead is not None:
-            rows = np.concatenate([self.tail, top])
-            ready = len(rows) - (len(self.ahead) - 1)
-            if ready <= 0:
-                self.tail = rows
-                return
-            top = sum(weights * rows[j : j + ready] for j, weights in enumerate(self.ahead))
-            self.tail = rows[ready:]
-        self._record(top @ self.output[0] + self.output[1])
+    def _run(self, steps: np.ndarray, final: bool = False) -> None:
+        """The model over stacked steps [S, F * stride], its states carried (final: the stream's last steps)."""
+        if self.tail is None:
+            logits, self.states = self.step(steps, self.states)
+        else:
+            logits, self.states, self.tail = self.step(steps, self.states, self.tail, np.float32(final))
+        logits = logits.numpy()
+        dropped = min(self.delay, len(logits))  # rows of the steps before the stream's start
+        self.delay -= dropped
+        self._record(logits[dropped:])
 
     def _record(self, logits: np.ndarray) -> None:
         """Keep the logits [S, C] of new steps and their most probable classes."""
-        self.logits += list(logits)
+        self.logits.append(np.asarray(logits, np.float32))
         self.best += logits.argmax(axis=1).tolist()
 
 

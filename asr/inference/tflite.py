@@ -3,7 +3,9 @@
 The file maps normalized features [1, T, F] (float32, T free) to logits [1, T', C]; features, normalization and
 greedy decoding run beside it in NumPy (asr.inference.lite), because python_speech_features' MFCC does not
 convert to TFLite builtins. A JSON file beside it holds what the runner needs: the feature settings, the
-vocabulary, the normalization statistics and the input contract.
+vocabulary, the normalization statistics and the input contract. With `--stream` the file holds the model's step
+function instead (CTCModel.step_function, which the recognizer's streams run): a stream's stacked steps and LSTM
+states in, logits and states out.
 """
 
 from __future__ import annotations
@@ -103,81 +105,15 @@ def sidecar(bundle: Bundle, quantization: Quantization) -> dict:
     }
 
 
-def step_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunction:
-    """The unidirectional model as a step function: stacked steps [S, F * stride] (S >= 0) and the LSTM states
-    [layers, 2, units] (h, c) -> logits [S, C] and the new states; the same computation as asr.inference.stream.
-
-    With model.lookahead = k it also takes and returns `tail` [k, units] (the top LSTM outputs of the last k steps,
-    zeros at the start) and takes `final` (a float32 scalar, 1.0 on the stream's last call, else 0.0): its logits are
-    those of the k steps before each call's own, so a stream's first k rows come before its start (drop them), and
-    the call with final = 1.0 adds the last k steps' rows (the steps past the end count as zeros)."""
-    model = bundle.model
-    layers = [[tf.constant(w) for w in rnn.get_weights()] for rnn in model.rnns]  # kernel, recurrent, bias
-    kernel, bias = (tf.constant(w) for w in model.logits.get_weights())
-    width, units, k = model.num_features * model.stride, model.options.units, model.options.lookahead
-    ahead = tf.constant(model.lookahead.get_weights()[0][:, :, 0]) if k else None  # [k + 1, units]
-    signature = [
-        tf.TensorSpec([None, width], tf.float32, name="steps"),
-        tf.TensorSpec([len(layers), 2, units], tf.float32, name="states"),
-    ]
-
-    def lstm(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """The LSTM stack over steps [S, width] -> top outputs [S, units], new states."""
-        x, carried = steps, []
-        for index, (weights, recurrent, offset) in enumerate(layers):
-
-            def cell(
-                carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor, recurrent: tf.Tensor = recurrent
-            ) -> tuple[tf.Tensor, tf.Tensor]:
-                h, c = carry
-                i, f, g, o = tf.split(z + tf.linalg.matvec(recurrent, h, transpose_a=True), 4)
-                c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-                return tf.sigmoid(o) * tf.tanh(c), c
-
-            start = (states[index, 0], states[index, 1])
-            hs, cs = tf.scan(cell, x @ weights + offset, initializer=start)
-            # the last step's states; the ones given when there are no steps
-            carried.append(tf.stack([tf.concat([start[0][None], hs], 0)[-1], tf.concat([start[1][None], cs], 0)[-1]]))
-            x = hs  # [S, units]
-        return x, tf.stack(carried)
-
-    if not k:
-
-        @tf.function(input_signature=signature)
-        def step(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            top, states = lstm(steps, states)
-            return top @ kernel + bias, states
-
-        return step
-
-    @tf.function(
-        input_signature=[
-            *signature,
-            tf.TensorSpec([k, units], tf.float32, name="tail"),
-            tf.TensorSpec([], tf.float32, name="final"),
-        ]
-    )
-    def step_ahead(
-        steps: tf.Tensor, states: tf.Tensor, tail: tf.Tensor, final: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        top, states = lstm(steps, states)
-        padding = tf.zeros([tf.cast(final, tf.int32) * k, units])
-        rows = tf.concat([tail, top, padding], 0)  # [k + S (+ k), units]
-        ready = tf.shape(rows)[0] - k
-        mixed = tf.add_n([ahead[j] * rows[j : j + ready] for j in range(k + 1)])
-        return mixed @ kernel + bias, states, rows[ready:]
-
-    return step_ahead
-
-
 def export_tflite_step(bundle: Bundle, out: Path) -> Path:
-    """Write `out` (.tflite) holding step_function, for streaming on a device, and its sidecar JSON."""
+    """Write `out` (.tflite) holding the model's step function (CTCModel.step_function: the one the recognizer's
+    streams run), for streaming on a device, and its sidecar JSON."""
     from asr.inference.stream import check_streamable
 
     check_streamable(bundle)
     if out.exists() or out.with_suffix(".json").exists():
         raise FileExistsError(f"{out} already exists; choose a new name (nothing is overwritten)")
-    function = step_function(bundle).get_concrete_function()
+    function = bundle.model.step_function().get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([compat.frozen_function(function)])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +123,7 @@ def export_tflite_step(bundle: Bundle, out: Path) -> Path:
     spec["input"] = {"name": "steps", "shape": [None, width], "dtype": "float32", "stride": bundle.model.stride}
     options = bundle.model.options
     spec["states"] = {"shape": [options.num_layers, 2, options.units], "dtype": "float32"}
-    if options.lookahead:  # see step_function
+    if options.lookahead:  # see CTCModel.step
         spec["tail"] = {"shape": [options.lookahead, options.units], "dtype": "float32"}
         spec["final"] = {"shape": [], "dtype": "float32"}
         spec["delay_steps"] = options.lookahead

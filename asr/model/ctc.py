@@ -1,4 +1,5 @@
-"""Stacked (Bi)LSTM with CTC loss: the architecture, its loss and error rates (step mechanics: asr.model.steps)."""
+"""Stacked (Bi)LSTM with CTC loss: the architecture, its loss and error rates (step mechanics: asr.model.steps),
+and the same layers run step by step over a stream (CTCModel.step: the stream and the exports' `step`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,28 @@ def labels_to_sparse(labels: tf.Tensor) -> tf.SparseTensor:
 def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
     """True for real frames, False for padding: [B, T] from lengths [B] and features [B, T, F]."""
     return tf.sequence_mask(lengths, maxlen=tf.shape(features)[1])
+
+
+def run_cell(
+    cell: keras.layers.LSTMCell, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A Keras LSTM cell over a sequence x [B, S, in] (S >= 0) from the states h, c [B, units] -> its outputs
+    [B, S, units] and the last step's h and c (the given ones when S = 0)."""
+
+    def one(carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        _, (h, c) = cell(z, list(carry), training=False)
+        return h, c
+
+    hs, cs = tf.scan(one, tf.transpose(x, [1, 0, 2]), initializer=(h, c))  # [S, B, units] each
+    return tf.transpose(hs, [1, 0, 2]), tf.concat([h[None], hs], 0)[-1], tf.concat([c[None], cs], 0)[-1]
+
+
+class _Traced:
+    """Holds a model's traced step function outside Keras's and TensorFlow's tracking (it is no part of the model's
+    state, and a SavedModel of the model must not save it twice)."""
+
+    def __init__(self) -> None:
+        self.function: tf.types.experimental.PolymorphicFunction | None = None
 
 
 @keras.saving.register_keras_serializable(package="asr")
@@ -98,6 +121,7 @@ class CTCModel(BuildFromShapes, StepModel):
         self.frozen_layers = 0  # set by freeze_lowest; trainable_share is 0.0 while they are held, 1.0 after
         self.intermediate_weight = 0.0  # set by intermediate_ctc
         self.intermediate_layer = 0
+        self._traced_step = _Traced()  # step_function(), traced on first use
 
     def intermediate_ctc(self, weight: float, layer: int | None = None) -> None:
         """Train with an auxiliary CTC loss on the output of LSTM layer `layer` (1-based; None: the middle one,
@@ -210,6 +234,84 @@ class CTCModel(BuildFromShapes, StepModel):
             top *= tf.cast(sequence_mask(self.output_lengths(lengths), top), top.dtype)[:, :, None]
             top = self.lookahead(tf.pad(top, [[0, 0], [0, k], [0, 0]]))
         return self.logits(top)
+
+    def check_steps(self) -> None:
+        """ValueError unless the model runs step by step (step()): unidirectional LSTMs read the input left to right,
+        and there is no convolutional front-end (its window reaches past a step)."""
+        if self.options.bidirectional:
+            raise ValueError("a bidirectional model cannot run step by step: its backward LSTMs start at the end")
+        if self.convs:
+            raise ValueError("a model with a convolutional front-end (model.conv_layers) does not run step by step")
+
+    def step(
+        self, steps: tf.Tensor, states: tf.Tensor, tail: tf.Tensor | None = None, final: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, ...]:
+        """A stretch of a stream through the model's own layers at inference: stacked steps [B, S, F * stride]
+        (S >= 0; stack_frames' output, the last step zero-padded) and the LSTM states [layers, 2, B, units] (h and c
+        of each layer; zeros at the stream's start) -> (logits [B, S, C], the new states). A stream fed stretch by
+        stretch gets the logits that call() gives for all of it (to float rounding).
+
+        With model.lookahead = k it takes and returns `tail` besides, [B, k, units]: the top LSTM outputs of the
+        last k steps (zeros at the stream's start), and takes `final` (a float32 scalar, 1.0 on the stream's last
+        stretch, else 0.0). Each stretch's logits are then those of the k steps before its own: a stream's first k
+        rows come before its start (drop them), and the stretch with final = 1.0 adds the rows of its last k steps
+        (the steps past the end count as zeros, as in head())."""
+        self.check_steps()
+        x, carried = steps, []
+        for index, rnn in enumerate(self.rnns):  # dropout is the identity at inference
+            x, h, c = run_cell(rnn.cell, x, states[index, 0], states[index, 1])
+            carried.append(tf.stack([h, c]))
+        states = tf.stack(carried)
+        if self.lookahead is None:
+            return self.logits(x), states
+        k = self.options.lookahead
+        # the top outputs after the tail, k zero steps past the end on the last stretch, and one zero step more so
+        # that the look-ahead's window always fits (its output row is dropped)
+        padding = tf.zeros([tf.shape(x)[0], tf.cast(final, tf.int32) * k + 1, x.shape[-1]], x.dtype)
+        rows = tf.concat([tf.cast(tail, x.dtype), x, padding], axis=1)  # [B, k + S (+ k) + 1, units]
+        ready = tf.shape(rows)[1] - k - 1  # rows whose k steps ahead are all there
+        return self.logits(self.lookahead(rows)[:, :ready]), states, rows[:, ready : ready + k]
+
+    def step_function(self) -> tf.types.experimental.PolymorphicFunction:
+        """step() of one stream as a tf.function, traced once per model: steps [S, F * stride] and states
+        [layers, 2, units] -> (logits [S, C], states); with a look-ahead also tail [k, units] and final [] in, and
+        tail out. The `step` of the SavedModel and of `asr-export --tflite --stream` (their input names), and what
+        the recognizer's streams run."""
+        if self._traced_step.function is not None:
+            return self._traced_step.function
+        self.check_steps()
+        width, units, k = self.num_features * self.stride, self.options.units, self.options.lookahead
+        signature = [
+            tf.TensorSpec([None, width], tf.float32, name="steps"),
+            tf.TensorSpec([len(self.rnns), 2, units], tf.float32, name="states"),
+        ]
+        if not k:
+
+            @tf.function(input_signature=signature)
+            def step(steps: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                logits, states = self.step(steps[None], states[:, :, None])
+                return logits[0], states[:, :, 0]
+
+            self._traced_step.function = step
+            step.get_concrete_function()  # traced now (about a second), not at a stream's first audio
+            return step
+
+        @tf.function(
+            input_signature=[
+                *signature,
+                tf.TensorSpec([k, units], tf.float32, name="tail"),
+                tf.TensorSpec([], tf.float32, name="final"),
+            ]
+        )
+        def step_ahead(
+            steps: tf.Tensor, states: tf.Tensor, tail: tf.Tensor, final: tf.Tensor
+        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            logits, states, tail = self.step(steps[None], states[:, :, None], tail[None], final)
+            return logits[0], states[:, :, 0], tail[0]
+
+        self._traced_step.function = step_ahead
+        step_ahead.get_concrete_function()
+        return step_ahead
 
     def encode(self, inputs: dict, training: bool = False) -> list[tf.Tensor]:
         """The output of every LSTM layer (after its dropout), lowest first: each [B, T', units (x2)]."""
