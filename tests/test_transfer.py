@@ -153,6 +153,27 @@ def test_another_source_changes_the_sha256(source, tmp_path):
     assert read_source(str(copy)).sha256 != read_source(str(directory)).sha256
 
 
+def test_the_source_is_read_once_and_the_run_starts_from_the_weights_it_hashed(source, tmp_path):
+    from asr.training.settings import run_settings
+    from asr.training.transfer import bundle_sha256
+
+    directory, base = source
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    found = read_source(str(copy))
+    assert found.sha256 == bundle_sha256(copy)  # the hash of the files, as before they were read once
+    options = _options(tmp_path, init_from=str(copy))
+    other = _model(" abcde", seed=9)
+    other.save_weights(copy / WEIGHTS_FILE)  # the files change (or go) after they were read: nothing reads them again
+    (copy / BUNDLE_FILE).unlink()
+    adopted, kept = adopt_source(options, found)
+    assert kept is found and adopted.model == MODEL
+    assert run_settings(adopted, found)["trainer"]["init_from"] == found.sha256
+    model = _model(" abcde", seed=3)
+    initialize_from(model, found)
+    np.testing.assert_array_equal(model(_inputs()).numpy(), base(_inputs()).numpy())  # the weights that were hashed
+
+
 def test_a_fine_tuned_run_keeps_its_own_dropout(source, tmp_path):
     directory, _ = source  # trained with model.dropout=0.0
     mine = RunOptions(

@@ -142,11 +142,11 @@ def find_bundle(path: Path) -> Path:
     )
 
 
-def read_spec(directory: Path) -> dict:
-    """Parse and check bundle.json."""
+def read_spec(directory: Path, content: bytes | None = None) -> dict:
+    """Parse and check bundle.json (`content`: its bytes, where the caller has read them already)."""
     path = directory / BUNDLE_FILE
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        spec = json.loads((path.read_bytes() if content is None else content).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BundleError(f"{path}: unreadable bundle file ({e}); re-export the model") from e
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:

@@ -213,9 +213,12 @@ def start_or_resume(
     return found
 
 
-def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = ()) -> RunResult:
+def train(
+    options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (), source: Source | None = None
+) -> RunResult:
     """Train as configured, writing metrics.jsonl, result.json, model/, checkpoints/, tb/, provenance.json,
-    prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one.
+    prepare_report.json and learning_curves.png into run_dir, resuming from its last checkpoint if it has one
+    (`source`: trainer.init_from's bundle, where the caller has read it already: it is read once per command).
     Drops the graphs and gradient registrations it made, so the jobs of a multirun in one process do not pile
     up memory (op determinism stays as the job set it)."""
     global _last_job_ended
@@ -223,7 +226,7 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
     started = max(process_started(), _last_job_ended)  # the process's start, or the end of its previous job
     run = None
     try:
-        run = setup_run(options, Path(run_dir), overrides, started)
+        run = setup_run(options, Path(run_dir), overrides, started, source)
         fit(run)
         return finish_run(run)
     finally:
@@ -237,12 +240,17 @@ def train(options: RunOptions, run_dir: str | Path, overrides: Sequence[str] = (
 
 
 def setup_run(
-    options: RunOptions, run_dir: Path, overrides: Sequence[str] = (), job_started: float | None = None
+    options: RunOptions,
+    run_dir: Path,
+    overrides: Sequence[str] = (),
+    job_started: float | None = None,
+    source: Source | None = None,
 ) -> Run:
     """Check the settings, start the strategy, prepare the data (prepare_report.json), build the model (from
-    trainer.init_from's weights, or a resumed checkpoint's) and its provenance."""
+    trainer.init_from's weights, or a resumed checkpoint's) and its provenance. `source`: trainer.init_from's bundle
+    as read_source read it (None: read here)."""
     keras.backend.clear_session()  # start each job from nothing (fresh layer names, no old graphs)
-    options, source = adopt_source(options)  # trainer.init_from checked before any data is read
+    options, source = adopt_source(options, source)  # trainer.init_from checked before any data is read
     if options.lm.order:
         check_text_files(options.lm.text)
     trainer = options.trainer
@@ -250,7 +258,7 @@ def setup_run(
     workers = cluster.discover()
     strategy = make_strategy(trainer.strategy, workers, trainer.cpu_devices)  # before any other TensorFlow op
     set_determinism(options.seed, trainer.deterministic)
-    settings = run_settings(options)  # what a resume must match; trainer.init_from: the base bundle's hash
+    settings = run_settings(options, source)  # what a resume must match; trainer.init_from: the base bundle's hash
     resumed = start_or_resume(options, run_dir, settings, workers.is_chief)
     write_dir = run_dir
     if not workers.is_chief:  # the chief alone writes the run directory; the others write into a scratch one

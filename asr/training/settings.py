@@ -9,7 +9,7 @@ import typing
 from dataclasses import MISSING, asdict, fields, is_dataclass
 
 from asr.training.options import RunOptions
-from asr.training.transfer import read_source
+from asr.training.transfer import Source, read_source
 
 # Settings that do not change the numbers a run trains to: how fast, where and how it runs, what it shows, and
 # the language model (it comes after training).
@@ -35,16 +35,17 @@ UNHASHED_AT_VALUE = {
 }
 
 
-def run_settings(options: RunOptions) -> dict:
+def run_settings(options: RunOptions, source: Source | None = None) -> dict:
     """The settings that decide a run's training numbers, as JSON values, by group (trainer.init_from: the
-    SHA-256 of the base bundle's content, wherever it lies)."""
+    SHA-256 of the base bundle's content, wherever it lies; `source`: that bundle as read_source read it already,
+    else it is read now)."""
     settings = json.loads(json.dumps(asdict(options)))  # enums as their values
     settings.pop("lm")
     for group, keys in NOT_DECIDING.items():
         for key in keys:
             settings[group].pop(key)
     if options.trainer.init_from is not None:
-        settings["trainer"]["init_from"] = read_source(options.trainer.init_from).sha256
+        settings["trainer"]["init_from"] = (source or read_source(options.trainer.init_from)).sha256
     return settings
 
 

@@ -1,18 +1,21 @@
 """Starting a run from a trained bundle (trainer.init_from): its feature and model settings, its weights, and the
 output rows of the characters the two alphabets share.
 
-`adopt_source` reads the source's bundle.json and checks its weights file without TensorFlow (before any data is
-read); `initialize_from` copies the weights into the new run's built model. The language model of the source is
-never read.
+`read_source` reads the source's bundle.json and weights file once per command, checks the weights without
+TensorFlow (before any data is read) and keeps both: `adopt_source` and `run_settings` take what it read, and
+`initialize_from` copies those weights (the very ones hashed) into the new run's built model. The language model of
+the source is never read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import tempfile
 import unicodedata
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -60,6 +63,8 @@ class Source:
     model: ModelOptions
     characters: str
     cmvn: tuple[np.ndarray, np.ndarray] | None = None  # its global normalization statistics, when it has them
+    spec: dict = field(default_factory=dict, repr=False)  # its bundle.json, parsed
+    weights: bytes = field(default=b"", repr=False)  # its weights file, as read (and hashed)
 
 
 def bundle_sha256(directory: Path) -> str:
@@ -72,24 +77,34 @@ def bundle_sha256(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(settings: bytes, weights: bytes) -> str:
+    """bundle_sha256 of a bundle whose bundle.json and weights file hold these bytes."""
+    digest = hashlib.sha256(settings)
+    digest.update(weights)
+    return digest.hexdigest()
+
+
 def read_source(path: str) -> Source:
     """The bundle at `path` (a run directory, its model/ folder, or a shipped model's name: asr.models), checked
-    without loading TensorFlow weights; SourceError naming trainer.init_from, the problem and the fix."""
+    without loading TensorFlow weights; SourceError naming trainer.init_from, the problem and the fix. Its two files
+    are read here, once: the Source holds what was read."""
     try:
         where = resolve_model(path, FIX)
     except ModelNotFoundError as e:
         raise SourceError(f"{KEY}={e}") from None
     try:
         directory = find_bundle(where)
-        spec = read_spec(directory)
+        settings = (directory / BUNDLE_FILE).read_bytes()
+        spec = read_spec(directory, settings)
         if not (directory / WEIGHTS_FILE).is_file():
             raise BundleError(f"{directory}: no {WEIGHTS_FILE}; train the source run to its end first")
-        check_weights(directory / WEIGHTS_FILE)
+        weights = (directory / WEIGHTS_FILE).read_bytes()
+        check_weights(directory / WEIGHTS_FILE, weights)
         features = FeatureOptions(**spec["features"])
         model = ModelOptions(**spec["model"]["options"])
         characters = str(spec["vocabulary"])
         cmvn = read_cmvn(spec.get("normalization"), features, directory / BUNDLE_FILE)
-        sha256 = bundle_sha256(directory)
+        sha256 = content_sha256(settings, weights)
     except BundleError as e:
         raise SourceError(f"{KEY}={path}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
@@ -104,14 +119,15 @@ def read_source(path: str) -> Source:
         )
     if model.num_layers < 1 or features.num_features != spec["model"].get("num_features"):
         raise SourceError(f"{KEY}={path}: its {BUNDLE_FILE} has features and a model that do not fit together; {FIX}")
-    return Source(directory, sha256, features, model, characters, cmvn)
+    return Source(directory, sha256, features, model, characters, cmvn, spec, weights)
 
 
-def check_weights(path: Path) -> None:
-    """BundleError unless every array of the weights file reads (HDF5, checked without TensorFlow: a damaged file
-    fails before any data is read, not when the model is built)."""
+def check_weights(path: Path, content: bytes | None = None) -> None:
+    """BundleError unless every array of the weights file at `path` (`content`: its bytes, read already) reads
+    (HDF5, checked without TensorFlow: a damaged file fails before any data is read, not when the model is
+    built)."""
     try:
-        with h5py.File(path, "r") as weights:
+        with h5py.File(path if content is None else io.BytesIO(content), "r") as weights:
             weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
     except (OSError, RuntimeError, ValueError) as e:  # h5py's errors for a truncated or foreign file
         raise BundleError(
@@ -119,15 +135,15 @@ def check_weights(path: Path) -> None:
         ) from None
 
 
-def adopt_source(options: RunOptions) -> tuple[RunOptions, Source | None]:
+def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[RunOptions, Source | None]:
     """`options` with the feature and model settings of trainer.init_from's bundle (logged where they differ) but
-    the run's own model.dropout (a training setting: no weights depend on it), and the source; unchanged options
-    and None without one. SourceError for a source that cannot serve the run (unreadable, or
-    trainer.freeze_layers beyond its LSTM layers)."""
+    the run's own model.dropout (a training setting: no weights depend on it), and the source (`source`: the one
+    read_source gave for it already, else read now); unchanged options and None without one. SourceError for a
+    source that cannot serve the run (unreadable, or trainer.freeze_layers beyond its LSTM layers)."""
     trainer = options.trainer
     if trainer.init_from is None:
         return options, None
-    source = read_source(trainer.init_from)
+    source = source or read_source(trainer.init_from)
     if trainer.freeze_layers > source.model.num_layers:
         raise SourceError(
             f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
@@ -163,14 +179,16 @@ def source_rows(characters: str, source: str) -> tuple[list[int | None], dict[st
 
 
 def trained_model(source: Source) -> CTCModel:
-    """The source's model with its weights (its language model is neither needed nor read); SourceError naming
-    trainer.init_from when they do not load."""
+    """The source's model with the weights read_source read (its language model is neither needed nor read);
+    SourceError naming trainer.init_from when they do not load."""
     try:
-        trained = CTCModel.from_config(read_spec(source.directory)["model"])
+        trained = CTCModel.from_config(source.spec["model"])
         trained.build_for()
-        trained.load_weights(source.directory / WEIGHTS_FILE)
-    except BundleError as e:
-        raise SourceError(f"{KEY}={source.directory}: {e}") from None
+        # Keras loads weights from a file path only: a private copy of the bytes that were checked and hashed
+        with tempfile.TemporaryDirectory(prefix="asr-init-from-") as folder:
+            copy = Path(folder) / WEIGHTS_FILE
+            copy.write_bytes(source.weights)
+            trained.load_weights(copy)
     except Exception as e:  # Keras and h5py raise many kinds for weights of another model
         raise SourceError(
             f"{KEY}={source.directory}: its {WEIGHTS_FILE} does not fit its {BUNDLE_FILE} ({e}); copy the bundle again"
