@@ -37,8 +37,8 @@ CLIENTS = (1, 4, 16)
 STREAMS = (1, 4, 8)
 REQUESTS_PER_CLIENT = 8  # uploads per client at each concurrency (the figures of 16 clients: 128 requests)
 MIN_REQUESTS = 32  # and at least this many at each concurrency (one client's figures need a few dozen)
-# Uploads after which the server's resident memory is read: measured here it grows by about 20 MB over the
-# first 250 (allocator pools, TensorFlow's caches), then by under 1 MB per 1000.
+# Uploads after which the server's resident memory is read: the first few hundred fill allocator pools and
+# TensorFlow's caches (docs/server.md: +9 MB from 50 to 500 with the demo model), so 1000 shows whether it goes on.
 RSS_AFTER = (50, 500, 1000)
 RSS_CLIENTS = 4  # clients sending the memory test's uploads
 STREAM_SECONDS = 20.0  # each stream: utterances joined with STREAM_PAUSE of silence, about this long

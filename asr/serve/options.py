@@ -8,15 +8,17 @@ from dataclasses import dataclass
 DEFAULT_HOST = "127.0.0.1"  # only this machine can connect unless --host says otherwise
 DEFAULT_PORT = 8000  # uvicorn's and faster-whisper-server's default
 API_KEY_ENV = "ASR_API_KEY"  # the key, when --api-key is not given (keeps it out of `ps` and shell history)
-# One decode at a time: TensorFlow already spreads one decode over every core (intra-op threads), and on the
-# 2-core machine of docs/server.md 2 decoding threads gave no more requests per second than 1.
+# One decode at a time: TensorFlow already spreads one decode over the cores (intra-op threads); on the 2-core
+# machine of docs/server.md, 2 decoding threads gave no more uploads per second than 1 (within its noise).
 DEFAULT_WORKERS = 1
 # OpenAI's own upload limit for /v1/audio/transcriptions (25 MB), so clients written for it fit here too.
 DEFAULT_MAX_MB = 25.0
-# 30 minutes of audio: at 16 kHz the float32 samples alone are 115 MB, the features as much again.
+# 30 minutes of audio: at 16 kHz its float32 samples alone are 115 MB (a recording is read whole when it is short
+# enough, in pieces when longer: asr.inference.sources).
 DEFAULT_MAX_SECONDS = 1800.0
-# Streams at once: docs/server.md measures how many keep up with real time (8 did on 2 loaded cores).
-DEFAULT_MAX_STREAMS = 8
+# Streams at once: on the loaded 2-core machine of docs/server.md, 4 streams to the fillets_nl model (3 x
+# BiLSTM-192 with a language model) kept up with real time and 8 did not.
+DEFAULT_MAX_STREAMS = 4
 # A stream that sends nothing for this long is closed (a browser tab left open, a client that died silently).
 DEFAULT_IDLE_SECONDS = 30.0
 # Bounds on what one request may ask of the decoder: hotwords from a prompt or phrase_list, and a beam.
