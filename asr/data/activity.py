@@ -1,6 +1,6 @@
 """Where a recording holds speech: WebRTC's voice activity detector and the energy of each 30 ms frame.
 
-Long recordings are cut at the pauses this finds (asr.inference.chunking), and the silence that training
+Long recordings are cut at the pauses this finds (asr.inference.cutting), and the silence that training
 utterances have before and after their speech is measured with it, so that the pieces of a long recording get
 the same margins.
 """

@@ -43,13 +43,13 @@ def batch_plan(
     pool = per_batch * POOL_BATCHES if rng is not None else len(order) or 1
     batches = []
     for begin in range(0, len(order), pool):
-        chunk = order[begin : begin + pool]
+        group = order[begin : begin + pool]
         if bucketing:
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            group = group[np.argsort(lengths[group], kind="stable")]
         if batch_frames is None:
-            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+            batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
         else:
-            batches += _cut_by_frames(chunk, lengths, batch_frames)
+            batches += _cut_by_frames(group, lengths, batch_frames)
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

@@ -22,7 +22,7 @@ from asr.data.audio import resample
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.data.text import Vocabulary
 from asr.decoding.alignment import greedy_text, log_softmax
-from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, Piece
+from asr.inference.cutting import DEFAULT_MARGIN_SECONDS, Piece
 from asr.inference.options import DEFAULT_MAX_SECONDS, MIN_PAUSE_SECONDS
 from asr.inference.results import Segment, Transcript, combine, piece_segment, silent_segment
 from asr.inference.sources import WAVEFORM_NAME, InMemory, plan, waveform

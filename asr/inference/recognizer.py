@@ -33,7 +33,7 @@ from asr.decoding.lm import NgramLM
 from asr.decoding.lm_search import LMDecoder, LMWeights
 from asr.errors import UserError
 from asr.inference.bundle import Bundle, BundleError, find_bundle, load_bundle
-from asr.inference.chunking import DEFAULT_MARGIN_SECONDS, Piece
+from asr.inference.cutting import DEFAULT_MARGIN_SECONDS, Piece
 from asr.inference.options import MIN_PAUSE_SECONDS, TranscribeOptions
 from asr.inference.results import Segment, Transcript, combine, piece_segment, silent_segment
 from asr.inference.sources import Audio, Source, open_audio, plan

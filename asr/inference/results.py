@@ -18,7 +18,7 @@ from asr.decoding.alignment import aligned_words
 
 if TYPE_CHECKING:
     from asr.data.text import Vocabulary
-    from asr.inference.chunking import Piece
+    from asr.inference.cutting import Piece
 
 # Digits kept of a time or a confidence in the JSON records (milliseconds; confidences to 1e-4).
 TIME_DIGITS = 3
@@ -99,6 +99,8 @@ class Transcript:
             record["words"] = [w.to_dict() for w in self.words]
         record["confidence"] = round(self.confidence, CONFIDENCE_DIGITS)
         if self.cut and self.words is not None:
+            # "chunks" holds the segments (the pieces the recording was cut into): the key is a public contract of
+            # asr-transcribe --json and stays, though the code calls them pieces and segments
             record["chunks"] = [s.to_dict() for s in self.segments]
         if self.hotwords is not None:
             record["hotwords"] = list(self.hotwords)

@@ -19,7 +19,7 @@ import soundfile
 from asr.data.activity import Activity, file_activity, signal_activity
 from asr.data.audio import CONVERT_FIX, AudioError, audio_files, audio_info, load_audio, resample
 from asr.data.datasets import Utterance, read_csv, read_jsonl
-from asr.inference.chunking import Cutting, Piece, plan_pieces
+from asr.inference.cutting import Cutting, Piece, plan_pieces
 
 # Files up to this long are read whole (an hour at 16 kHz is 230 MB of float32; half an hour at 16 kHz, 115 MB,
 # is what a caller of transcribe() can be expected to hold); longer ones a piece at a time.
@@ -150,6 +150,6 @@ def waveform(samples: np.ndarray, rate: int, sample_rate: int | None) -> np.ndar
 
 def plan(source: Source, max_seconds: float, margins: tuple[float, float], min_pause: float) -> list[Piece]:
     """The pieces `source` is decoded in: the whole of it when it is at most `max_seconds` long, else cut at its
-    pauses (asr.inference.chunking); each marked with whether it holds speech."""
+    pauses (asr.inference.cutting); each marked with whether it holds speech."""
     cutting = Cutting(max_seconds, margins, min_pause) if source.duration > max_seconds else None
     return plan_pieces(source.activity(), source.duration, cutting)

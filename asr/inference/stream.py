@@ -1,7 +1,7 @@
 """Streaming recognition: audio in chunks as it comes, segments closed at its pauses, a partial text meanwhile.
 
 A StreamSession (Recognizer.stream()) works with every model. It decides where segments end on the audio, with
-the voice activity detector and the pause rule that cut long files (asr.inference.chunking): a segment closes
+the voice activity detector and the pause rule that cut long files (asr.inference.cutting): a segment closes
 once a pause of at least min_pause follows speech, or when it reaches the model's longest training utterance.
 Each closed segment is decoded as a piece of a file is (language model, hotwords, word times, offset into the
 stream's time), so a stream gives the transcript its whole file gives. The open segment's partial text is
@@ -28,7 +28,7 @@ from asr.data.features import DELTA_WINDOW, apply_global_stats, extract
 from asr.data.text import ctc_collapse
 from asr.errors import UserError
 from asr.inference.bundle import Bundle
-from asr.inference.chunking import Cutting, Piece, split_points, stretches
+from asr.inference.cutting import Cutting, Piece, split_points, stretches
 from asr.inference.options import STREAM_PAUSE_SECONDS, TranscribeOptions
 from asr.inference.results import Segment, Transcript, Update, combine
 from asr.inference.sources import PCM16_SCALE

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asr.inference.chunking import pieces, split_points
+from asr.inference.cutting import pieces, split_points
 
 
 def _flags(pattern: str) -> np.ndarray:
