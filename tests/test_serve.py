@@ -516,6 +516,8 @@ def test_a_prompt_is_used_as_hotwords(demo_recognizer, capsys):
     with client(demo_recognizer) as c:
         assert post(c, wav).json()["text"] == plain
         assert post(c, wav, prompt="nine nine nine:30").json()["text"] == boosted
+        greedy = post(c, wav, prompt="nine", beam_width="1")  # a greedy decoding cannot favour hotwords
+        assert greedy.status_code == 400 and error_of(greedy)["param"] == "beam_width"
         refused = post(c, wav, prompt="42")  # no letter the model can write
         assert refused.status_code == 400 and "42" in error_of(refused)["message"]
 

@@ -214,7 +214,10 @@ def transcribe_upload(
                     param="file",
                     code="audio_too_long",
                 )
-            return recognizer.transcribe(path, beam_width=beam_width, timestamps=timestamps)
+            try:
+                return recognizer.transcribe(path, beam_width=beam_width, timestamps=timestamps)
+            except ValueError as error:  # a choice the recognizer refuses, e.g. hotwords with beam_width 1
+                raise ApiError(400, f"beam_width {beam_width}: {error}", param="beam_width") from error
         except AudioError as error:
             message = f"file {filename!r}: {error.reason}; {AUDIO_FIX}"
             raise ApiError(400, message, param="file", code="bad_audio") from error
