@@ -160,3 +160,27 @@ def test_a_convolutional_front_end_is_refused_with_the_fix_since_its_flops_go_un
     err = capsys.readouterr().err
     assert "model.conv_layers=2: asr-bench counts the FLOPs" in err and "model.conv_layers=0" in err
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.slow  # traces a TensorFlow step function
+def test_bench_recognizer_times_the_step_by_step_model_per_chunk_and_skips_a_model_that_cannot_stream(tmp_path):
+    import asr
+    from asr.bench.recognizer import step_compute
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.inference.bundle import save_bundle
+    from asr.model.ctc import CTCModel
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=8000, deltas=1, normalize="global"), Vocabulary()
+    ones = np.ones(features.num_features, np.float32)
+    for name, bidirectional in (("uni", False), ("bi", True)):
+        options = ModelOptions(num_layers=1, units=8, stride=3, bidirectional=bidirectional, lookahead=0)
+        model = CTCModel(features.num_features, vocab.characters, options, seed=0)
+        model.build_for()
+        save_bundle(tmp_path / name, model, features, vocab, (0 * ones, ones))
+    samples = np.random.default_rng(0).normal(scale=0.1, size=8000 + 100).astype(np.float32)  # 1.0125 s
+    found = step_compute(asr.load(tmp_path / "uni"), samples, chunk_ms=200)
+    assert found["chunk_ms"] == 200 and found["chunks"] == 6  # five whole chunks of 1600 samples and the rest
+    assert 0 < found["ms_median"] <= found["ms_p95"] and found["start_seconds"] > 0
+    assert step_compute(asr.load(tmp_path / "bi"), samples) is None

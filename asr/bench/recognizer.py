@@ -5,7 +5,8 @@ with PAUSE_SECONDS of digital silence, and reports its CER through asr-transcrib
 it, files mode and --stream), Recognizer.transcribe(path), Recognizer.transcribe(waveform),
 Recognizer.transcribe(bytes), a StreamSession fed STREAM_CHUNK_MS chunks and LiteModel.transcribe (a .tflite
 exported into a temporary folder), against the utterances transcribed file by file; with a streaming model, the
-WER of the same file streamed against its whole-file WER; and the words that come out of SILENCE_SECONDS of
+WER of the same file streamed against its whole-file WER, and the compute of its step-by-step model (Stream: the
+features and CTCModel.step_function) per STREAM_CHUNK_MS chunk; and the words that come out of SILENCE_SECONDS of
 digital zeros and of white noise at NOISE_DBFS through every door.
 """
 
@@ -147,12 +148,44 @@ def stream_figures(recognizer, long: dict, ref: str) -> dict:
     from asr.data.audio import load_audio
     from asr.data.text import error_rates
 
+    samples = load_audio(long["path"], recognizer.sample_rate)
+    compute = step_compute(recognizer, samples)  # first: its Stream traces the step function
     whole = recognizer.transcribe(long["path"]).text
-    stream = streamed(recognizer, load_audio(long["path"], recognizer.sample_rate)).text
+    stream = streamed(recognizer, samples).text
     alone = " ".join(t.text for t in recognizer.transcribe_many(long["files"]))
     rates = {
         "whole_file": error_rates([ref], [whole]),
         "stream": error_rates([ref], [stream]),
         "file_by_file": error_rates([ref], [alone]),
     }
-    return {name: {"wer": round(r["wer"], 5), "cer": round(r["ler"], 5)} for name, r in rates.items()}
+    figures = {name: {"wer": round(r["wer"], 5), "cer": round(r["ler"], 5)} for name, r in rates.items()}
+    figures["step_by_step"] = compute
+    return figures
+
+
+def step_compute(recognizer, samples: np.ndarray, chunk_ms: int = STREAM_CHUNK_MS) -> dict | None:
+    """Milliseconds of compute per chunk (median and 95th percentile) of the step-by-step model (Stream: features
+    and CTCModel.step_function, no decoding of closed segments) fed `samples` in chunks of `chunk_ms`, and the
+    seconds a Stream took to start (the model's first: its step function traced); None for a model that cannot
+    stream."""
+    from asr.inference.stream import Stream, streamable
+
+    if not streamable(recognizer.bundle):
+        return None
+    started = time.perf_counter()
+    stream = Stream(recognizer.bundle)
+    start_seconds = time.perf_counter() - started
+    chunk, times = recognizer.sample_rate * chunk_ms // 1000, []
+    for begin in range(0, len(samples), chunk):
+        started = time.perf_counter()
+        stream.feed(samples[begin : begin + chunk])
+        times.append(time.perf_counter() - started)
+    stream.finish()
+    ms = np.array(times) * 1000
+    return {
+        "chunk_ms": chunk_ms,
+        "chunks": len(times),
+        "ms_median": round(float(np.median(ms)), 2),
+        "ms_p95": round(float(np.percentile(ms, 95)), 2),
+        "start_seconds": round(start_seconds, 3),
+    }
