@@ -47,6 +47,10 @@ def test_a_missing_manifest_or_a_bad_variant_on_the_command_line_is_one_line(tmp
     assert main([*out, "decoding", str(tmp_path), str(tmp_path / "test.jsonl"), "--variant", "b:width=2"]) == 2
     err = capsys.readouterr().err
     assert "--variant b:width=2: unknown setting 'width'" in err and len(err.strip().splitlines()) == 1
+    bad = ["--variant", "b:beam_width=2", "--end-to-end", "c"]
+    assert main([*out, "decoding", str(tmp_path), str(tmp_path / "test.jsonl"), *bad]) == 2
+    err = capsys.readouterr().err
+    assert "--end-to-end c: no --variant of that name; name one of ['b']" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.json").exists()
 
 
@@ -71,17 +75,18 @@ def test_bench_decoding_reports_greedy_and_the_search_on_the_same_transcripts(de
     out = tmp_path / "bench.json"
     argv = ["--out", str(out), "decoding", str(demo_with_lm), str(manifest), "--passes", "2"]
     narrow = "narrow:beam_width=1,tokens_per_frame=1,search=flashlight"
-    assert main([*argv, "--variant", narrow, "--variant", "fl:search=flashlight"]) == 0
+    assert main([*argv, "--variant", narrow, "--variant", "fl:search=flashlight", "--end-to-end", "fl"]) == 0
     result = json.loads(out.read_text())
     assert "| end to end: greedy |" in capsys.readouterr().out
     ends, saved = result["end_to_end"], result["saved_log_probs"]
-    assert set(ends) == {"greedy", "language_model", "overlapped"}
+    assert set(ends) == {"greedy", "language_model", "overlapped", "fl"}
     assert all(len(row["passes"]) == 2 and row["seconds"] == min(row["passes"]) for row in ends.values())
     # the same transcripts whichever way: TensorFlow's greedy decoder and the best path of the saved log-probs, the
     # search after each batch, overlapped with the next batch's model, and on the saved log-probs
     assert (ends["greedy"]["cer"], ends["greedy"]["wer"]) == (saved["greedy"]["cer"], saved["greedy"]["wer"])
-    for name in ("language_model", "overlapped"):
-        assert (ends[name]["cer"], ends[name]["wer"]) == (saved["shipped"]["cer"], saved["shipped"]["wer"])
+    for name in ("language_model", "overlapped", "fl"):
+        searched = saved["fl" if name == "fl" else "shipped"]
+        assert (ends[name]["cer"], ends[name]["wer"]) == (searched["cer"], searched["wer"])
         assert ends[name]["x_greedy"] == round(ends[name]["seconds"] / ends["greedy"]["seconds"], 3)
     assert saved["shipped"]["transcripts_changed"] == 0
     assert saved["fl"]["settings"]["search"] == "flashlight" and saved["shipped"]["settings"]["search"] == "prefix"

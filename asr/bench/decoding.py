@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ class Variant:
         return Variant(name, settings)
 
 
+def check_end_to_end(names: Sequence[str], variants: Sequence[Variant]) -> None:
+    """DecodingBenchError naming an --end-to-end name that no --variant has."""
+    known = [v.name for v in variants]
+    for name in names:
+        if name not in known or name in ("greedy", "language_model", "overlapped"):
+            raise DecodingBenchError(f"--end-to-end {name}: no --variant of that name; name one of {known}")
+
+
 @dataclass
 class _Item:
     """One manifest entry: its features (None where the audio is unusable) and its normalized reference."""
@@ -77,10 +86,12 @@ def bench_decoding(
     batch_size: int,
     variants: Sequence[Variant] = (),
     passes: int = END_TO_END_PASSES,
+    end_to_end_variants: Sequence[str] = (),
 ) -> dict:
     """Seconds, CER and WER of greedy decoding and of the bundle's language model search on the manifest's files:
-    end to end (the search after each batch, and overlapped with the next batch's model) and on log probabilities
-    computed once (also each variant of the search's settings), with the ratio of the LM's time to greedy's."""
+    end to end (the search after each batch, and overlapped with the next batch's model; also the variants named
+    in `end_to_end_variants`) and on log probabilities computed once (also each variant of the search's settings),
+    with the ratio of the LM's time to greedy's."""
     import tensorflow as tf
 
     from asr.data.datasets import read_jsonl
@@ -113,10 +124,10 @@ def bench_decoding(
 
         return [" ".join(text.split()) for text in decode_batch(logits, lengths, vocab)]  # as the search's
 
-    def searched(logits, lengths, _pool) -> list[str]:
+    def searched(logits, lengths, _pool, decoder=lm) -> list[str]:
         from asr.decoding.ctc import utterance_log_probs
 
-        return lm.decode_many(utterance_log_probs(logits, lengths), vocab.characters)
+        return decoder.decode_many(utterance_log_probs(logits, lengths), vocab.characters)
 
     def overlapped(logits, lengths, pool) -> Future:
         from asr.decoding.ctc import utterance_log_probs
@@ -126,6 +137,10 @@ def bench_decoding(
 
     _end_to_end(read(), infer, batch_size, greedy)  # traces the graph
     decoders: dict[str, Callable] = {"greedy": greedy, "language_model": searched, "overlapped": overlapped}
+    check_end_to_end(end_to_end_variants, variants)
+    named = {v.name: decoder for v, decoder in zip(variants, trial, strict=True)}
+    for name in end_to_end_variants:
+        decoders[name] = partial(searched, decoder=named[name])
     runs: dict[str, list[float]] = {name: [] for name in decoders}
     cpu: dict[str, list[float]] = {name: [] for name in decoders}
     texts: dict[str, list[str]] = {}
@@ -140,7 +155,7 @@ def bench_decoding(
         name: _described(min(runs[name]), refs, texts[name]) | {"passes": runs[name], "cpu_passes": cpu[name]}
         for name in decoders
     }
-    for name in ("language_model", "overlapped"):
+    for name in decoders.keys() - {"greedy"}:
         end_to_end[name]["x_greedy"] = round(min(runs[name]) / min(runs["greedy"]), 3)
         end_to_end[name]["x_greedy_cpu"] = round(min(cpu[name]) / min(cpu["greedy"]), 3)
 

@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "beam_threshold, skip_blank, search); repeat for more",
     )
     decoding.add_argument("--passes", type=int, default=3, help="end-to-end passes of each decoding (default 3)")
+    decoding.add_argument(
+        "--end-to-end", action="append", default=[], metavar="NAME", help="also time this --variant end to end"
+    )
     recognizer = sub.add_parser(
         "recognizer", help="one transcript through every door: a long recording's CER, streams, silence"
     )
@@ -141,7 +144,7 @@ def bench(args: argparse.Namespace) -> int:
         check_inputs(args.model, args.audio)
     quiet_tensorflow()
     from asr.bench.common import machine
-    from asr.bench.decoding import Variant, bench_decoding, decoding_table
+    from asr.bench.decoding import Variant, bench_decoding, check_end_to_end, decoding_table
     from asr.bench.jobs import bench_jobs
     from asr.bench.lstm import LSTM_BATCH_SIZES, bench_lstm, lstm_table
     from asr.bench.pocketsphinx import bench_pocketsphinx, pocketsphinx_table
@@ -155,7 +158,10 @@ def bench(args: argparse.Namespace) -> int:
         measured = bench_transcribe(Path(args.model), args.audio, args.batch_size, args.baseline_files, args.hotwords)
     elif args.what == "decoding":
         variants = [Variant.parse(v) for v in args.variant]
-        measured = bench_decoding(Path(args.model), Path(args.manifest), args.batch_size, variants, args.passes)
+        check_end_to_end(args.end_to_end, variants)
+        measured = bench_decoding(
+            Path(args.model), Path(args.manifest), args.batch_size, variants, args.passes, args.end_to_end
+        )
     elif args.what == "recognizer":
         measured = bench_recognizer(Path(args.model), args.stream_model and Path(args.stream_model))
     elif args.what == "resample":
