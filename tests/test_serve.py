@@ -593,7 +593,7 @@ def test_the_command_ends_a_users_mistake_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_asr_serve_serves_a_run_until_sigterm(demo_run, demo_recognizer):
+def test_asr_serve_serves_a_run_until_sigterm(demo_run, demo_recognizer, tmp_path):
     import http.client
     import re
     import signal
@@ -603,24 +603,23 @@ def test_asr_serve_serves_a_run_until_sigterm(demo_run, demo_recognizer):
     from asr.bench.serve import multipart
 
     command = [sys.executable, "-m", "asr.cli.serve", str(demo_run), "--port", "0", "--api-key", KEY]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready = server.stdout.readline()
-        match = re.fullmatch(r"asr-serve: serving demo at http://127\.0\.0\.1:(\d+)/\n", ready)
-        assert match, ready + server.stderr.read() if server.poll() is not None else ready
-        connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=WAIT)
-        body, content_type = multipart(TEST_WAVS[0].read_bytes(), TEST_WAVS[0].name, {"response_format": "text"})
-        headers = {"Content-Type": content_type, "Authorization": f"Bearer {KEY}"}
-        connection.request("POST", URL, body, headers)
-        response = connection.getresponse()
-        assert (response.status, response.read().decode()) == (
-            200,
-            demo_recognizer.transcribe(TEST_WAVS[0]).text + "\n",
-        )
-        connection.request("GET", "/")
-        assert b"<title>asr-serve</title>" in connection.getresponse().read()
-    finally:
-        server.terminate()
-        # uvicorn finishes open requests, then ends by the signal it got (as a process killed by it would)
-        assert server.wait(WAIT) == -signal.SIGTERM
-    assert "Finished server process" in server.stderr.read()
+    log = tmp_path / "server.log"
+    with log.open("w") as errors, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as server:
+        try:
+            ready = server.stdout.readline()
+            match = re.fullmatch(r"asr-serve: serving demo at http://127\.0\.0\.1:(\d+)/\n", ready)
+            assert match, ready + log.read_text()
+            connection = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=WAIT)
+            body, content_type = multipart(TEST_WAVS[0].read_bytes(), TEST_WAVS[0].name, {"response_format": "text"})
+            connection.request("POST", URL, body, {"Content-Type": content_type, "Authorization": f"Bearer {KEY}"})
+            response = connection.getresponse()
+            expected = demo_recognizer.transcribe(TEST_WAVS[0]).text + "\n"
+            assert (response.status, response.read().decode()) == (200, expected)
+            connection.request("GET", "/")
+            assert b"<title>asr-serve</title>" in connection.getresponse().read()
+            connection.close()
+        finally:
+            server.terminate()
+            # uvicorn finishes open requests, then ends by the signal it got (as a process killed by it would)
+            assert server.wait(WAIT) == -signal.SIGTERM
+    assert "Finished server process" in log.read_text()
