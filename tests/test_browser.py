@@ -25,8 +25,6 @@ import pytest
 import soundfile
 from conftest import ROOT, write_wav
 
-pytestmark = pytest.mark.slow  # the demo model, a browser
-
 CHROMIUM = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
 CANDIDATES = sorted((ROOT / "data" / "wav" / "test").glob("*.wav"))[:40]
 # The browser's path, simulated: the file resampled to the fake device's rate and to the page's, its start cut
@@ -188,6 +186,7 @@ def stream_text(run: Path, wav: Path, capsys) -> str:
     return " ".join(r["final"] for r in records if r.get("final"))
 
 
+@pytest.mark.slow  # the demo model, a browser
 def test_the_page_transcribes_the_microphone_as_asr_transcribe_stream_does(
     demo_run, recognizer, server, tmp_path, capsys
 ):
@@ -235,3 +234,17 @@ def test_the_page_transcribes_the_microphone_as_asr_transcribe_stream_does(
     print("captured:", found)  # pytest -s shows it (docs/server.md)
     assert 0 <= found["lost_ms"] < 1000 * LEAD_SECONDS
     assert found["correlation"] > MIN_CORRELATION and abs(found["gain"] - 1) < MAX_GAIN_CHANGE
+
+
+def test_without_chromium_the_browser_test_is_skipped_saying_why_and_fails_in_ci(monkeypatch):
+    import sys
+
+    this = sys.modules[__name__]
+    monkeypatch.setattr(this, "CHROMIUM", ("/nonexistent/chromium",))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"chromium is not installed: `make setup-browser`"):
+        chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="make setup-browser"):
+        chromium()
