@@ -25,6 +25,8 @@ import pytest
 import soundfile
 from conftest import ROOT, write_wav
 
+from asr.serve import formats
+
 CHROMIUM = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
 CANDIDATES = sorted((ROOT / "data" / "wav" / "test").glob("*.wav"))[:40]
 # The browser's path, simulated: the file resampled to the fake device's rate and to the page's, its start cut
@@ -222,11 +224,23 @@ def test_the_page_transcribes_the_microphone_as_asr_transcribe_stream_does(
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             transcript = page.text_content("#transcript")
             status = page.text_content("#status")
+            # the same file uploaded through the page: shown, and its subtitles downloaded
+            page.set_input_files("#file", str(wav))
+            page.click("#send")
+            page.wait_for_selector("#downloads:not([hidden])", timeout=WAIT_MS)
+            file_status = page.text_content("#file-status")
+            with page.expect_download(timeout=WAIT_MS) as download:
+                page.click("#downloads [data-format=srt]")
+            srt = Path(download.value.path()).read_text()
+            srt_name = download.value.suggested_filename
         finally:
             browser.close()
     assert errors == []
     assert status == "Done."
     assert transcript == expected
+    whole = recognizer.transcribe(str(wav), timestamps=True)
+    assert file_status == f"{whole.duration:.1f} s of audio: {whole.text}"
+    assert srt == formats.as_srt(whole) and srt_name == "microphone.srt"
     assert (tmp_path / "page.png").stat().st_size > 0
     # what reached the server is the file: its start a little late (within the leading silence), its samples alike
     found = {"device_rate": device_rate, **captured(recorder.pcm, wav)}
