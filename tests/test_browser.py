@@ -250,6 +250,31 @@ def test_the_page_transcribes_the_microphone_as_asr_transcribe_stream_does(
     assert found["correlation"] > MIN_CORRELATION and abs(found["gain"] - 1) < MAX_GAIN_CHANGE
 
 
+@pytest.mark.slow  # the demo model, a browser
+def test_the_page_says_when_the_microphone_is_missing_or_refused(server):
+    executable = chromium()
+    sync_api = playwright_api()
+    cases = [
+        ([], "No microphone was found. Connect one, then press Record again."),
+        (["--use-fake-device-for-media-stream"], "Microphone access was refused. Allow it for this site"),  # no fake UI
+    ]
+    with sync_api.sync_playwright() as playwright:
+        for args, message in cases:
+            browser = playwright.chromium.launch(
+                executable_path=executable, headless=True, args=["--no-sandbox", *args]
+            )
+            try:
+                page = browser.new_page()
+                page.goto(server[0])
+                page.click("#record:enabled", timeout=WAIT_MS)
+                page.wait_for_function("document.getElementById('status').textContent.length > 0", timeout=WAIT_MS)
+                assert page.text_content("#status").startswith(message)
+                assert page.evaluate("document.body.dataset.state") == "idle"
+                assert "error" in page.get_attribute("#status", "class")
+            finally:
+                browser.close()
+
+
 def test_without_chromium_the_browser_test_is_skipped_saying_why_and_fails_in_ci(monkeypatch):
     import sys
 
