@@ -29,18 +29,25 @@ def sequence_mask(lengths: tf.Tensor, features: tf.Tensor) -> tf.Tensor:
     return tf.sequence_mask(lengths, maxlen=tf.shape(features)[1])
 
 
-def run_cell(
-    cell: keras.layers.LSTMCell, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """A Keras LSTM cell over a sequence x [B, S, in] (S >= 0) from the states h, c [B, units] -> its outputs
-    [B, S, units] and the last step's h and c (the given ones when S = 0)."""
+def run_cells(cells: list[keras.layers.LSTMCell], x: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Stacked Keras LSTM cells (the lowest first) over a sequence x [B, S, in] (S >= 0) from the states
+    [layers, 2, B, units] (h and c of each) -> the top cell's outputs [B, S, units] and the states after the last
+    step (the given ones when S = 0); one loop over the steps runs every layer."""
 
-    def one(carry: tuple[tf.Tensor, tf.Tensor], z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        _, (h, c) = cell(z, list(carry), training=False)
-        return h, c
+    def one(carry: tuple, z: tf.Tensor) -> tuple:
+        found = []
+        for cell, (h, c) in zip(cells, carry, strict=True):
+            z, (h, c) = cell(z, [h, c], training=False)  # an LSTM cell's output is its new h
+            found.append((h, c))
+        return tuple(found)
 
-    hs, cs = tf.scan(one, tf.transpose(x, [1, 0, 2]), initializer=(h, c))  # [S, B, units] each
-    return tf.transpose(hs, [1, 0, 2]), tf.concat([h[None], hs], 0)[-1], tf.concat([c[None], cs], 0)[-1]
+    start = tuple((states[i, 0], states[i, 1]) for i in range(len(cells)))
+    per_step = tf.scan(one, tf.transpose(x, [1, 0, 2]), initializer=start)  # (hs, cs) [S, B, units] per layer
+    last = [
+        tf.stack([tf.concat([h[None], hs], 0)[-1], tf.concat([c[None], cs], 0)[-1]])
+        for (h, c), (hs, cs) in zip(start, per_step, strict=True)
+    ]
+    return tf.transpose(per_step[-1][0], [1, 0, 2]), tf.stack(last)
 
 
 class _Traced:
@@ -257,11 +264,7 @@ class CTCModel(BuildFromShapes, StepModel):
         rows come before its start (drop them), and the stretch with final = 1.0 adds the rows of its last k steps
         (the steps past the end count as zeros, as in head())."""
         self.check_steps()
-        x, carried = steps, []
-        for index, rnn in enumerate(self.rnns):  # dropout is the identity at inference
-            x, h, c = run_cell(rnn.cell, x, states[index, 0], states[index, 1])
-            carried.append(tf.stack([h, c]))
-        states = tf.stack(carried)
+        x, states = run_cells([rnn.cell for rnn in self.rnns], steps, states)  # dropout is the identity at inference
         if self.lookahead is None:
             return self.logits(x), states
         k = self.options.lookahead
