@@ -1,6 +1,6 @@
-"""The package layout holds: imports run one way (data -> model -> inference -> training -> serve -> bench -> cli), no
-library module imports a command module, only `asr-bench` (asr/cli/bench.py) imports the benchmarks (asr.bench),
-and the light modules that configs and --help need never load TensorFlow."""
+"""The package layout holds: imports run one way (data -> decoding -> model -> inference -> training -> serve -> bench
+-> cli), no library module imports a command module, only `asr-bench` (asr/cli/bench.py) imports the benchmarks
+(asr.bench), and the light modules that configs and --help need never load TensorFlow."""
 
 import ast
 import subprocess
@@ -29,7 +29,7 @@ LIGHT = [
     "data/validation",
     "data/preparation",
     "model/options",
-    "decoding/lm",  # the language model and its search (flashlight-text): no TensorFlow
+    "decoding/lm",  # the language model and its searches (NumPy, flashlight-text): no TensorFlow
     "decoding/lm_search",
     "training/options",
     "training/cluster",  # asr-train reads the cluster before TensorFlow starts

@@ -1,7 +1,6 @@
-"""`asr-bench transcribe MODEL AUDIO... | asr-bench recognizer MODEL [--stream-model RUN] | asr-bench jobs [N]
-[OVERRIDES...] | asr-bench resample | asr-bench train [OVERRIDES...] | asr-bench pocketsphinx MANIFEST [--limit N]
-[--model RUN]`: speed and memory (pocketsphinx: error rates) against a baseline measured in the same run, printed
-and written as JSON (see the asr.bench package, one module per benchmark)."""
+"""`asr-bench WHAT ...` (`asr-bench WHAT --help` gives its arguments): speed, memory or error rates against a
+baseline measured in the same run, printed and written as JSON (see the asr.bench package, one module per
+benchmark)."""
 
 from __future__ import annotations
 

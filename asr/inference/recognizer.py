@@ -329,7 +329,8 @@ class Recognizer:
 
     def _decode(self, jobs: Sequence[_Job], decoder: LMDecoder | None, options: TranscribeOptions) -> None:
         """The text of every piece with log probabilities: the language model's search over all of them at once
-        (LMDecoder.decode_many: on several threads), a beam, or greedy; each job's share of the time."""
+        (LMDecoder.decode_many: pieces of similar length searched together), a beam, or greedy; each job's share of
+        the time."""
         entries = [(job, k) for job in jobs for k, lp in enumerate(job.log_probs) if lp is not None]
         for job in jobs:
             job.texts = [""] * len(job.pieces)
