@@ -1,8 +1,10 @@
-"""Atomic file writes: a reader (or a resumed run) sees the old file or the whole new one, never a part."""
+"""Atomic file writes: a reader (or a resumed run) sees the old file or the whole new one, never a part; folders
+are staged beside their place and renamed into it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -30,3 +32,25 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], sync: bool = Tru
 def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     """atomic_write of a UTF-8 text."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")), sync)
+
+
+def staging_folder(target: Path) -> Path:
+    """The path of a folder beside `target` (hidden, named for this process) to write a new `target` into before
+    replace_folder puts it in place; what a killed earlier process of the same id left there is removed. The
+    folder itself is not made."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put the folder `staging` in place of `target`: an existing `target` is renamed aside first and removed once
+    the new one is in place, so that `target` is never a half-written folder."""
+    if target.exists():
+        retired = target.with_name(f".{target.name}.{os.getpid()}.old")
+        target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(target)

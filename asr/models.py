@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from asr.errors import UserError
+from asr.files import replace_folder, staging_folder
 from asr.system import SOURCE_ROOT
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,7 @@ def ship_model(run: Path, target: Path, force: bool = False, max_mb: float = MAX
     bundle = find_bundle(run)
     if target.exists() and not force:
         raise ShipError(f"{target}: already exists; pass --force to replace it (its MODEL_CARD.md is kept)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(target)
     try:
         shutil.copytree(bundle, staging, ignore=shutil.ignore_patterns(WEIGHTS_FILE, ".*"))
         change = write_float16_weights(bundle / WEIGHTS_FILE, staging / WEIGHTS_FILE)
@@ -149,12 +148,7 @@ def ship_model(run: Path, target: Path, force: bool = False, max_mb: float = MAX
             for kept in target.iterdir():  # what the ship does not write (MODEL_CARD.md) stays
                 if not (staging / kept.name).exists():
                     (shutil.copytree if kept.is_dir() else shutil.copy2)(kept, staging / kept.name)
-            retired = target.with_name(f".{target.name}.{os.getpid()}.old")
-            target.rename(retired)
-            staging.rename(target)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(target)
+        replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("shipped %s as %s (%.1f MB, float16 weights)", bundle, target, folder_bytes(target) / 1e6)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from asr.data.text import Vocabulary
 from asr.decoding.lm import LanguageModelError, NgramLM
 from asr.decoding.lm_search import LMDecoder, LMWeights
 from asr.errors import UserError
+from asr.files import replace_folder, staging_folder
 from asr.model.ctc import CTCModel
 
 BUNDLE_FILE = "bundle.json"
@@ -81,9 +81,7 @@ def save_bundle(
     Both files are written into a temporary folder beside it, which then replaces `directory` (an earlier
     bundle of the same run, e.g. before a resume): a kill never leaves a half-written bundle there.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(directory)
     staging.mkdir()
     model.save_weights(staging / WEIGHTS_FILE)
     words = lm is not None and lm.words is not None and lm.weights.word > 0
@@ -122,13 +120,7 @@ def save_bundle(
             "unknown_penalty": lm.weights.unknown,
         }
     (staging / BUNDLE_FILE).write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if directory.exists():
-        retired = directory.with_name(f".{directory.name}.{os.getpid()}.old")
-        directory.rename(retired)
-        staging.rename(directory)
-        shutil.rmtree(retired)
-    else:
-        staging.rename(directory)
+    replace_folder(staging, directory)
     return directory
 
 
