@@ -214,11 +214,9 @@ class LMDecoder:
         bonus per character without a model)."""
         name = ("table", characters, self.weights.alpha, self.weights.beta)
         if name not in self.loaded:
-            if self.lm is not None and self.lm.order < 2:
-                raise LanguageModelError(
-                    f"a language model of order {self.lm.order}: the beam search needs an order of at least 2"
-                )
-            tokens = [SPACE_TOKEN if c == " " else c for c in characters] + [BLANK_TOKEN]
+            if self.lm is not None:
+                _check_order(self.lm)
+            tokens = _class_tokens(characters)
             self.loaded[name] = TransitionTable(self.lm, tokens, self.weights.alpha, self.weights.beta)
         return self.loaded[name]
 
@@ -228,8 +226,7 @@ class LMDecoder:
         if self.lm is None:
             return ZeroLM()
         if characters not in self.loaded:
-            tokens = [SPACE_TOKEN if c == " " else c for c in characters] + [BLANK_TOKEN]
-            self.loaded[characters] = _load_kenlm(self.lm, tokens)
+            self.loaded[characters] = _load_kenlm(self.lm, _class_tokens(characters))
         return self.loaded[characters]
 
     def _word_kenlm(self) -> tuple[KenLM, dict[str, int]]:
@@ -392,10 +389,21 @@ def _without_certain_blanks(log_probs: np.ndarray, blank: int, at_least: float =
     return log_probs[~(certain & after_certain)]
 
 
-def _load_kenlm(lm: NgramLM, tokens: list[str]) -> KenLM:
-    """`lm` loaded by KenLM (from an ARPA file written for it) with `tokens` as the decoder's classes."""
+def _class_tokens(characters: str) -> list[str]:
+    """The language model's token for each class of the acoustic model: the characters (a space as <sp>), then
+    the blank."""
+    return [SPACE_TOKEN if c == " " else c for c in characters] + [BLANK_TOKEN]
+
+
+def _check_order(lm: NgramLM) -> None:
+    """LanguageModelError for a unigram model: the beam search takes a model of order 2 or more."""
     if lm.order < 2:
         raise LanguageModelError(f"a language model of order {lm.order}: the beam search needs an order of at least 2")
+
+
+def _load_kenlm(lm: NgramLM, tokens: list[str]) -> KenLM:
+    """`lm` loaded by KenLM (from an ARPA file written for it) with `tokens` as the decoder's classes."""
+    _check_order(lm)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "lm.arpa"
         lm.write_arpa(path)
