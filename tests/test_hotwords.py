@@ -1,7 +1,15 @@
 import pytest
 
 from asr.data.text import Vocabulary
-from asr.decoding.hotwords import DEFAULT_WEIGHT, Hotword, HotwordError, build_trie, hotwords_in, read_hotwords
+from asr.decoding.hotwords import (
+    DEFAULT_WEIGHT,
+    Hotword,
+    HotwordError,
+    build_trie,
+    hotwords_in,
+    parse_hotword,
+    read_hotwords,
+)
 
 
 def test_a_file_of_words_and_phrases_with_optional_weights(tmp_path):
@@ -26,6 +34,21 @@ def test_an_unusable_line_is_named(tmp_path, text, message):
     with pytest.raises(HotwordError) as caught:
         read_hotwords(path, Vocabulary())
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("Bob van Dijk:nan", "hotword 'Bob van Dijk:nan': the weight must be > 0, got nan"),
+        ("Ünï", "hotword 'Ünï': characters the model cannot write: 'ïü' in 'Ünï'; use the model's alphabet"),
+        ("zed:x", "hotword 'zed:x': 'x' is not a number; write 'word' or 'word:2.5'"),
+    ],
+)
+def test_an_entry_of_a_list_is_checked_as_a_line_of_a_file_is(entry, message):
+    assert parse_hotword(" Bob  van Dijk:2 ", Vocabulary(), "hotword") == Hotword("bob van dijk", 2.0)
+    with pytest.raises(HotwordError) as caught:
+        parse_hotword(entry, Vocabulary(), f"hotword {entry!r}")
+    assert str(caught.value) == message
 
 
 def test_an_empty_or_unreadable_file_is_named(tmp_path):

@@ -68,26 +68,32 @@ def read_hotwords(path: Path, vocab: Vocabulary) -> tuple[Hotword, ...]:
     found = []
     for number, line in enumerate(lines, 1):
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        text, weight = line, DEFAULT_WEIGHT
-        if ":" in line:
-            text, _, given = line.rpartition(":")
-            try:
-                weight = float(given)
-            except ValueError:
-                raise HotwordError(f"{path}:{number}: {given!r} is not a number; write 'word' or 'word:2.5'") from None
-            if weight <= 0:
-                raise HotwordError(f"{path}:{number}: the weight must be > 0, got {weight:g}")
-        normalized = vocab.normalize(text)
-        unknown = sorted({c for c in normalized if c not in vocab.characters})
-        if not normalized.strip() or unknown:
-            what = f"characters the model cannot write: {''.join(unknown)!r}" if unknown else "no word"
-            raise HotwordError(f"{path}:{number}: {what} in {text!r}; use the model's alphabet")
-        found.append(Hotword(" ".join(normalized.split()), weight))
+        if line and not line.startswith("#"):
+            found.append(parse_hotword(line, vocab, f"{path}:{number}"))
     if not found:
         raise HotwordError(f"{path}: no hotwords; write one word or phrase per line")
     return tuple(found)
+
+
+def parse_hotword(entry: str, vocab: Vocabulary, where: str) -> Hotword:
+    """A hotword from "word or phrase" or "word or phrase:weight", normalized like the transcripts. HotwordError,
+    starting with `where` (a file's line, or the entry), for a weight that is not a number > 0, no word, or a
+    character the model cannot write."""
+    text, weight = entry, DEFAULT_WEIGHT
+    if ":" in entry:
+        text, _, given = entry.rpartition(":")
+        try:
+            weight = float(given)
+        except ValueError:
+            raise HotwordError(f"{where}: {given!r} is not a number; write 'word' or 'word:2.5'") from None
+        if not weight > 0:
+            raise HotwordError(f"{where}: the weight must be > 0, got {weight:g}")
+    normalized = vocab.normalize(text)
+    unknown = sorted({c for c in normalized if c not in vocab.characters})
+    if not normalized.strip() or unknown:
+        what = f"characters the model cannot write: {''.join(unknown)!r}" if unknown else "no word"
+        raise HotwordError(f"{where}: {what} in {text!r}; use the model's alphabet")
+    return Hotword(" ".join(normalized.split()), weight)
 
 
 def hotwords_in(text: str, hotwords: Iterable[Hotword]) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from asr.data.audio import AudioError
 from asr.decoding.alignment import greedy_text, log_softmax
 from asr.decoding.ctc import decode_batch, nbest
-from asr.decoding.hotwords import DEFAULT_WEIGHT, Hotword, HotwordError, hotwords_in, read_hotwords
+from asr.decoding.hotwords import Hotword, HotwordError, hotwords_in, parse_hotword, read_hotwords
 from asr.decoding.lm import NgramLM
 from asr.decoding.lm_search import LMDecoder, LMWeights
 from asr.errors import UserError
@@ -426,21 +426,7 @@ def _read_hotword_option(hotwords, bundle: Bundle) -> tuple[Hotword, ...] | None
         if not Path(hotwords).is_file():
             raise HotwordError(f"{hotwords}: no such hotwords file; pass a text file with a word or phrase per line")
         return read_hotwords(Path(hotwords), bundle.vocab)
-    found = []
-    for given in hotwords:
-        text, weight = str(given), DEFAULT_WEIGHT
-        if ":" in text:
-            text, _, number = text.rpartition(":")
-            try:
-                weight = float(number)
-            except ValueError:
-                fix = "write 'word' or 'word:2.5'"
-                raise HotwordError(f"hotword {given!r}: {number!r} is not a number; {fix}") from None
-        normalized = " ".join(bundle.vocab.normalize(text).split())
-        unknown = sorted({c for c in normalized if c not in bundle.vocab.characters})
-        if not normalized or unknown or weight <= 0:
-            raise HotwordError(f"hotword {given!r}: no word, a weight <= 0 or characters the model cannot write")
-        found.append(Hotword(normalized, weight))
+    found = [parse_hotword(str(given), bundle.vocab, f"hotword {given!r}") for given in hotwords]
     if not found:
         raise HotwordError("hotwords: an empty list; pass None for no hotwords")
     return tuple(found)
