@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to ../shared/data and small WAV writers."""
+"""Shared fixtures: paths to ../shared/data, small WAV writers and bundles of tiny models."""
 
 from __future__ import annotations
 
@@ -80,6 +80,48 @@ def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wavfile.write(path, rate, samples)
     return path
+
+
+def tiny_bundle(directory: Path, sample_rate: int = 8000, num_layers: int = 1) -> Path:
+    """The bundle of a tiny untrained model (MFCC + deltas, LSTM-8 over 2 stacked frames, the default vocabulary)
+    saved in `directory` (a run's model/ folder, or a bundle folder); returns `directory`."""
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.inference.bundle import save_bundle
+    from asr.model.ctc import CTCModel
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=sample_rate, deltas=1), Vocabulary()
+    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=num_layers, units=8, stride=2))
+    model.build_for()
+    return save_bundle(directory, model, features, vocab)
+
+
+def biased_bundle(
+    directory: Path, letters: str | dict[str, float] = "one", lm_texts: list[str] | None = None, **saved
+) -> Path:
+    """A bundle (8 kHz) whose model reads every step alike: the blank most likely (logit 0), `letters` close behind
+    (-3 each, or the logits given), the rest far (-8). Greedy decoding gives ""; a language model of `lm_texts`
+    (a character 3-gram, alpha 1, bonus 2 per character, in the bundle) or a hotword of those letters brings them
+    out. `saved`: more of save_bundle's arguments (max_seconds=...)."""
+    from asr.data.features import FeatureOptions
+    from asr.data.text import Vocabulary
+    from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
+    from asr.inference.bundle import save_bundle
+    from asr.model.ctc import CTCModel
+    from asr.model.options import ModelOptions
+
+    features, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
+    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=3))
+    model.build_for()
+    kernel, bias = model.logits.get_weights()
+    bias[:] = -8.0
+    bias[vocab.blank_index] = 0.0
+    for letter, value in (dict.fromkeys(letters, -3.0) if isinstance(letters, str) else letters).items():
+        bias[vocab.characters.index(letter)] = value
+    model.logits.set_weights([np.zeros_like(kernel), bias])
+    lm = LMDecoder(estimate_character_lm(lm_texts, 3), LMWeights(alpha=1.0, beta=2.0)) if lm_texts else None
+    return save_bundle(directory, model, features, vocab, lm=lm, **saved)
 
 
 @pytest.fixture(scope="session")

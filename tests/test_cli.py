@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, sine, write_wav
+from conftest import ROOT, sine, tiny_bundle, write_wav
 
 # (module, what its --help must say)
 COMMANDS = [
@@ -57,19 +57,10 @@ MODEL_FIX = "pass a training run directory or its model/ folder as MODEL"
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory) -> Path:
     """A training run directory holding the bundle of a tiny untrained model (8 kHz)."""
-    from asr.data.features import FeatureOptions
-    from asr.data.text import Vocabulary
-    from asr.inference.bundle import save_bundle
-    from asr.model.ctc import CTCModel
-    from asr.model.options import ModelOptions
-
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    features = FeatureOptions(sample_rate=8000, deltas=1)
-    model = CTCModel(features.num_features, Vocabulary().characters, ModelOptions(num_layers=1, units=8, stride=2))
-    model.build_for()
-    save_bundle(run_dir / "model", model, features, Vocabulary())
+    tiny_bundle(run_dir / "model")
     return run_dir
 
 
@@ -106,25 +97,25 @@ def test_transcribe_a_folder_that_is_not_a_bundle_is_one_line(tmp_path, capsys):
     )
 
 
-def test_transcribe_still_reports_an_unreadable_file_per_file_with_status_1(tiny_bundle, tmp_path, capsys):
+def test_transcribe_still_reports_an_unreadable_file_per_file_with_status_1(tiny_run, tmp_path, capsys):
     from asr.cli.transcribe import main
 
     good = write_wav(tmp_path / "good.wav", 8000, sine(8000))
     (tmp_path / "bad.wav").write_bytes(b"not audio")
-    assert main([str(tiny_bundle), str(good), str(tmp_path / "bad.wav")]) == 1
+    assert main([str(tiny_run), str(good), str(tmp_path / "bad.wav")]) == 1
     out = capsys.readouterr()
     assert out.out.startswith(f"{good}\t")
     assert out.err.splitlines()[0].startswith(f"asr-transcribe: {tmp_path / 'bad.wav'}: not a readable audio file")
     assert "; 1 failed" in out.err and "Traceback" not in out.err
 
 
-def test_export_a_missing_model_or_an_existing_out_dir_is_one_line(tiny_bundle, tmp_path, capsys):
+def test_export_a_missing_model_or_an_existing_out_dir_is_one_line(tiny_run, tmp_path, capsys):
     from asr.cli.export import main
 
     assert main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     assert one_error(capsys) == f"asr-export: error: {tmp_path / 'nothing'}: no such file or directory; {MODEL_FIX}"
     (tmp_path / "out").mkdir()
-    assert main([str(tiny_bundle), str(tmp_path / "out")]) == 2
+    assert main([str(tiny_run), str(tmp_path / "out")]) == 2
     assert one_error(capsys) == (
         f"asr-export: error: {tmp_path / 'out'}: already exists; choose a new OUT_DIR (nothing is overwritten)"
     )

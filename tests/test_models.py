@@ -9,11 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_bundle
 
 import asr.models
 from asr.models import ModelNotFoundError, ShipError, resolve_model, ship_model, shipped_models
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIP = ROOT / "scripts" / "ship_base.py"
 FIX = "pass a run"
 
@@ -30,17 +30,8 @@ def models_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished-looking run directory: the bundle of a tiny untrained model, result.json, provenance.json."""
-    from asr.data.features import FeatureOptions
-    from asr.data.text import Vocabulary
-    from asr.inference.bundle import save_bundle
-    from asr.model.ctc import CTCModel
-    from asr.model.options import ModelOptions
-
     run = tmp_path_factory.mktemp("tiny") / "run"
-    features = FeatureOptions(sample_rate=8000, deltas=1)
-    model = CTCModel(features.num_features, Vocabulary().characters, ModelOptions(num_layers=2, units=8, stride=2))
-    model.build_for()
-    save_bundle(run / "model", model, features, Vocabulary())
+    tiny_bundle(run / "model", num_layers=2)
     (run / "result.json").write_text(json.dumps({"test": {"ler": 0.25}}))
     (run / "provenance.json").write_text(json.dumps({"command": ["asr-train", "experiment=base"]}))
     return run

@@ -5,7 +5,7 @@ import json
 import sys
 
 import pytest
-from conftest import SHARED_DATA, require_shared_data
+from conftest import SHARED_DATA, require_shared_data, tiny_bundle
 
 from asr.bench.pocketsphinx import (
     PocketSphinxMissing,
@@ -92,16 +92,7 @@ def test_a_bit_exact_16_bit_file_reaches_pocketsphinx_unchanged():
 @pytest.mark.slow  # TensorFlow, a model and the recognizer: tens of seconds on a loaded 2-core machine
 def test_our_model_is_scored_on_the_same_files_and_references(ldc93s1_manifest, tmp_path):
     pytest.importorskip("pocketsphinx", reason="pocketsphinx is not installed (pip install pocketsphinx==5.1.1)")
-    from asr.data.features import FeatureOptions
-    from asr.data.text import Vocabulary
-    from asr.inference.bundle import save_bundle
-    from asr.model.ctc import CTCModel
-    from asr.model.options import ModelOptions
-
-    features = FeatureOptions(sample_rate=16000, deltas=1)
-    model = CTCModel(features.num_features, Vocabulary().characters, ModelOptions(num_layers=1, units=8, stride=2))
-    model.build_for()
-    save_bundle(tmp_path / "run" / "model", model, features, Vocabulary())
+    tiny_bundle(tmp_path / "run" / "model", sample_rate=16000)
     result = bench_pocketsphinx(ldc93s1_manifest, limit=1, model=tmp_path / "run")
     assert set(result["systems"]) == {"pocketsphinx", "asr"} and result["files"] == 1
     ours = result["systems"]["asr"]

@@ -14,49 +14,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import ROOT
+from conftest import ROOT, biased_bundle
 
 import asr
 from asr.data.audio import AudioError, load_audio
-from asr.data.features import FeatureOptions
 from asr.data.text import Vocabulary, error_rates
 from asr.inference.results import Segment, Transcript, Word
 
-RATE = 8000
+RATE = 8000  # the rate of biased_bundle's model
 WAV = ROOT / "data" / "wav" / "test" / "test_00001.wav"
-
-
-def _biased_bundle(folder: Path, letters: str = "one", lm_texts: list[str] | None = None, **kwargs) -> Path:
-    """A bundle whose model reads every step alike: the blank most likely, `letters` close behind, the rest far
-    (greedy: "", a language model of `lm_texts` or a hotword of those letters brings them out)."""
-    from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
-    from asr.inference.bundle import save_bundle
-    from asr.model.ctc import CTCModel
-    from asr.model.options import ModelOptions
-
-    features, vocab = FeatureOptions(sample_rate=RATE), Vocabulary()
-    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=3))
-    model.build_for()
-    kernel, bias = model.logits.get_weights()
-    bias[:] = -8.0
-    bias[vocab.blank_index] = 0.0
-    for letter in letters:
-        bias[vocab.characters.index(letter)] = -3.0
-    model.logits.set_weights([np.zeros_like(kernel), bias])
-    lm = LMDecoder(estimate_character_lm(lm_texts, 3), LMWeights(alpha=1.0, beta=2.0)) if lm_texts else None
-    return save_bundle(folder, model, features, vocab, lm=lm, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Path:
     """A bundle without a language model (max_seconds 2: longer recordings are cut)."""
-    return _biased_bundle(tmp_path_factory.mktemp("plain") / "model", max_seconds=2.0)
+    return biased_bundle(tmp_path_factory.mktemp("plain") / "model", max_seconds=2.0)
 
 
 @pytest.fixture(scope="module")
 def with_lm(tmp_path_factory) -> Path:
     """A bundle with a character language model of "one"."""
-    return _biased_bundle(tmp_path_factory.mktemp("lm") / "model", lm_texts=["one", "one one"])
+    return biased_bundle(tmp_path_factory.mktemp("lm") / "model", lm_texts=["one", "one one"])
 
 
 def _speech() -> np.ndarray:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import soundfile
-from conftest import ROOT
+from conftest import ROOT, biased_bundle
 from scipy.io import wavfile
 
 from asr.cli.transcribe import main
@@ -62,7 +62,7 @@ def test_beam_nbest_and_timestamps(demo_run, transcribe):
 def test_confidences_are_the_posteriors_of_the_letters_read_and_of_the_blank_for_nothing(tmp_path, transcribe):
     # every step of this model alike: its posteriors are the softmax of the output layer's bias
     biases = {"o": -2.5, "n": -3.0, "e": -3.5}
-    model = str(_biased_bundle(tmp_path / "model", biases=biases))
+    model = str(biased_bundle(tmp_path / "model", biases))
     bias = np.full(29, -8.0)
     bias[28] = 0.0  # the blank
     for letter, value in biases.items():
@@ -179,35 +179,11 @@ def test_a_recording_of_twenty_utterances_is_read_as_its_utterances_are_one_by_o
     )
 
 
-def _biased_bundle(folder, lm_texts=None, biases=None):
-    """A bundle whose model reads every step alike: the blank most likely, "o", "n", "e" behind (`biases`: their
-    logits, the blank's 0), the rest far (-8): greedy decoding gives ""; a language model of `lm_texts`, or the
-    hotword "one", brings the letters out."""
-    from asr.data.features import FeatureOptions
-    from asr.data.text import Vocabulary
-    from asr.decoding.lm_search import LMDecoder, LMWeights, estimate_character_lm
-    from asr.inference.bundle import save_bundle
-    from asr.model.ctc import CTCModel
-    from asr.model.options import ModelOptions
-
-    features, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
-    model = CTCModel(features.num_features, vocab.characters, ModelOptions(num_layers=1, units=8, stride=3))
-    model.build_for()
-    kernel, bias = model.logits.get_weights()
-    bias[:] = -8.0
-    bias[vocab.blank_index] = 0.0
-    for letter, value in (biases or dict.fromkeys("one", -3.0)).items():
-        bias[vocab.characters.index(letter)] = value
-    model.logits.set_weights([np.zeros_like(kernel), bias])
-    lm = LMDecoder(estimate_character_lm(lm_texts, 3), LMWeights(alpha=1.0, beta=2.0)) if lm_texts else None
-    return save_bundle(folder, model, features, vocab, lm=lm)
-
-
 WAV = str(ROOT / "data" / "wav" / "test" / "test_00001.wav")
 
 
 def test_a_hotword_brings_out_a_word_the_acoustic_model_alone_does_not_write(tmp_path, transcribe):
-    model = str(_biased_bundle(tmp_path / "model"))
+    model = str(biased_bundle(tmp_path / "model"))
     assert json.loads(transcribe(model, WAV, "--json").stdout)["text"] == ""  # greedy: the blank wins every step
     (tmp_path / "other.txt").write_text("zero\n")
     (tmp_path / "hot.txt").write_text("One\n")
@@ -227,7 +203,7 @@ def test_a_hotword_brings_out_a_word_the_acoustic_model_alone_does_not_write(tmp
 def test_the_bundles_language_model_changes_the_transcript_and_beam_width_1_or_lm_none_leave_it_out(
     tmp_path, transcribe
 ):
-    model = str(_biased_bundle(tmp_path / "model", lm_texts=["one", "one one"]))
+    model = str(biased_bundle(tmp_path / "model", lm_texts=["one", "one one"]))
     assert json.loads(transcribe(model, WAV, "--json").stdout)["text"] == "one"  # the language model's bonus
     assert json.loads(transcribe(model, WAV, "--json", "--lm", "none").stdout)["text"] == ""
     assert json.loads(transcribe(model, WAV, "--json", "--beam-width", "1").stdout)["text"] == ""  # greedy
