@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -53,13 +54,18 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def unavailable(message: str) -> NoReturn:
+    """What a test needs is not on this machine: a failure in CI (which provides everything), a skip with the
+    reason elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_shared_data() -> Path:
     """../shared/data (or $ASR_SHARED_DATA); a failure in CI when missing, a skip elsewhere."""
     if not (SHARED_DATA / "ldc93s1" / "LDC93S1.wav").is_file():
-        message = f"shared data not found at {SHARED_DATA} (set ASR_SHARED_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"shared data not found at {SHARED_DATA} (set ASR_SHARED_DATA)")
     return SHARED_DATA
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import ROOT, write_wav
+from conftest import ROOT, unavailable, write_wav
 
 from asr.serve import formats
 
@@ -48,10 +48,9 @@ def chromium() -> str:
     """The chromium binary, or a skip naming what to install (a failure in CI, which installs it)."""
     found = next((path for path in CHROMIUM if os.access(path, os.X_OK)), None) or shutil.which("chromium")
     if found is None:
-        message = "Debian's chromium is not installed: `make setup-browser` (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(
+            "Debian's chromium is not installed: `make setup-browser` (apt-get install chromium chromium-driver)"
+        )
     return found
 
 
@@ -60,10 +59,7 @@ def playwright_api():
     try:
         from playwright import sync_api
     except ImportError:
-        message = "the playwright package is missing: make setup (requirements.lock)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("the playwright package is missing: make setup (requirements.lock)")
     return sync_api
 
 
