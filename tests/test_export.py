@@ -166,3 +166,7 @@ def test_the_savedmodel_has_a_step_function_only_for_a_model_that_can_stream(tmp
         assert export_main([str(bundle), str(tmp_path / normalize / "saved")]) == 0
         saved = tf.saved_model.load(str(tmp_path / normalize / "saved"))
         assert hasattr(saved, "serve") and hasattr(saved, "step") == streams, normalize
+        spec = json.loads((tmp_path / normalize / "saved" / "model.json").read_text())
+        max_seconds = json.loads((bundle / "bundle.json").read_text())["max_seconds"]
+        assert spec["serve"]["max_seconds"] == max_seconds and spec["step"] == streams
+        assert spec["sample_rate"] == 8000 and not spec["serve"]["cuts_long_recordings"]

@@ -91,7 +91,10 @@ def export_model(model: Path, out_dir: Path) -> int:
         out = export(bundle, out_dir)
     except FileExistsError as error:  # OUT_DIR appeared while the model loaded
         raise already_exists(out_dir) from error
-    print(f"SavedModel written to {out} (sample rate {bundle.features.sample_rate} Hz); signature `serve`")
+    print(
+        f"SavedModel written to {out} (sample rate {bundle.features.sample_rate} Hz); signature `serve` decodes "
+        f"waveforms of up to {bundle.max_seconds:g} s whole (model.json)"
+    )
     return 0
 
 

@@ -7,10 +7,15 @@ step by step (unidirectional, no convolutional front-end, global statistics or n
 asr.inference.stream.check_streamable) also gets `step(steps [S, F * stride], states [layers, 2, units])` ->
 (logits [S, C], states) for streaming, with `tail` and `final` besides for a model with a look-ahead: the model's
 own step function (CTCModel.step_function), which the recognizer's streams run too.
+
+`serve` decodes each waveform whole: it does not cut long recordings at pauses as the recognizer does, so
+`model.json` in OUT_DIR states its limit (`serve.max_seconds`: the bundle's longest training utterance; longer
+waveforms should be cut by the caller) with the sample rate and the endpoints.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
@@ -41,6 +46,26 @@ def serving_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunctio
     return serve
 
 
+SPEC_FILE = "model.json"  # beside the SavedModel: what `serve` expects and its per-utterance limit
+
+
+def export_spec(bundle: Bundle, streams: bool) -> dict:
+    """The facts a caller of the SavedModel needs: the sample rate, the vocabulary, and the longest waveform
+    `serve` is meant for (it decodes each whole, never cut at pauses)."""
+    return {
+        "format": "asr-savedmodel",
+        "sample_rate": bundle.features.sample_rate,
+        "vocabulary": bundle.vocab.characters,
+        "serve": {
+            "max_seconds": bundle.max_seconds,
+            "cuts_long_recordings": False,
+            "decoding": "greedy",
+            "note": "cut longer recordings at pauses before calling serve (asr.load(...).transcribe does)",
+        },
+        "step": streams,
+    }
+
+
 def export(bundle: Bundle, out_dir: Path) -> Path:
     """Write the SavedModel into out_dir (which must not exist yet, so nothing is overwritten)."""
     if out_dir.exists():
@@ -55,8 +80,10 @@ def export(bundle: Bundle, out_dir: Path) -> Path:
             tf.TensorSpec([None], tf.int32, name="lengths"),
         ],
     )
-    if streamable(bundle):  # the step function takes normalized steps: global statistics or none, no look-back
+    streams = streamable(bundle)
+    if streams:  # the step function takes normalized steps: global statistics or none, no look-back
         step = bundle.model.step_function()
         archive.add_endpoint(name="step", fn=step, input_signature=step.input_signature)
     archive.write_out(str(out_dir), verbose=False)
+    (out_dir / SPEC_FILE).write_text(json.dumps(export_spec(bundle, streams), indent=2, ensure_ascii=False) + "\n")
     return out_dir
