@@ -41,6 +41,8 @@ def serving_function(bundle: Bundle) -> tf.types.experimental.PolymorphicFunctio
         logits = model({"features": feats, "lengths": counts}, training=False)  # [B, T', C]
         logit_lengths = model.output_lengths(counts)
         transcripts = sparse_to_strings(greedy_sparse(logits, logit_lengths, vocab.blank_index), table)
+        # spaces squeezed and stripped, as the recognizer's transcripts (asr.inference.results)
+        transcripts = tf.strings.strip(tf.strings.regex_replace(transcripts, " +", " "))
         return {"transcripts": transcripts, "logits": logits, "logit_lengths": logit_lengths}
 
     return serve
