@@ -153,8 +153,12 @@ def bench_pocketsphinx(manifest: Path, limit: int | None = None, model: str | Pa
     refs = [normalize_text(items[i].text, fold=True) for i in read]
     audio_seconds = runs["pocketsphinx"]["audio_seconds"]
     systems = {name: score(refs, [r["texts"][i] for i in read], r, audio_seconds) for name, r in runs.items()}
-    samples = [
-        {"audio": str(items[i].audio), "ref": refs[k], **{name: r["texts"][i] for name, r in runs.items()}}
+    samples = [  # the texts as scored: normalized like the references
+        {
+            "audio": str(items[i].audio),
+            "ref": refs[k],
+            **{name: normalize_text(r["texts"][i], fold=True) for name, r in runs.items()},
+        }
         for k, i in enumerate(read[:SAMPLES])
     ]
     return {
