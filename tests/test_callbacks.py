@@ -227,18 +227,26 @@ def test_checkpoints_follow_their_cadence_and_the_last_epoch_always_gets_one(tmp
     from asr.training import callbacks
 
     saved = []
-    monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state: saved.append(state.epoch))
+    monkeypatch.setattr(
+        callbacks.checkpoint, "save", lambda run_dir, model, state, keep: saved.append((state.epoch, keep))
+    )
     run = Run(
         tmp_path, TrainerOptions(epochs=7, checkpoint_every_epochs=3, checkpoint_every_seconds=0), OptimizerOptions()
     )
     for epoch in range(7):
         run.epoch(epoch, 0.5)
-    assert saved == [3, 6, 7]
+    assert saved == [(3, 0), (6, 0), (7, 0)]
     saved.clear()
     run = Run(tmp_path / "b", TrainerOptions(epochs=7, checkpoint_every_seconds=3600), OptimizerOptions())
     for epoch in range(7):
         run.epoch(epoch, 0.5)
-    assert saved == [7]  # within the hour only the last epoch is saved
+    assert saved == [(7, 0)]  # within the hour only the last epoch is saved
+    saved.clear()
+    trainer = TrainerOptions(epochs=7, checkpoint_every_seconds=3600, average_last=3)
+    run = Run(tmp_path / "c", trainer, OptimizerOptions())
+    for epoch in range(7):
+        run.epoch(epoch, 0.5)
+    assert saved == [(5, 3), (6, 3), (7, 3)]  # each epoch that trainer.average_last averages, and all kept
 
 
 def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_train_seconds(tmp_path, monkeypatch):
@@ -248,7 +256,7 @@ def test_epoch_seconds_run_from_the_end_of_the_previous_epoch_and_add_up_to_trai
     clock = iter([100.0, 103.25, 103.5, 109.0, 110.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
     monkeypatch.setattr(callbacks, "learning_curves", lambda records, path: None)
-    monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state: None)
+    monkeypatch.setattr(callbacks.checkpoint, "save", lambda run_dir, model, state, keep: None)
     state = RunState()
     record = callbacks.RecordEpoch(state, tmp_path, [0.1] * 2)
     write = callbacks.WriteMetrics(state, tmp_path, record)

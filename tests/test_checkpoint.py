@@ -151,3 +151,27 @@ def test_the_moving_averages_of_the_weights_are_saved_and_restored(tmp_path):
     checkpoint.restore(fresh, checkpoint.latest(tmp_path))
     for a, b in zip(_values(fresh.optimizer._model_variables_moving_average), averages, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_averaged_weights_are_the_mean_of_the_named_epochs_and_keep_is_honoured(tmp_path):
+    model = _model(seed=3)
+    base = model.get_weights()
+    for epoch in (1, 2, 3, 4):
+        model.set_weights([w + epoch if w.dtype.kind == "f" else w for w in base])
+        model.seed_generator.next()
+        checkpoint.save(tmp_path, model, RunState(epoch=epoch), keep=3)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-0002.npz",
+        "epoch-0003.npz",
+        "epoch-0004.npz",
+    ]
+    averaged = checkpoint.averaged_weights(tmp_path, [2, 3, 4])
+    floats = [i for i, v in enumerate(model.variables) if "float" in str(v.dtype)]
+    first = floats[0]
+    np.testing.assert_allclose(averaged[first], _values(model.variables)[first] - 1.0, rtol=1e-6)  # (2+3+4)/3 = 4-1
+    others = [i for i in range(len(averaged)) if i not in floats]
+    assert others, "the model has a random-generator state"
+    for i in others:  # not averaged: the last epoch's
+        np.testing.assert_array_equal(averaged[i], _values(model.variables)[i])
+    with pytest.raises(checkpoint.CheckpointError, match=r"no checkpoint of epoch\(s\) \[1\].*average_last"):
+        checkpoint.averaged_weights(tmp_path, [1, 2])

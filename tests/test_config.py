@@ -382,3 +382,15 @@ def test_freezing_needs_both_the_layers_and_the_epochs(override, message):
     with pytest.raises(ConfigError) as e:
         compose([override, "trainer.init_from=/base"])
     assert str(e.value) == message
+
+
+@pytest.mark.parametrize("value", [-1, 31])
+def test_average_last_is_a_number_of_final_epochs(value):
+    from asr.config import ConfigError, compose
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"trainer.average_last is a number of final epochs, 0 \(off\) to "
+        rf"trainer.epochs=30, got {value}",
+    ):
+        compose(["experiment=ldc93s1", "trainer.epochs=30", f"trainer.average_last={value}"])

@@ -46,3 +46,48 @@ def test_fit_leaves_the_best_epochs_weights_in_the_model_when_a_later_epoch_is_w
     assert run.state.best_epoch() == (2, 0.2)
     for now, best in zip(model.get_weights(), trained[1], strict=True):  # epoch 2's, not epoch 3's
         np.testing.assert_array_equal(now, best)
+
+
+@pytest.mark.slow
+def test_average_last_keeps_the_mean_of_the_last_epochs_only_where_it_validates_better(tmp_path, monkeypatch):
+    import numpy as np
+
+    from asr.config import compose
+    from asr.training import loop
+    from asr.training.loop import average_checkpoints, fit, setup_run
+
+    options = compose(["experiment=ldc93s1", "trainer.epochs=3", "trainer.average_last=2", "trainer.verbose=0"])
+    run = setup_run(options, tmp_path)
+    model, trained = run.model, []
+
+    def epochs_of_training(*args, callbacks, initial_epoch, epochs, **kwargs):  # what Keras's fit calls
+        model.build_variables()
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            model.set_weights([w + 1.0 if w.dtype.kind == "f" else w for w in model.get_weights()])
+            trained.append(model.get_weights())
+            logs = {"loss": 1.0, "ler": 0.5, "wer": 0.5, "val_loss": 1.0, "val_ler": 0.5, "val_wer": 0.5}
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+        for callback in callbacks:
+            callback.on_train_end()
+
+    monkeypatch.setattr(model, "fit", epochs_of_training)
+    fit(run)
+    lers = iter([0.4, 0.3])  # the held (last) weights, then the average
+    monkeypatch.setattr(loop, "evaluate", lambda *args: {"ler": next(lers)})
+    found = average_checkpoints(run)
+    assert found == {"epochs": [2, 3], "val_ler": 0.3, "held_val_ler": 0.4, "kept": "averaged"}
+    for now, two, three in zip(model.get_weights(), trained[1], trained[2], strict=True):
+        if now.dtype.kind == "f":
+            np.testing.assert_allclose(now, (two + three) / 2, rtol=1e-6)
+
+    lers = iter([0.3, 0.35])  # the average validates worse: the held weights stay
+    held = model.get_weights()
+    assert average_checkpoints(run)["kept"] == "held"
+    for now, before in zip(model.get_weights(), held, strict=True):
+        np.testing.assert_array_equal(now, before)

@@ -402,10 +402,12 @@ class SaveCheckpoint(keras.callbacks.Callback):
         every_epochs: int,
         every_seconds: float,
         before_save: Callable[[], None] | None = None,
+        average_last: int = 0,
     ) -> None:
         super().__init__()
         self.state = state
         self.run_dir = run_dir
+        self.average_last = average_last  # each of the last epochs saved and kept (trainer.average_last)
         self.before_save = before_save  # WriteMetrics.stamp: the saved state holds the epoch's time
         self.epochs = epochs
         self.every_epochs = every_epochs
@@ -419,10 +421,11 @@ class SaveCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         due = epoch + 1 - self._saved_epoch >= self.every_epochs
         due = due and time.perf_counter() - self._saved_at >= self.every_seconds
-        if due or epoch + 1 >= self.epochs or self.model.stop_training:
+        averaged = epoch + 1 > self.epochs - self.average_last
+        if due or averaged or epoch + 1 >= self.epochs or self.model.stop_training:
             if self.before_save is not None:
                 self.before_save()
-            checkpoint.save(self.run_dir, self.model, self.state)
+            checkpoint.save(self.run_dir, self.model, self.state, keep=self.average_last)
             self._saved_epoch, self._saved_at = epoch + 1, time.perf_counter()
 
 
@@ -474,6 +477,6 @@ def training_callbacks(
         EarlyStop(state, recorder, trainer.stop_at_val_ler, trainer.patience),
         TensorBoardLog(recorder, run_dir, samples),
         PlotCurves(state, run_dir),
-        SaveCheckpoint(state, run_dir, trainer.epochs, every_epochs, every_seconds, write.stamp),
+        SaveCheckpoint(state, run_dir, trainer.epochs, every_epochs, every_seconds, write.stamp, trainer.average_last),
         write,
     ]

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +45,8 @@ class Checkpoint:
     optimizer_variables: list[np.ndarray]
 
 
-def save(run_dir: Path, model: keras.Model, state: RunState) -> Path:
-    """Write the checkpoint of epoch state.epoch atomically; keep the newest KEEP_CHECKPOINTS."""
+def save(run_dir: Path, model: keras.Model, state: RunState, keep: int = KEEP_CHECKPOINTS) -> Path:
+    """Write the checkpoint of epoch state.epoch atomically; keep the newest `keep` (at least KEEP_CHECKPOINTS)."""
     directory = run_dir / CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"model_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
@@ -55,7 +56,7 @@ def save(run_dir: Path, model: keras.Model, state: RunState) -> Path:
     arrays["state"] = np.frombuffer(json.dumps(state.to_json()).encode("utf-8"), np.uint8)
     path = directory / f"epoch-{state.epoch:04d}.npz"
     atomic_write(path, lambda f: np.savez(f, **arrays))
-    for old in sorted(_complete(directory))[:-KEEP_CHECKPOINTS]:
+    for old in sorted(_complete(directory))[: -max(keep, KEEP_CHECKPOINTS)]:
         old[1].unlink(missing_ok=True)
     return path
 
@@ -94,6 +95,25 @@ def latest(run_dir: Path) -> Checkpoint | None:
         except (OSError, ValueError, KeyError) as error:
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, error)
     return None
+
+
+def averaged_weights(run_dir: Path, epochs: Sequence[int]) -> list[np.ndarray]:
+    """The mean of the model variables saved at the end of `epochs` (floating-point ones; the others, such as
+    random-generator states, as the last of them saved)."""
+    found = dict(_complete(run_dir / CHECKPOINT_DIR))
+    missing = [e for e in epochs if e not in found]
+    if missing:
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT_DIR} has no checkpoint of epoch(s) {missing}; trainer.average_last keeps the "
+            "checkpoints of the epochs it averages while training: train with it set from the start"
+        )
+    saved = [_read(found[e]).model_variables for e in epochs]
+    return [
+        np.mean([s[i] for s in saved], axis=0, dtype=np.float64).astype(last.dtype)
+        if np.issubdtype(last.dtype, np.floating)
+        else last
+        for i, last in enumerate(saved[-1])
+    ]
 
 
 def restore(model: keras.Model, checkpoint: Checkpoint) -> None:

@@ -95,6 +95,7 @@ class Run:
     source: Source | None = None  # trainer.init_from's bundle
     transfer: dict | None = None  # what was copied from it (result.json's init_from)
     extra_text: ExtraText | None = None  # lm.text, read before training so that a bad file stops the run early
+    averaged: dict | None = None  # trainer.average_last: the epochs averaged, both validation LERs, which was kept
 
     @property
     def chief(self) -> bool:
@@ -126,12 +127,13 @@ class RunResult:
     test_greedy: dict | None = None  # with a language model: the acoustic model's test figures alone
     lm: dict | None = None  # the language model: settings tried and chosen
     speakers: dict | None = None  # the test CER per speaker where the manifest names speakers (asr.training.speakers)
+    averaged: dict | None = None  # trainer.average_last: the epochs averaged, both validation LERs, which was kept
 
     def to_json(self) -> dict:
         """result.json's content (init_from, test_splits only where there are some; test_greedy and lm with a
         language model)."""
         data = asdict(self)
-        for key in ("init_from", "test_splits", "speakers"):
+        for key in ("init_from", "test_splits", "speakers", "averaged"):
             if data[key] is None:
                 del data[key]
         if self.lm is None:
@@ -228,6 +230,7 @@ def train(
     try:
         run = setup_run(options, Path(run_dir), overrides, started, source)
         fit(run)
+        run.averaged = average_checkpoints(run)
         return finish_run(run)
     finally:
         if run is not None and not run.chief:
@@ -388,6 +391,36 @@ def fit(run: Run) -> None:
         model.optimizer.finalize_variable_values(model.trainable_variables)
 
 
+def average_checkpoints(run: Run) -> dict | None:
+    """trainer.average_last: put the mean of the weights of the last epochs into the model where its greedy
+    validation LER is lower than that of the weights it holds (the best epoch's or the last's); what was
+    compared and kept, for result.json (None when off)."""
+    last = min(run.options.trainer.average_last, run.state.epoch)
+    if last < 2:
+        return None
+    epochs = list(range(run.state.epoch - last + 1, run.state.epoch + 1))
+    averaged = checkpoint.averaged_weights(run.write_dir, epochs)
+    valid, batch_size = run.data.examples["valid"], run.options.trainer.batch_size
+    held = [keras.ops.convert_to_numpy(v) for v in run.model.variables]
+    held_ler = evaluate(run.bundle, valid, batch_size, 0, run.infer)["ler"] if valid else None
+    for variable, value in zip(run.model.variables, averaged, strict=True):
+        variable.assign(value)
+    averaged_ler = evaluate(run.bundle, valid, batch_size, 0, run.infer)["ler"] if valid else None
+    kept = "averaged" if held_ler is None or averaged_ler < held_ler else "held"
+    if kept == "held":
+        for variable, value in zip(run.model.variables, held, strict=True):
+            variable.assign(value)
+    log.info(
+        "weights of epochs %d-%d averaged: validation LER %s against %s; kept the %s weights",
+        epochs[0],
+        epochs[-1],
+        averaged_ler,
+        held_ler,
+        kept,
+    )
+    return {"epochs": epochs, "val_ler": averaged_ler, "held_val_ler": held_ler, "kept": kept}
+
+
 def validation_samples(run: Run) -> Callable[[], list[dict]] | None:
     """What TensorBoard shows each epoch: the first validation utterances decoded with the validated weights."""
     shown = run.data.examples["valid"][:TB_SAMPLES]
@@ -449,6 +482,7 @@ def finish_run(run: Run) -> RunResult:
         test_greedy=scores(greedy),
         lm=lm_report,
         speakers=split_speakers(examples["test"], test["hyps"]) if test else None,
+        averaged=run.averaged,
     )
     atomic_write_text(run.write_dir / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
     provenance.finish(run.write_dir, run.origin)

@@ -142,6 +142,11 @@ class TrainerOptions:
     # through the shared output layer (intermediate CTC, Lee & Watanabe 2021); 0: off.
     intermediate_ctc: float = 0.0
     intermediate_ctc_layer: int | None = None
+    # Average the weights at the end of the last average_last epochs (checkpoint averaging, as Vaswani et al. 2017
+    # averaged their last checkpoints); the bundle takes the average where its validation LER is lower than that of
+    # the weights it would hold otherwise (trainer.keep_best's or the last epoch's). 0 or 1: off. Those epochs'
+    # checkpoints are kept while training.
+    average_last: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "resume", Resume(self.resume))
@@ -192,6 +197,11 @@ class TrainerOptions:
             raise ValueError(
                 "trainer.intermediate_ctc is the auxiliary loss's weight, in [0, 1) (0: off), got "
                 f"{self.intermediate_ctc}"
+            )
+        if self.average_last < 0 or self.average_last > self.epochs:
+            raise ValueError(
+                f"trainer.average_last is a number of final epochs, 0 (off) to trainer.epochs={self.epochs}, got "
+                f"{self.average_last}"
             )
         for name in ("threads", "patience", "cpu_devices"):
             if getattr(self, name) is not None and getattr(self, name) < 1:

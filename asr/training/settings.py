@@ -12,10 +12,10 @@ from asr.training.options import RunOptions
 from asr.training.transfer import Source, read_source
 
 # Settings that do not change the numbers a run trains to: how fast, where and how it runs, what it shows, and
-# the language model (it comes after training).
+# what comes after training (the language model; trainer.average_last, from the checkpoints kept).
 NOT_DECIDING = {
     "trainer": ("resume", "verbose", "samples", "threads", "checkpoint_every_epochs", "checkpoint_every_seconds")
-    + ("strategy", "cpu_devices"),
+    + ("strategy", "cpu_devices", "average_last"),
     "data": ("workers", "cache", "cache_dir", "storage", "shard", "num_shards"),
 }
 # Checkpoints that hold no settings (written before they were stored) hold a hash of the deciding settings that
