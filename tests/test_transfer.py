@@ -115,6 +115,22 @@ def test_a_run_takes_the_sources_features_and_model(source, tmp_path):
         adopt_source(_options(tmp_path, init_from=str(directory), freeze_layers=3, freeze_epochs=1))
 
 
+def test_a_streaming_run_refuses_a_bidirectional_source_and_takes_a_unidirectional_one(source, tmp_path):
+    directory, _ = source
+    streaming = replace(_options(tmp_path, init_from=str(directory)), model=ModelOptions(bidirectional=False))
+    with pytest.raises(
+        SourceError,
+        match="model.bidirectional=false asks for a model that streams, but the model of "
+        rf"trainer.init_from={directory} is bidirectional",
+    ):
+        adopt_source(streaming)
+    unidirectional = replace(MODEL, bidirectional=False)
+    model = _model(" abcde", seed=1, options=unidirectional)
+    other = save_bundle(tmp_path / "uni" / "model", model, FEATURES, Vocabulary(" abcde"))
+    adopted, _ = adopt_source(replace(streaming, trainer=TrainerOptions(init_from=str(other))))
+    assert adopted.model == unidirectional
+
+
 def test_freezing_without_a_source_is_refused():
     with pytest.raises(ValueError, match="trainer.freeze_layers .* needs trainer.init_from"):
         TrainerOptions(freeze_layers=1, freeze_epochs=2)

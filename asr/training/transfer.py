@@ -149,6 +149,12 @@ def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[Run
             f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
             f"{source.model.num_layers} LSTM layers; freeze at most that many"
         )
+    if not options.model.bidirectional and source.model.bidirectional:
+        raise SourceError(
+            f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
+            "is bidirectional and the run would take its layers; start from a unidirectional base (a run of "
+            "experiment=base model.bidirectional=false features.normalize=global), or drop model.bidirectional=false"
+        )
     model = replace(source.model, dropout=options.model.dropout)
     adopted = (("features", options.features, source.features), ("model", options.model, model))
     for group, mine, theirs in adopted:
