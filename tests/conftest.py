@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -85,6 +86,19 @@ def write_wav(path: Path, rate: int, samples: np.ndarray) -> Path:
     """Write samples with scipy (dtype decides the format); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     wavfile.write(path, rate, samples)
+    return path
+
+
+def demo_records(split: str, count: int) -> list[dict]:
+    """The first `count` records of the embedded demo corpus's `split` manifest, with absolute audio paths."""
+    root = ROOT / "data"
+    lines = (root / f"{split}.jsonl").read_text().splitlines()[:count]
+    return [{**json.loads(line), "audio": str(root / json.loads(line)["audio"])} for line in lines]
+
+
+def write_manifest(path: Path, records: list[dict]) -> Path:
+    """`records` as a JSONL manifest at `path`."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
 
 

@@ -2,12 +2,10 @@
 the signal, the variants they add to training utterances, and the feature cache keys of everything else kept."""
 
 import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sine, write_wav
+from conftest import demo_records, sine, write_manifest, write_wav
 from python_speech_features import sigproc
 
 import asr
@@ -155,11 +153,8 @@ def test_augment_options_are_off_by_default_and_check_their_values():
 
 
 def test_only_the_training_split_is_perturbed(tmp_path):
-    root = Path(__file__).resolve().parent.parent / "data"
     for split, count in (("train", 6), ("valid", 2)):
-        lines = (root / f"{split}.jsonl").read_text().splitlines()[:count]
-        records = [{**json.loads(line), "audio": str(root / json.loads(line)["audio"])} for line in lines]
-        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        write_manifest(tmp_path / f"{split}.jsonl", demo_records(split, count))
     options = asr.compose(
         [
             f"data.root={tmp_path}",

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import demo_records, write_manifest
 
 from asr.data.datasets import read_jsonl
 from asr.data.text import error_rates
 from asr.data.validation import Example
 from asr.training.speakers import describe, speaker_spread, split_speakers
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_each_speaker_is_scored_over_their_characters_and_the_quartiles_interpolate():
@@ -91,13 +90,9 @@ def test_jsonl_manifests_name_their_speakers(tmp_path):
 def test_result_json_gives_the_test_cer_per_speaker_of_a_run(tmp_path):
     import asr
 
-    def records(split: str, count: int) -> list[dict]:
-        lines = (ROOT / "data" / f"{split}.jsonl").read_text().splitlines()[:count]
-        return [{**json.loads(line), "audio": str(ROOT / "data" / json.loads(line)["audio"])} for line in lines]
-
-    test = [{**r, "speaker": r["voice"]} for r in records("test", 24)]  # the demo corpus's espeak-ng voice
-    for split, items in (("train", records("train", 40)), ("test", test)):
-        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    test = [{**r, "speaker": r["voice"]} for r in demo_records("test", 24)]  # the demo corpus's espeak-ng voice
+    for split, items in (("train", demo_records("train", 40)), ("test", test)):
+        write_manifest(tmp_path / f"{split}.jsonl", items)
     options = asr.compose(
         [
             f"data.root={tmp_path}",
