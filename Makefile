@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 DEMO_RUN := runs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: setup demo base test test-fast lint corpus
+.PHONY: base-streaming setup demo base test test-fast lint corpus
 
 setup: $(STAMP)
 
@@ -36,6 +36,13 @@ BASE_RUN ?= runs/base
 base: setup
 	$(BIN)/asr-train experiment=base hydra.run.dir=$(BASE_RUN)
 	$(BIN)/python scripts/ship_base.py $(BASE_RUN) models/base --force
+
+# Its streaming twin (experiment=base_streaming: unidirectional, for speech_streaming and fillets_nl_streaming to
+# start from), the same way into models/base_streaming.
+BASE_STREAMING_RUN ?= runs/base_streaming
+base-streaming: setup
+	$(BIN)/asr-train experiment=base_streaming hydra.run.dir=$(BASE_STREAMING_RUN)
+	$(BIN)/python scripts/ship_base.py $(BASE_STREAMING_RUN) models/base_streaming --force
 
 # Everything, training tests included (what CI runs); one pytest-xdist worker per usable core, the tests of
 # the shared demo model on one of them.

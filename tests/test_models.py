@@ -121,19 +121,17 @@ def test_shipping_refuses_an_existing_target_an_unfinished_run_and_a_model_too_l
         ship_model(unfinished, models_dir / "other")
 
 
-def test_ship_base_script_is_one_line_on_a_mistake(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SHIP), str(tmp_path / "nowhere"), str(tmp_path / "base")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
+def test_ship_base_script_is_one_line_on_a_mistake(tmp_path, capsys):
+    import runpy
+
+    main = runpy.run_path(str(SHIP))["main"]  # in this process: the script as `python scripts/ship_base.py` runs it
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "base")]) == 2
+    assert capsys.readouterr().err.strip() == (
         f"ship_base.py: error: {tmp_path / 'nowhere'}: not a finished training run (no result.json, "
         f"provenance.json); finish the training first (the same asr-train command resumes it) and pass its run "
         f"directory"
     )
+    assert not (tmp_path / "base").exists()
 
 
 def test_init_from_a_shipped_name_reads_that_bundle_and_an_unknown_name_is_one_line(tiny_run, models_dir):
