@@ -17,6 +17,7 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ log threshold: 3 hides its start-up and kernel-choice lines (oneDNN, cpu_feature_guard),
 # which are not errors of the run (those reach Python as exceptions). A value the user set is kept.
 TF_CPP_LOG_LEVEL = "3"
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (linux/prctl.h)
 
 
 def usable_cpus() -> int:
@@ -25,6 +26,23 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the OS to end this process when its parent (process id `parent`) ends (Linux; elsewhere nothing): the
+    initializer of worker processes, so that a command killed while its workers run leaves none behind."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl to call: the worker ends as the pool's pipes close instead
+        return
+    if os.getppid() != parent:  # the parent ended before the request was made
+        os._exit(1)
 
 
 def quiet_tensorflow() -> None:

@@ -5,6 +5,7 @@ and the FLOP count of the LSTM stack."""
 from __future__ import annotations
 
 import math
+import os
 import platform
 import statistics
 import time
@@ -14,7 +15,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from asr.errors import UserError
-from asr.system import usable_cpus
+from asr.system import die_with_parent, usable_cpus
 
 WARMUP_EPOCHS = 1  # the first epoch of each pipeline traces its graphs: timed, but left out of the figures
 MATMUL_SIZE = 2048  # the issue's "practical peak" shape: [2048, 2048] x [2048, 2048], float32
@@ -56,7 +57,8 @@ def peak_rss_mb() -> float:
 
 def in_child(function: Callable, *args: object) -> dict:
     """function(*args) in a fresh spawned process (its own TensorFlow state, its own peak memory)."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+    context, parent = get_context("spawn"), os.getpid()
+    with ProcessPoolExecutor(1, context, initializer=die_with_parent, initargs=(parent,)) as pool:
         return pool.submit(function, *args).result()
 
 

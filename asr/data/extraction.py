@@ -28,7 +28,7 @@ from asr.data.audio import TRIM_MARGIN_SECONDS, TRIM_TOP_DB, AudioError, Levels,
 from asr.data.features import FeatureOptions, apply_global_stats, extract
 from asr.data.perturbation import NOISE_VERSION, VTLP_BOUNDARY, add_noise
 from asr.files import atomic_write, atomic_write_text
-from asr.system import usable_cpus
+from asr.system import die_with_parent, usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,8 @@ def extract_all(
     done = 0
     if workers > 1 and len(todo) >= PARALLEL_MIN_FILES:
         try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            context, parent = get_context("spawn"), os.getpid()
+            with ProcessPoolExecutor(workers, context, initializer=die_with_parent, initargs=(parent,)) as pool:
                 for out in pool.map(_featurize_or_error, args, chunksize=32):
                     keep(todo[done], out)
                     done += 1
