@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import pytest
 
 from asr.training.loop import set_determinism
@@ -14,6 +16,29 @@ def test_determinism_can_be_traded_for_speed_within_one_process():
     assert compat.op_determinism_enabled()
 
 
+def _fit_by_hand(model, lers: list[float], trained: list) -> Callable:
+    """A stand-in for model.fit: each epoch adds 1 to every float weight (appending the weights to `trained`) and
+    reports the next of `lers` as its training and validation LER to the callbacks, as Keras's fit would."""
+
+    def epochs_of_training(*args, callbacks, initial_epoch, epochs, **kwargs):
+        model.build_variables()
+        for callback in callbacks:
+            callback.set_model(model)
+            callback.on_train_begin()
+        for epoch, ler in zip(range(initial_epoch, epochs), lers, strict=True):
+            model.set_weights([w + 1.0 if w.dtype.kind == "f" else w for w in model.get_weights()])
+            trained.append(model.get_weights())
+            logs = {"loss": 1.0, "ler": ler, "wer": 0.5, "val_loss": 1.0, "val_ler": ler, "val_wer": 0.5}
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+        for callback in callbacks:
+            callback.on_train_end()
+
+    return epochs_of_training
+
+
 @pytest.mark.slow
 def test_fit_leaves_the_best_epochs_weights_in_the_model_when_a_later_epoch_is_worse(tmp_path, monkeypatch):
     import numpy as np
@@ -25,23 +50,7 @@ def test_fit_leaves_the_best_epochs_weights_in_the_model_when_a_later_epoch_is_w
     run = setup_run(options, tmp_path)
     model, trained = run.model, []
 
-    def epochs_of_training(*args, callbacks, initial_epoch, epochs, **kwargs):  # what Keras's fit calls
-        model.build_variables()
-        for callback in callbacks:
-            callback.set_model(model)
-            callback.on_train_begin()
-        for epoch, ler in zip(range(initial_epoch, epochs), [0.5, 0.2, 0.4], strict=True):
-            model.set_weights([w + 1.0 if w.dtype.kind == "f" else w for w in model.get_weights()])
-            trained.append(model.get_weights())
-            logs = {"loss": 1.0, "ler": ler, "wer": 0.5, "val_loss": 1.0, "val_ler": ler, "val_wer": 0.5}
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-        for callback in callbacks:
-            callback.on_train_end()
-
-    monkeypatch.setattr(model, "fit", epochs_of_training)
+    monkeypatch.setattr(model, "fit", _fit_by_hand(model, [0.5, 0.2, 0.4], trained))
     fit(run)
     assert run.state.best_epoch() == (2, 0.2)
     for now, best in zip(model.get_weights(), trained[1], strict=True):  # epoch 2's, not epoch 3's
@@ -60,23 +69,7 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_only_where_it_validates_
     run = setup_run(options, tmp_path)
     model, trained = run.model, []
 
-    def epochs_of_training(*args, callbacks, initial_epoch, epochs, **kwargs):  # what Keras's fit calls
-        model.build_variables()
-        for callback in callbacks:
-            callback.set_model(model)
-            callback.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            model.set_weights([w + 1.0 if w.dtype.kind == "f" else w for w in model.get_weights()])
-            trained.append(model.get_weights())
-            logs = {"loss": 1.0, "ler": 0.5, "wer": 0.5, "val_loss": 1.0, "val_ler": 0.5, "val_wer": 0.5}
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-        for callback in callbacks:
-            callback.on_train_end()
-
-    monkeypatch.setattr(model, "fit", epochs_of_training)
+    monkeypatch.setattr(model, "fit", _fit_by_hand(model, [0.5, 0.5, 0.5], trained))
     fit(run)
     lers = iter([0.4, 0.3])  # the held (last) weights, then the average
     monkeypatch.setattr(loop, "evaluate", lambda *args: {"ler": next(lers)})
