@@ -1,5 +1,3 @@
-from collections.abc import Callable
-
 import pytest
 
 from asr.training.loop import set_determinism
@@ -16,9 +14,15 @@ def test_determinism_can_be_traded_for_speed_within_one_process():
     assert compat.op_determinism_enabled()
 
 
-def _fit_by_hand(model, lers: list[float], trained: list) -> Callable:
-    """A stand-in for model.fit: each epoch adds 1 to every float weight (appending the weights to `trained`) and
-    reports the next of `lers` as its training and validation LER to the callbacks, as Keras's fit would."""
+def _fitted_by_hand(tmp_path, monkeypatch, overrides: list[str], lers: list[float]) -> tuple:
+    """A run of experiment=ldc93s1 (with `overrides`) set up and fitted by a stand-in for Keras's fit: each epoch
+    adds 1 to every float weight and reports the next of `lers` as its training and validation LER to the
+    callbacks. Returns the run and each epoch's weights."""
+    from asr.config import compose
+    from asr.training.loop import fit, setup_run
+
+    run = setup_run(compose(["experiment=ldc93s1", "trainer.verbose=0", *overrides]), tmp_path)
+    model, trained = run.model, []
 
     def epochs_of_training(*args, callbacks, initial_epoch, epochs, **kwargs):
         model.build_variables()
@@ -36,22 +40,19 @@ def _fit_by_hand(model, lers: list[float], trained: list) -> Callable:
         for callback in callbacks:
             callback.on_train_end()
 
-    return epochs_of_training
+    monkeypatch.setattr(model, "fit", epochs_of_training)
+    fit(run)
+    return run, trained
 
 
 @pytest.mark.slow
 def test_fit_leaves_the_best_epochs_weights_in_the_model_when_a_later_epoch_is_worse(tmp_path, monkeypatch):
     import numpy as np
 
-    from asr.config import compose
-    from asr.training.loop import fit, setup_run
-
-    options = compose(["experiment=ldc93s1", "trainer.epochs=3", "trainer.keep_best=true", "trainer.verbose=0"])
-    run = setup_run(options, tmp_path)
-    model, trained = run.model, []
-
-    monkeypatch.setattr(model, "fit", _fit_by_hand(model, [0.5, 0.2, 0.4], trained))
-    fit(run)
+    run, trained = _fitted_by_hand(
+        tmp_path, monkeypatch, ["trainer.epochs=3", "trainer.keep_best=true"], [0.5, 0.2, 0.4]
+    )
+    model = run.model
     assert run.state.best_epoch() == (2, 0.2)
     for now, best in zip(model.get_weights(), trained[1], strict=True):  # epoch 2's, not epoch 3's
         np.testing.assert_array_equal(now, best)
@@ -61,16 +62,11 @@ def test_fit_leaves_the_best_epochs_weights_in_the_model_when_a_later_epoch_is_w
 def test_average_last_keeps_the_mean_of_the_last_epochs_only_where_it_validates_better(tmp_path, monkeypatch):
     import numpy as np
 
-    from asr.config import compose
     from asr.training import loop
-    from asr.training.loop import average_checkpoints, fit, setup_run
+    from asr.training.loop import average_checkpoints
 
-    options = compose(["experiment=ldc93s1", "trainer.epochs=3", "trainer.average_last=2", "trainer.verbose=0"])
-    run = setup_run(options, tmp_path)
-    model, trained = run.model, []
-
-    monkeypatch.setattr(model, "fit", _fit_by_hand(model, [0.5, 0.5, 0.5], trained))
-    fit(run)
+    run, trained = _fitted_by_hand(tmp_path, monkeypatch, ["trainer.epochs=3", "trainer.average_last=2"], [0.5] * 3)
+    model = run.model
     lers = iter([0.4, 0.3])  # the held (last) weights, then the average
     monkeypatch.setattr(loop, "evaluate", lambda *args: {"ler": next(lers)})
     found = average_checkpoints(run)
