@@ -298,14 +298,17 @@ def test_the_streaming_presets_are_their_recipes_unidirectional_with_look_ahead_
 
     from asr.config import compose
 
-    for streaming, recipe in (("demo_streaming", "demo"), ("fillets_nl_streaming", "fillets_nl")):
+    pairs = (("demo_streaming", "demo"), ("fillets_nl_streaming", "fillets_nl"), ("base_streaming", "base"))
+    for streaming, recipe in pairs:
         stream, plain = compose([f"experiment={streaming}"]), compose([f"experiment={recipe}"])
         assert not stream.model.bidirectional and plain.model.bidirectional
         assert stream.features.normalize == "global" and plain.features.normalize != "global"
         assert stream.model == replace(plain.model, bidirectional=False, lookahead=2)
         assert stream.features == replace(plain.features, normalize=stream.features.normalize)
-        for group in ("data", "augment", "optimizer", "trainer", "lm"):
+        for group in ("data", "augment", "optimizer", "lm"):
             assert getattr(stream, group) == getattr(plain, group), group
+        epochs = 12 if streaming == "base_streaming" else plain.trainer.epochs  # a third of the base's time
+        assert stream.trainer == replace(plain.trainer, epochs=epochs)
 
 
 def test_a_runs_saved_config_loads_without_the_retired_aliases_it_saved_unset(tmp_path):
