@@ -407,7 +407,8 @@ class SaveCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.state = state
         self.run_dir = run_dir
-        self.average_last = average_last  # each of the last epochs saved and kept (trainer.average_last)
+        # trainer.average_last: every epoch saved (an early stop may end the run at any of them), the last ones kept
+        self.average_last = average_last
         self.before_save = before_save  # WriteMetrics.stamp: the saved state holds the epoch's time
         self.epochs = epochs
         self.every_epochs = every_epochs
@@ -421,8 +422,7 @@ class SaveCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         due = epoch + 1 - self._saved_epoch >= self.every_epochs
         due = due and time.perf_counter() - self._saved_at >= self.every_seconds
-        averaged = epoch + 1 > self.epochs - self.average_last
-        if due or averaged or epoch + 1 >= self.epochs or self.model.stop_training:
+        if due or self.average_last or epoch + 1 >= self.epochs or self.model.stop_training:
             if self.before_save is not None:
                 self.before_save()
             checkpoint.save(self.run_dir, self.model, self.state, keep=self.average_last)

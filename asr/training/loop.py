@@ -95,7 +95,6 @@ class Run:
     source: Source | None = None  # trainer.init_from's bundle
     transfer: dict | None = None  # what was copied from it (result.json's init_from)
     extra_text: ExtraText | None = None  # lm.text, read before training so that a bad file stops the run early
-    averaged: dict | None = None  # trainer.average_last: the epochs averaged, both validation LERs, which was kept
 
     @property
     def chief(self) -> bool:
@@ -230,8 +229,7 @@ def train(
     try:
         run = setup_run(options, Path(run_dir), overrides, started, source)
         fit(run)
-        run.averaged = average_checkpoints(run)
-        return finish_run(run)
+        return finish_run(run, average_checkpoints(run))
     finally:
         if run is not None and not run.chief:
             shutil.rmtree(run.write_dir, ignore_errors=True)
@@ -446,9 +444,9 @@ def validation_data(run: Run) -> tuple[tf.data.Dataset | None, int | None]:
     return distributed_dataset(run.strategy, valid, plan, repeat=True), steps
 
 
-def finish_run(run: Run) -> RunResult:
-    """Fit the language model (lm.order), score the test split, save the bundle, write result.json and the end
-    of provenance.json; report on the console (the chief)."""
+def finish_run(run: Run, averaged: dict | None = None) -> RunResult:
+    """Fit the language model (lm.order), score the test split, save the bundle, write result.json (with
+    `averaged`, what average_checkpoints did) and the end of provenance.json; report on the console (the chief)."""
     options, state, data = run.options, run.state, run.data
     batch_size, examples, infer = options.trainer.batch_size, data.examples, run.infer
     decoder, lm_report = (
@@ -482,7 +480,7 @@ def finish_run(run: Run) -> RunResult:
         test_greedy=scores(greedy),
         lm=lm_report,
         speakers=split_speakers(examples["test"], test["hyps"]) if test else None,
-        averaged=run.averaged,
+        averaged=averaged,
     )
     atomic_write_text(run.write_dir / RESULT_FILE, json.dumps(result.to_json(), indent=2) + "\n")
     provenance.finish(run.write_dir, run.origin)

@@ -144,8 +144,8 @@ class TrainerOptions:
     intermediate_ctc_layer: int | None = None
     # Average the weights at the end of the last average_last epochs (checkpoint averaging, as Vaswani et al. 2017
     # averaged their last checkpoints); the bundle takes the average where its validation LER is lower than that of
-    # the weights it would hold otherwise (trainer.keep_best's or the last epoch's). 0 or 1: off. Those epochs'
-    # checkpoints are kept while training.
+    # the weights it would hold otherwise (trainer.keep_best's or the last epoch's). 0 or 1: off. While it is set,
+    # every epoch writes a checkpoint (an early stop may end the run at any epoch) and the last average_last stay.
     average_last: int = 0
 
     def __post_init__(self) -> None:
