@@ -1,5 +1,6 @@
-"""VTLP and additive coloured noise (augment.vtlp_warps, augment.noise_snr_db): what they do to the spectrum and
-the signal, the variants they add to training utterances, and the feature cache keys of everything else kept."""
+"""VTLP, additive coloured noise and reverberation (augment.vtlp_warps, augment.noise_snr_db, augment.reverb_rt60):
+what they do to the spectrum and the signal, the variants they add to training utterances, and the feature cache
+keys of everything else kept."""
 
 import hashlib
 
@@ -13,7 +14,15 @@ from asr.data.datasets import Utterance
 from asr.data.extraction import CACHE_VERSION, FeatureCache, Job, featurize
 from asr.data.features import FeatureOptions, compute_mfcc, vtlp_mfcc
 from asr.data.options import AugmentOptions
-from asr.data.perturbation import add_noise, coloured_noise, vtlp_frequency, vtlp_matrix
+from asr.data.perturbation import (
+    REVERB_DRR_DB,
+    add_noise,
+    add_reverb,
+    coloured_noise,
+    room_response,
+    vtlp_frequency,
+    vtlp_matrix,
+)
 from asr.data.preparation import prepare_data
 from asr.data.text import Vocabulary
 from asr.data.validation import prepare_all
@@ -99,6 +108,37 @@ def test_the_colour_is_drawn_per_utterance():
     assert colours == {"white", "pink", "brown"}
 
 
+@pytest.mark.parametrize("rt60", [0.3, 0.8])
+def test_the_room_response_decays_by_60_db_at_its_rt60_after_the_direct_sound(rt60):
+    rate = 16000
+    response = room_response(rt60, rate, drr_db=3.0, rng=np.random.default_rng(0))
+    assert len(response) == int(rt60 * rate) and response[0] == 1.0
+    tail = response[1:]
+    assert 10 * np.log10(1.0 / np.sum(tail**2)) == pytest.approx(3.0)  # direct over reverberant energy
+    # Schroeder's backward integral: the energy decay curve's slope over -5 to -25 dB, extrapolated to 60 dB (T20)
+    decay = 10 * np.log10(np.cumsum(tail[::-1] ** 2)[::-1] / np.sum(tail**2))
+    t = np.arange(len(tail)) / rate
+    fit = (decay <= -5) & (decay >= -25)
+    slope = np.polyfit(t[fit], decay[fit], 1)[0]  # dB per second
+    assert -60 / slope == pytest.approx(rt60, rel=0.1)
+
+
+def test_reverb_keeps_length_and_level_and_draws_its_room_from_the_signal():
+    rate = 16000
+    signal = np.zeros(rate, np.float32)
+    signal[::800] = 0.5  # clicks 50 ms apart: reverberation fills the silence between them
+    heard, drr_db = add_reverb(signal, 0.5, rate)
+    assert heard.shape == signal.shape and heard.dtype == np.float32
+    assert REVERB_DRR_DB[0] <= drr_db <= REVERB_DRR_DB[1]
+    rms = lambda x: np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))  # noqa: E731
+    assert rms(heard) == pytest.approx(rms(signal), rel=1e-5)
+    gaps = np.ones(rate, bool)
+    gaps[::800] = False
+    assert np.all(signal[gaps] == 0) and rms(heard[gaps]) > 0.1 * rms(signal)  # the tail fills the gaps
+    np.testing.assert_array_equal(add_reverb(signal, 0.5, rate)[0], heard)  # same utterance and RT60: same room
+    assert not np.allclose(add_reverb(signal, 0.3, rate)[0], heard)
+
+
 def test_the_cache_key_of_a_job_without_perturbation_is_unchanged_and_perturbed_ones_differ(tmp_path):
     audio = write_wav(tmp_path / "a.wav", 8000, sine(8000))
     options = FeatureOptions(sample_rate=8000)
@@ -109,21 +149,23 @@ def test_the_cache_key_of_a_job_without_perturbation_is_unchanged_and_perturbed_
     before = hashlib.sha256(f"{content}|None|None|0.9|{settings}".encode()).hexdigest()  # the key as it was
     assert cache.key(Job(str(audio), speed=0.9)) == before
     keys = {cache.key(j) for j in (Job(str(audio)), Job(str(audio), warp=1.1), Job(str(audio), snr_db=10.0))}
-    assert len(keys | {cache.key(Job(str(audio), warp=0.9)), cache.key(Job(str(audio), snr_db=20.0))}) == 5
+    keys |= {cache.key(Job(str(audio), warp=0.9)), cache.key(Job(str(audio), snr_db=20.0))}
+    assert len(keys | {cache.key(Job(str(audio), rt60=0.5)), cache.key(Job(str(audio), rt60=0.3))}) == 7
 
 
-def test_featurize_applies_the_warp_and_the_noise(tmp_path):
+def test_featurize_applies_the_warp_the_noise_and_the_reverb(tmp_path):
     audio = write_wav(tmp_path / "a.wav", 16000, sine(16000, seconds=1.0, hz=700.0, amplitude=0.3))
     options = FeatureOptions(normalize="none")
     plain = featurize(Job(str(audio)), options)
     warped = featurize(Job(str(audio), warp=1.2), options)
     noisy = featurize(Job(str(audio), snr_db=5.0), options)
-    assert plain.shape == warped.shape == noisy.shape
-    assert not np.allclose(plain, warped) and not np.allclose(plain, noisy)
+    reverberant = featurize(Job(str(audio), rt60=0.6), options)
+    assert plain.shape == warped.shape == noisy.shape == reverberant.shape
+    assert not np.allclose(plain, warped) and not np.allclose(plain, noisy) and not np.allclose(plain, reverberant)
     np.testing.assert_array_equal(featurize(Job(str(audio), snr_db=5.0), options), noisy)
 
 
-def test_training_utterances_get_one_variant_per_speed_warp_and_snr(tmp_path):
+def test_training_utterances_get_one_variant_per_speed_warp_snr_and_rt60(tmp_path):
     audio = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0))
     options, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
     checked = prepare_all(
@@ -133,13 +175,15 @@ def test_training_utterances_get_one_variant_per_speed_warp_and_snr(tmp_path):
         speeds=(1.0, 0.9),
         warps=(0.9, 1.1),
         snrs=(10.0,),
+        rt60s=(0.4,),
     )
-    assert [len(e.variants) for e in checked.examples] == [4, 4]  # 0.9 speed, two warps, one noise level
+    assert [len(e.variants) for e in checked.examples] == [5, 5]  # 0.9 speed, two warps, one noise level, one room
     example = checked.examples[0]
     assert len(example.variants[0]) > len(example.features)  # speed 0.9: longer
     assert all(len(v) == len(example.features) for v in example.variants[1:])  # the others at speed 1
     expected = featurize(Job(str(audio), warp=1.1), options)
     np.testing.assert_array_equal(example.variants[2], expected)
+    np.testing.assert_array_equal(example.variants[4], featurize(Job(str(audio), rt60=0.4), options))
     assert prepare_all([Utterance(audio, "one")], options, vocab).examples[0].variants == ()
 
 
@@ -150,6 +194,11 @@ def test_augment_options_are_off_by_default_and_check_their_values():
         AugmentOptions(vtlp_warps=[1.5])
     with pytest.raises(ValueError, match="augment.noise_snr_db must be finite decibels"):
         AugmentOptions(noise_snr_db=[float("inf")])
+    assert AugmentOptions().reverb_rt60 == () and AugmentOptions(reverb_rt60=[0.3, 1]).reverb_rt60 == (0.3, 1.0)
+    with pytest.raises(
+        ValueError, match=r"augment.reverb_rt60 must be reverberation times within 0.05-3.0 s .* \[0.0\]"
+    ):
+        AugmentOptions(reverb_rt60=[0])
 
 
 def test_only_the_training_split_is_perturbed(tmp_path):
@@ -165,8 +214,9 @@ def test_only_the_training_split_is_perturbed(tmp_path):
             "augment=none",
             "augment.vtlp_warps=[0.9,1.1]",
             "augment.noise_snr_db=[20]",
+            "augment.reverb_rt60=[0.5]",
         ]
     )
     data = prepare_data(options.data, options.features, options.model.stride, options.augment)
-    assert [len(e.variants) for e in data.examples["train"]] == [3] * 6
+    assert [len(e.variants) for e in data.examples["train"]] == [4] * 6
     assert [len(e.variants) for e in data.examples["valid"]] == [0] * 2

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from asr.data.audio import TRIM_MARGIN_SECONDS, TRIM_TOP_DB, AudioError, Levels, read_audio, resample, trim_silence
 from asr.data.features import FeatureOptions, apply_global_stats, extract
-from asr.data.perturbation import NOISE_VERSION, VTLP_BOUNDARY, add_noise
+from asr.data.perturbation import NOISE_VERSION, REVERB_VERSION, VTLP_BOUNDARY, add_noise, add_reverb
 from asr.files import atomic_write, atomic_write_text
 from asr.system import die_with_parent, usable_cpus
 
@@ -41,7 +41,7 @@ PARALLEL_MIN_FILES = 400
 @dataclass(frozen=True)
 class Job:
     """One feature matrix to make: an audio file, an optional [start, end) cut, a speed factor, a VTLP warp, a
-    noise level (asr.data.perturbation)."""
+    noise level, a room's reverberation time (asr.data.perturbation)."""
 
     audio: str
     start: float | None = None
@@ -50,6 +50,7 @@ class Job:
     trim: bool = False  # cut the silence around the speech (audio.trim_silence) before the speed change
     warp: float = 1.0  # VTLP factor of the spectrum (augment.vtlp_warps)
     snr_db: float | None = None  # coloured noise added at this SNR (augment.noise_snr_db), after the speed change
+    rt60: float | None = None  # reverberation of a synthetic room of this RT60 in seconds (augment.reverb_rt60)
 
 
 @dataclass
@@ -207,6 +208,8 @@ def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, Au
         )
     if job.snr_db is not None:
         signal = add_noise(signal, job.snr_db)[0]
+    if job.rt60 is not None:
+        signal = add_reverb(signal, job.rt60, options.sample_rate)[0]
     return extract(signal, options, job.warp), facts
 
 
@@ -242,6 +245,8 @@ class FeatureCache:
             spec += f"|vtlp {job.warp!r} {VTLP_BOUNDARY!r}"
         if job.snr_db is not None:
             spec += f"|noise {job.snr_db!r} dB v{NOISE_VERSION}"
+        if job.rt60 is not None:
+            spec += f"|reverb {job.rt60!r} s v{REVERB_VERSION}"
         return hashlib.sha256(spec.encode()).hexdigest()
 
     def _paths(self, key: str) -> tuple[Path, Path]:

@@ -150,10 +150,13 @@ class AugmentOptions:
     # Vocal tract length perturbation (Jaitly and Hinton 2013; asr.data.perturbation): each factor adds a variant of
     # every training utterance (at speed 1) with its spectrum warped by it before the mel filterbank; they use
     # 0.9-1.1. Additive noise: each SNR (dB) adds a variant (at speed 1) with white, pink or brown noise, the colour
-    # drawn per utterance. Each epoch plays every utterance as one of its variants (speeds included), drawn from
-    # (seed, epoch). Empty: none (every variant costs the features' memory once more).
+    # drawn per utterance. Reverberation: each RT60 (seconds) adds a variant (at speed 1) heard in a synthetic room
+    # of that reverberation time (0.2-0.8 s: living rooms to lecture halls). Each epoch plays every utterance as one
+    # of its variants (speeds included), drawn from (seed, epoch). Empty: none (every variant costs the features'
+    # memory once more).
     vtlp_warps: tuple[float, ...] = ()
     noise_snr_db: tuple[float, ...] = ()
+    reverb_rt60: tuple[float, ...] = ()
     # SpecAugment (Park et al. 2019): how many bands of time frames / feature channels are zeroed per
     # utterance, and their widest width.
     time_masks: int = 0
@@ -174,6 +177,12 @@ class AugmentOptions:
             )
         if any(not math.isfinite(s) for s in self.noise_snr_db):
             raise ValueError(f"augment.noise_snr_db must be finite decibels (5-30 is usual), got {self.noise_snr_db}")
+        object.__setattr__(self, "reverb_rt60", tuple(float(r) for r in self.reverb_rt60))
+        if any(not REVERB_RANGE[0] <= r <= REVERB_RANGE[1] for r in self.reverb_rt60):
+            raise ValueError(
+                f"augment.reverb_rt60 must be reverberation times within {REVERB_RANGE[0]}-{REVERB_RANGE[1]} s "
+                f"(0.2-0.8 is usual), got {list(self.reverb_rt60)}"
+            )
         masks = (self.time_masks, self.time_mask_width, self.freq_masks, self.freq_mask_width)
         if any(m < 0 for m in masks):
             raise ValueError(f"augment mask counts and widths must be >= 0, got {masks}")
@@ -182,5 +191,7 @@ class AugmentOptions:
 # The VTLP factors accepted: vocal tract lengths of adults and children differ by up to about a third (warps beyond
 # this range no longer sound like a voice).
 VTLP_RANGE = (0.7, 1.3)
+# The RT60s accepted (seconds): from a dry booth to a large church; beyond, speech is no longer intelligible.
+REVERB_RANGE = (0.05, 3.0)
 # The SpecAugment fields, which the model applies in its training step (the speeds are the data stage's).
 MASK_FIELDS = ("time_masks", "time_mask_width", "freq_masks", "freq_mask_width")

@@ -1,10 +1,11 @@
 """Training-audio perturbations beside the speed change: vocal tract length perturbation (VTLP) of the spectrum
-before the mel filterbank, and additive coloured noise at a signal-to-noise ratio.
+before the mel filterbank, additive coloured noise at a signal-to-noise ratio, and simulated reverberation.
 
-Both make fixed variants of each training utterance (augment.vtlp_warps, augment.noise_snr_db), computed once
-and cached like the speed variants; each epoch then plays every utterance as one of its variants, drawn from
-the run's seed (asr.data.batching). The noise of a variant is drawn from the utterance's samples and the SNR
-alone, as its cached features are keyed by them: they stay valid across runs and seeds.
+Each makes fixed variants of each training utterance (augment.vtlp_warps, augment.noise_snr_db,
+augment.reverb_rt60), computed once and cached like the speed variants; each epoch then plays every utterance as
+one of its variants, drawn from the run's seed (asr.data.batching). The noise and the room of a variant are
+drawn from the utterance's samples and the setting alone, as its cached features are keyed by them: they stay
+valid across runs and seeds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from scipy.signal import fftconvolve
 
 # VTLP (Jaitly and Hinton 2013, "Vocal Tract Length Perturbation (VTLP) improves speech recognition"): frequencies
 # up to a boundary scale by the warp factor, those above it map linearly onto the rest of the band so that the
@@ -20,6 +22,15 @@ VTLP_BOUNDARY = 0.6
 # Coloured noise: power spectral density ~ 1 / f^exponent; white, pink and brown noise, one drawn per variant.
 NOISE_COLOURS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 NOISE_VERSION = 1  # bump when the noise a variant gets changes (part of the feature cache key)
+# Reverberation: a synthetic room impulse response in Polack's statistical model (Polack 1993; the "exponentially
+# decaying noise" tail of Lehmann and Johansson 2008): a direct-path impulse, then Gaussian noise whose energy falls
+# by 60 dB at the reverberation time RT60. The tail starts after a few milliseconds (the first reflections of a
+# room a few metres across) and its energy against the direct sound's (the direct-to-reverberant ratio, DRR) is
+# drawn per utterance over the range of measured rooms at 1-3 m from the talker (about -5 to +10 dB, ACE
+# challenge corpus, Eaton et al. 2016).
+REVERB_PREDELAY_SECONDS = 0.003
+REVERB_DRR_DB = (-5.0, 10.0)
+REVERB_VERSION = 1  # bump when the room a variant gets changes (part of the feature cache key)
 
 
 def vtlp_frequency(frequencies: np.ndarray, warp: float, nyquist: float) -> np.ndarray:
@@ -43,10 +54,16 @@ def vtlp_matrix(nfft: int, sample_rate: int, warp: float) -> np.ndarray:
     return np.stack([np.interp(hz, moved, np.eye(bins)[k]) for k in range(bins)], axis=1)
 
 
+def signal_rng(signal: np.ndarray, setting: str) -> np.random.Generator:
+    """The random generator of one variant: from the utterance's samples and the variant's setting (not the run's
+    seed)."""
+    digest = hashlib.sha256(np.ascontiguousarray(signal).tobytes() + f"|{setting}".encode())
+    return np.random.default_rng(int.from_bytes(digest.digest()[:8], "little"))
+
+
 def noise_rng(signal: np.ndarray, snr_db: float) -> np.random.Generator:
     """The random generator of one noisy variant: from the utterance's samples and the SNR (not the run's seed)."""
-    digest = hashlib.sha256(np.ascontiguousarray(signal).tobytes() + f"|{snr_db!r}|v{NOISE_VERSION}".encode())
-    return np.random.default_rng(int.from_bytes(digest.digest()[:8], "little"))
+    return signal_rng(signal, f"{snr_db!r}|v{NOISE_VERSION}")
 
 
 def coloured_noise(length: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -71,3 +88,33 @@ def add_noise(signal: np.ndarray, snr_db: float) -> tuple[np.ndarray, str]:
     power = float(np.mean(np.asarray(signal, np.float64) ** 2))
     noise = coloured_noise(len(signal), NOISE_COLOURS[colour], rng) * np.sqrt(power / 10 ** (snr_db / 10))
     return np.clip(signal + noise, -1.0, 1.0).astype(np.float32), colour
+
+
+def room_response(rt60: float, sample_rate: int, drr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """[rt60 * sample_rate] float64 impulse response of a synthetic room: 1 at sample 0 (the direct sound), then
+    after REVERB_PREDELAY_SECONDS a Gaussian tail whose energy decays by 60 dB at `rt60` seconds, scaled so that
+    the direct sound's energy over the tail's is `drr_db`."""
+    length = max(int(round(rt60 * sample_rate)), 2)
+    start = min(max(int(round(REVERB_PREDELAY_SECONDS * sample_rate)), 1), length - 1)
+    t = np.arange(length - start) / sample_rate
+    # amplitude envelope: energy exp(-2 a t) falls by 10^6 (60 dB) at t = rt60, so a = 3 ln 10 / rt60
+    tail = rng.standard_normal(length - start) * np.exp(-3.0 * np.log(10.0) * t / rt60)
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
+    response = np.zeros(length)
+    response[0] = 1.0
+    response[start:] = tail
+    return response
+
+
+def add_reverb(signal: np.ndarray, rt60: float, sample_rate: int) -> tuple[np.ndarray, float]:
+    """`signal` as heard in a synthetic room of reverberation time `rt60` seconds (room_response, the DRR drawn
+    from the signal and the RT60), cut to its own length and brought back to its RMS level; clipped to [-1, 1].
+    Returns the float32 signal and the drawn DRR in dB."""
+    rng = signal_rng(signal, f"reverb {rt60!r}|v{REVERB_VERSION}")
+    drr_db = float(rng.uniform(*REVERB_DRR_DB))
+    source = np.asarray(signal, np.float64)
+    heard = fftconvolve(source, room_response(rt60, sample_rate, drr_db, rng))[: len(source)]
+    level, heard_level = np.sqrt(np.mean(source**2)), np.sqrt(np.mean(heard**2))
+    if heard_level > 0:
+        heard *= level / heard_level
+    return np.clip(heard, -1.0, 1.0).astype(np.float32), drr_db

@@ -184,7 +184,11 @@ def prepare_data(
     totals = Counter()
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
-        perturbations = {"warps": augment.vtlp_warps, "snrs": augment.noise_snr_db} if name == "train" else {}
+        perturbations = (
+            {"warps": augment.vtlp_warps, "snrs": augment.noise_snr_db, "rt60s": augment.reverb_rt60}
+            if name == "train"
+            else {}
+        )
         limit = cfg.max_seconds if name == "train" else None
         trim = cfg.trim_silence and name == "train"
         checked = prepare_all(

@@ -146,6 +146,7 @@ def prepare_all(
     trim: bool = False,
     warps: Sequence[float] = (),
     snrs: Sequence[float] = (),
+    rt60s: Sequence[float] = (),
 ) -> Checked:
     """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
     (except under unknown=raise), doubtful ones as warnings.
@@ -155,7 +156,8 @@ def prepare_all(
     model's frame stacking: CTC then has ceil(frames / stride) steps for the labels. With `on_disk` (and a
     cache) the features stay in the cache (StoredFeatures). Utterances longer than `max_seconds` are
     rejected (too_long). With `trim` the silence around each utterance's speech is cut first (Job.trim). Each
-    of `warps` (VTLP) and `snrs` (added noise) makes one more variant at speed 1 (asr.data.perturbation).
+    of `warps` (VTLP), `snrs` (added noise) and `rt60s` (reverberation) makes one more variant at speed 1
+    (asr.data.perturbation).
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
@@ -169,6 +171,7 @@ def prepare_all(
             warnings.append(problem)
         usable.append((utterance, text))
     kinds = [Job("", speed=s) for s in speeds] + [Job("", warp=w) for w in warps] + [Job("", snr_db=s) for s in snrs]
+    kinds += [Job("", rt60=r) for r in rt60s]
     jobs = [replace(kind, audio=str(u.audio), start=u.start, end=u.end, trim=trim) for u, _ in usable for kind in kinds]
     features, stats = extract_all(jobs, options, cache, workers, desc, on_disk)
     examples, converted = [], Counter()
