@@ -1,6 +1,6 @@
-"""VTLP, additive coloured noise and reverberation (augment.vtlp_warps, augment.noise_snr_db, augment.reverb_rt60):
-what they do to the spectrum and the signal, the variants they add to training utterances, and the feature cache
-keys of everything else kept."""
+"""VTLP, additive coloured noise, babble and reverberation (augment.vtlp_warps, augment.noise_snr_db,
+augment.babble_snr_db, augment.reverb_rt60): what they do to the spectrum and the signal, the variants they add to
+training utterances, and the feature cache keys of everything else kept."""
 
 import hashlib
 
@@ -10,14 +10,18 @@ from conftest import demo_records, sine, write_manifest, write_wav
 from python_speech_features import sigproc
 
 import asr
+from asr.data.audio import AudioError
 from asr.data.datasets import Utterance
 from asr.data.extraction import CACHE_VERSION, FeatureCache, Job, featurize
 from asr.data.features import FeatureOptions, compute_mfcc, vtlp_mfcc
 from asr.data.options import AugmentOptions
 from asr.data.perturbation import (
+    BABBLE_TALKERS,
     REVERB_DRR_DB,
+    add_babble,
     add_noise,
     add_reverb,
+    babble_talkers,
     coloured_noise,
     room_response,
     vtlp_frequency,
@@ -215,8 +219,95 @@ def test_only_the_training_split_is_perturbed(tmp_path):
             "augment.vtlp_warps=[0.9,1.1]",
             "augment.noise_snr_db=[20]",
             "augment.reverb_rt60=[0.5]",
+            "augment.babble_snr_db=[10]",
         ]
     )
     data = prepare_data(options.data, options.features, options.model.stride, options.augment)
-    assert [len(e.variants) for e in data.examples["train"]] == [4] * 6
+    assert [len(e.variants) for e in data.examples["train"]] == [5] * 6
     assert [len(e.variants) for e in data.examples["valid"]] == [0] * 2
+
+
+def test_babble_talkers_are_three_to_seven_other_voices_drawn_from_the_key_and_the_snr():
+    keys = [f"u{n}" for n in range(40)]
+    speakers = [f"s{n % 4}" for n in range(40)]
+    chosen = babble_talkers(keys, speakers, 10.0)
+    assert all(BABBLE_TALKERS[0] <= len(c) <= BABBLE_TALKERS[1] and len(set(c)) == len(c) for c in chosen)
+    assert len({len(c) for c in chosen}) > 1  # the number of talkers varies
+    assert all(speakers[t] != speakers[n] for n, c in enumerate(chosen) for t in c)
+    assert babble_talkers(keys, speakers, 10.0) == chosen  # same keys and SNR: same talkers
+    assert babble_talkers(keys, speakers, 20.0) != chosen
+    # one voice only (or no speakers named): any other utterance, never the utterance itself
+    alone = babble_talkers(keys[:5], ["s"] * 5, 10.0)
+    assert all(3 <= len(c) <= 4 and n not in c for n, c in enumerate(alone))  # at most the 4 others
+    assert all(n not in c for n, c in enumerate(babble_talkers(keys, [None] * 40, 5.0)))
+    assert babble_talkers(["only"], [None], 10.0) == [()]
+
+
+def test_babble_is_added_at_the_snr_asked_and_drawn_from_the_signal():
+    rng = np.random.default_rng(0)
+    signal = (0.05 * rng.standard_normal(16000)).astype(np.float32)
+    talkers = [0.1 * np.sin(np.arange(n) * 0.01 * (k + 1)) for k, n in enumerate((4000, 20000, 9000))]
+    noisy = add_babble(signal, talkers, 10.0)
+    assert noisy.dtype == np.float32 and noisy.shape == signal.shape
+    babble = noisy.astype(np.float64) - signal
+    assert 10 * np.log10(np.mean(signal.astype(np.float64) ** 2) / np.mean(babble**2)) == pytest.approx(10.0, abs=0.01)
+    np.testing.assert_array_equal(add_babble(signal, talkers, 10.0), noisy)
+    assert not np.allclose(add_babble(signal, talkers, 20.0), noisy)
+    quiet = add_babble(signal, talkers, 30.0).astype(np.float64) - signal
+    assert np.mean(quiet**2) == pytest.approx(np.mean(babble**2) / 100, rel=0.05)
+    # a silent talker adds nothing; with no voice left the signal stays as it was
+    np.testing.assert_array_equal(add_babble(signal, [np.zeros(500)], 10.0), signal)
+    with_silence = add_babble(signal, [*talkers, np.zeros(100)], 10.0)
+    assert np.mean((with_silence - signal) ** 2) == pytest.approx(np.mean(babble**2), rel=1e-5)
+
+
+def test_babble_jobs_mix_their_talkers_and_are_keyed_by_them(tmp_path):
+    target = write_wav(tmp_path / "a.wav", 8000, sine(8000, seconds=1.0, hz=300.0, amplitude=0.3))
+    first = write_wav(tmp_path / "b.wav", 8000, sine(8000, seconds=0.5, hz=900.0, amplitude=0.2))
+    second = write_wav(tmp_path / "c.wav", 8000, sine(8000, seconds=0.7, hz=1500.0, amplitude=0.2))
+    options = FeatureOptions(sample_rate=8000, normalize="none")
+    talkers = ((str(first), None, None), (str(second), None, None))
+    babbled = featurize(Job(str(target), snr_db=5.0, babble=talkers), options)
+    plain = featurize(Job(str(target)), options)
+    coloured = featurize(Job(str(target), snr_db=5.0), options)
+    assert babbled.shape == plain.shape
+    assert not np.allclose(babbled, plain) and not np.allclose(babbled, coloured)
+    one_talker = featurize(Job(str(target), snr_db=5.0, babble=talkers[:1]), options)
+    assert not np.allclose(babbled, one_talker)
+    # an unreadable talker is left out; with none readable the variant is refused, naming the utterance
+    missing = (str(tmp_path / "gone.wav"), None, None)
+    np.testing.assert_array_equal(
+        featurize(Job(str(target), snr_db=5.0, babble=(*talkers[:1], missing)), options), one_talker
+    )
+    with pytest.raises(AudioError, match=r"a\.wav.*none of the 1 talkers of its babble could be read"):
+        featurize(Job(str(target), snr_db=5.0, babble=(missing,)), options)
+    cache = FeatureCache(tmp_path / "cache", options)
+    keys = {
+        cache.key(Job(str(target), snr_db=5.0)),
+        cache.key(Job(str(target), snr_db=5.0, babble=talkers)),
+        cache.key(Job(str(target), snr_db=5.0, babble=talkers[:1])),
+        cache.key(Job(str(target), snr_db=5.0, babble=((str(first), 0.0, 0.2),))),
+        cache.key(Job(str(target), snr_db=5.0, babble=(missing,))),
+    }
+    assert None not in keys and len(keys) == 5
+    before = cache.key(Job(str(target), snr_db=5.0, babble=talkers))
+    write_wav(second, 8000, sine(8000, seconds=0.7, hz=1700.0, amplitude=0.2))  # a talker's audio changed
+    assert cache.key(Job(str(target), snr_db=5.0, babble=talkers)) != before
+
+
+def test_training_utterances_get_a_babble_variant_of_other_utterances_per_snr(tmp_path):
+    options, vocab = FeatureOptions(sample_rate=8000), Vocabulary()
+    utterances = [
+        Utterance(
+            write_wav(tmp_path / f"{n}.wav", 8000, sine(8000, seconds=1.0, hz=200.0 + 150 * n)),
+            "one",
+            speaker=f"s{n % 3}",
+        )
+        for n in range(8)
+    ]
+    checked = prepare_all(utterances, options, vocab, speeds=(1.0, 0.9), babble_snrs=(10.0, 20.0))
+    assert [len(e.variants) for e in checked.examples] == [3] * 8  # 0.9 speed, two babble levels
+    chosen = babble_talkers([u.key for u in utterances], [u.speaker for u in utterances], 20.0)
+    sources = tuple((str(utterances[t].audio), None, None) for t in chosen[2])
+    expected = featurize(Job(str(utterances[2].audio), snr_db=20.0, babble=sources), options)
+    np.testing.assert_array_equal(checked.examples[2].variants[2], expected)

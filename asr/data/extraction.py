@@ -6,6 +6,7 @@ No TensorFlow here: worker processes import only NumPy, SciPy and python_speech_
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -26,7 +27,15 @@ from tqdm import tqdm
 
 from asr.data.audio import TRIM_MARGIN_SECONDS, TRIM_TOP_DB, AudioError, Levels, read_audio, resample, trim_silence
 from asr.data.features import FeatureOptions, apply_global_stats, extract
-from asr.data.perturbation import NOISE_VERSION, REVERB_VERSION, VTLP_BOUNDARY, add_noise, add_reverb
+from asr.data.perturbation import (
+    BABBLE_VERSION,
+    NOISE_VERSION,
+    REVERB_VERSION,
+    VTLP_BOUNDARY,
+    add_babble,
+    add_noise,
+    add_reverb,
+)
 from asr.files import atomic_write, atomic_write_text
 from asr.system import die_with_parent, usable_cpus
 
@@ -41,7 +50,8 @@ PARALLEL_MIN_FILES = 400
 @dataclass(frozen=True)
 class Job:
     """One feature matrix to make: an audio file, an optional [start, end) cut, a speed factor, a VTLP warp, a
-    noise level, a room's reverberation time (asr.data.perturbation)."""
+    noise level (coloured noise, or the babble of other utterances), a room's reverberation time
+    (asr.data.perturbation)."""
 
     audio: str
     start: float | None = None
@@ -49,7 +59,10 @@ class Job:
     speed: float = 1.0
     trim: bool = False  # cut the silence around the speech (audio.trim_silence) before the speed change
     warp: float = 1.0  # VTLP factor of the spectrum (augment.vtlp_warps)
-    snr_db: float | None = None  # coloured noise added at this SNR (augment.noise_snr_db), after the speed change
+    snr_db: float | None = None  # noise added at this SNR (augment.noise_snr_db), after the speed change
+    # With snr_db, the noise is the babble of these utterances' speech (audio, start, end) instead of coloured
+    # noise (augment.babble_snr_db).
+    babble: tuple[tuple[str, float | None, float | None], ...] = ()
     rt60: float | None = None  # reverberation of a synthetic room of this RT60 in seconds (augment.reverb_rt60)
 
 
@@ -206,11 +219,55 @@ def featurize_checked(job: Job, options: FeatureOptions) -> tuple[np.ndarray, Au
         raise AudioError(
             job.audio, f"too short: no samples left at {options.sample_rate} Hz", "remove it from the dataset"
         )
-    if job.snr_db is not None:
+    if job.snr_db is not None and job.babble:
+        signal = add_babble(signal, babble_speech(job, options.sample_rate), job.snr_db)
+    elif job.snr_db is not None:
         signal = add_noise(signal, job.snr_db)[0]
     if job.rt60 is not None:
         signal = add_reverb(signal, job.rt60, options.sample_rate)[0]
     return extract(signal, options, job.warp), facts
+
+
+def babble_speech(job: Job, sample_rate: int) -> list[np.ndarray]:
+    """The talkers of a job's babble as float32 signals at `sample_rate` (their silence cut where the job's is);
+    AudioError naming the job's audio when none of them can be read."""
+    talkers, problems = [], []
+    for audio, start, end in job.babble:
+        try:
+            recording = read_audio(audio, start, end)
+        except AudioError as e:
+            problems.append(e.reason)
+            continue
+        speech = resample(recording.samples, recording.samplerate, sample_rate)
+        talkers.append(trim_silence(speech, sample_rate) if job.trim else speech)
+    if not talkers:
+        raise AudioError(
+            job.audio,
+            f"none of the {len(job.babble)} talkers of its babble could be read ({problems[0]})",
+            "check the training files, or leave augment.babble_snr_db empty",
+        )
+    return talkers
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file's bytes, remembered for the file at this size and modification time (a file's key and
+    the babble of others read it again)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes; OSError where it cannot be read."""
+    status = os.stat(path)
+    return content_digest(path, status.st_size, status.st_mtime_ns)
+
+
+def talker_digest(path: str) -> str:
+    """file_digest, or "unreadable" for a talker of a babble that cannot be read (it is left out of the mix)."""
+    try:
+        return file_digest(path)
+    except OSError:
+        return "unreadable"
 
 
 def _featurize_or_error(args: tuple[Job, FeatureOptions]) -> tuple[np.ndarray, AudioFacts] | tuple[str, str]:
@@ -235,15 +292,18 @@ class FeatureCache:
     def key(self, job: Job) -> str | None:
         """Hex key of a job, or None if its audio cannot be read (then it is not cached)."""
         try:
-            content = hashlib.sha256(Path(job.audio).read_bytes()).hexdigest()
+            content = file_digest(job.audio)
         except OSError:
             return None
+        talkers = [f"{talker_digest(audio)} {start} {end}" for audio, start, end in job.babble]
         spec = f"{content}|{job.start}|{job.end}|{job.speed}|{self.settings}"
         if job.trim:  # with what trims: other settings, other features
             spec += f"|trim {TRIM_TOP_DB:g} dB {TRIM_MARGIN_SECONDS:g} s"
         if job.warp != 1.0:  # the perturbations only where used: the keys of other jobs stay as they were
             spec += f"|vtlp {job.warp!r} {VTLP_BOUNDARY!r}"
-        if job.snr_db is not None:
+        if job.snr_db is not None and job.babble:
+            spec += f"|babble {job.snr_db!r} dB v{BABBLE_VERSION} of {','.join(talkers)}"
+        elif job.snr_db is not None:
             spec += f"|noise {job.snr_db!r} dB v{NOISE_VERSION}"
         if job.rt60 is not None:
             spec += f"|reverb {job.rt60!r} s v{REVERB_VERSION}"

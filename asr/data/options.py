@@ -141,8 +141,8 @@ def _split_spec(name: str, value: object) -> str | tuple[str, ...]:
 
 @dataclass(frozen=True)
 class AugmentOptions:
-    """How training inputs are varied: speed perturbation of the audio, VTLP, additive noise, SpecAugment-style
-    masks."""
+    """How training inputs are varied: speed perturbation of the audio, VTLP, additive noise and babble,
+    reverberation, SpecAugment-style masks."""
 
     # Each epoch plays every training utterance at one of these factors, drawn from (seed, epoch); 1.1 is 10 %
     # faster and higher, like a shorter vocal tract (Ko et al. 2015, "Audio augmentation for speech recognition").
@@ -150,12 +150,14 @@ class AugmentOptions:
     # Vocal tract length perturbation (Jaitly and Hinton 2013; asr.data.perturbation): each factor adds a variant of
     # every training utterance (at speed 1) with its spectrum warped by it before the mel filterbank; they use
     # 0.9-1.1. Additive noise: each SNR (dB) adds a variant (at speed 1) with white, pink or brown noise, the colour
-    # drawn per utterance. Reverberation: each RT60 (seconds) adds a variant (at speed 1) heard in a synthetic room
-    # of that reverberation time (0.2-0.8 s: living rooms to lecture halls). Each epoch plays every utterance as one
-    # of its variants (speeds included), drawn from (seed, epoch). Empty: none (every variant costs the features'
-    # memory once more).
+    # drawn per utterance; babble: each SNR adds a variant with the speech of 3-7 other training utterances (of other
+    # speakers where the manifests name them) summed under it. Reverberation: each RT60 (seconds) adds a variant (at
+    # speed 1) heard in a synthetic room of that reverberation time (0.2-0.8 s: living rooms to lecture halls). Each
+    # epoch plays every utterance as one of its variants (speeds included), drawn from (seed, epoch). Empty: none
+    # (every variant costs the features' memory once more).
     vtlp_warps: tuple[float, ...] = ()
     noise_snr_db: tuple[float, ...] = ()
+    babble_snr_db: tuple[float, ...] = ()
     reverb_rt60: tuple[float, ...] = ()
     # SpecAugment (Park et al. 2019): how many bands of time frames / feature channels are zeroed per
     # utterance, and their widest width.
@@ -175,8 +177,10 @@ class AugmentOptions:
                 f"augment.vtlp_warps must be factors within {VTLP_RANGE[0]}-{VTLP_RANGE[1]} (0.9-1.1 is usual), got "
                 f"{list(self.vtlp_warps)}"
             )
-        if any(not math.isfinite(s) for s in self.noise_snr_db):
-            raise ValueError(f"augment.noise_snr_db must be finite decibels (5-30 is usual), got {self.noise_snr_db}")
+        object.__setattr__(self, "babble_snr_db", tuple(float(s) for s in self.babble_snr_db))
+        for name in ("noise_snr_db", "babble_snr_db"):
+            if any(not math.isfinite(s) for s in getattr(self, name)):
+                raise ValueError(f"augment.{name} must be finite decibels (5-30 is usual), got {getattr(self, name)}")
         object.__setattr__(self, "reverb_rt60", tuple(float(r) for r in self.reverb_rt60))
         if any(not REVERB_RANGE[0] <= r <= REVERB_RANGE[1] for r in self.reverb_rt60):
             raise ValueError(

@@ -1,16 +1,18 @@
 """Training-audio perturbations beside the speed change: vocal tract length perturbation (VTLP) of the spectrum
-before the mel filterbank, additive coloured noise at a signal-to-noise ratio, and simulated reverberation.
+before the mel filterbank, additive coloured noise or babble at a signal-to-noise ratio, and simulated
+reverberation.
 
 Each makes fixed variants of each training utterance (augment.vtlp_warps, augment.noise_snr_db,
-augment.reverb_rt60), computed once and cached like the speed variants; each epoch then plays every utterance as
-one of its variants, drawn from the run's seed (asr.data.batching). The noise and the room of a variant are
-drawn from the utterance's samples and the setting alone, as its cached features are keyed by them: they stay
-valid across runs and seeds.
+augment.babble_snr_db, augment.reverb_rt60), computed once and cached like the speed variants; each epoch then
+plays every utterance as one of its variants, drawn from the run's seed (asr.data.batching). The noise and the
+room of a variant are drawn from the utterance's samples and the setting alone, the talkers of its babble from
+its key and the setting, as its cached features are keyed by them: they stay valid across runs and seeds.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.signal import fftconvolve
@@ -31,6 +33,13 @@ NOISE_VERSION = 1  # bump when the noise a variant gets changes (part of the fea
 REVERB_PREDELAY_SECONDS = 0.003
 REVERB_DRR_DB = (-5.0, 10.0)
 REVERB_VERSION = 1  # bump when the room a variant gets changes (part of the feature cache key)
+# Babble: the speech of other training utterances summed under an utterance, the noise of a room full of talkers.
+# 3-7 talkers per variant, as the MUSAN babble of Kaldi's augmentation recipes (Snyder et al. 2018, "X-vectors:
+# robust DNN embeddings for speaker recognition": 3-7 speakers summed), each at the same level before the sum.
+BABBLE_TALKERS = (3, 7)
+# Draws of a talker before one of the utterance's own speaker is accepted (a corpus of one voice has no other).
+BABBLE_DRAWS = 20
+BABBLE_VERSION = 1  # bump when the babble a variant gets changes (part of the feature cache key)
 
 
 def vtlp_frequency(frequencies: np.ndarray, warp: float, nyquist: float) -> np.ndarray:
@@ -88,6 +97,50 @@ def add_noise(signal: np.ndarray, snr_db: float) -> tuple[np.ndarray, str]:
     power = float(np.mean(np.asarray(signal, np.float64) ** 2))
     noise = coloured_noise(len(signal), NOISE_COLOURS[colour], rng) * np.sqrt(power / 10 ** (snr_db / 10))
     return np.clip(signal + noise, -1.0, 1.0).astype(np.float32), colour
+
+
+def babble_talkers(keys: Sequence[str], speakers: Sequence[str | None], snr_db: float) -> list[tuple[int, ...]]:
+    """For each utterance, the indices of the BABBLE_TALKERS other utterances whose speech makes its babble at
+    `snr_db`: of other speakers where the speakers are known, drawn from the utterance's key and the SNR (not
+    the run's seed); () where there is no other utterance."""
+    chosen = []
+    for n, key in enumerate(keys):
+        rng = np.random.default_rng(
+            int.from_bytes(hashlib.sha256(f"{key}|babble {snr_db!r}|v{BABBLE_VERSION}".encode()).digest()[:8], "little")
+        )
+        wanted = min(int(rng.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1)), len(keys) - 1)
+        talkers: list[int] = []
+        for _ in range(wanted * BABBLE_DRAWS):
+            if len(talkers) == wanted:
+                break
+            other = int(rng.integers(len(keys)))
+            same_voice = speakers[n] is not None and speakers[other] == speakers[n]
+            if other != n and other not in talkers and not same_voice:
+                talkers.append(other)
+        others = (m for m in rng.permutation(len(keys)) if m != n and m not in talkers)
+        talkers += [int(m) for _, m in zip(range(wanted - len(talkers)), others, strict=False)]  # any voice
+        chosen.append(tuple(talkers))
+    return chosen
+
+
+def add_babble(signal: np.ndarray, talkers: Sequence[np.ndarray], snr_db: float) -> np.ndarray:
+    """`signal` with the sum of `talkers` (each brought to the same power, looped or cut to the signal's length
+    from a start drawn from the signal and the SNR) added at `snr_db`; clipped to [-1, 1]. Silent talkers are
+    left out; with none left the signal is returned as it is."""
+    rng = signal_rng(signal, f"babble {snr_db!r}|v{BABBLE_VERSION}")
+    babble = np.zeros(len(signal))
+    for talker in talkers:
+        speech = np.asarray(talker, np.float64)
+        power = np.mean(speech**2) if speech.size else 0.0
+        if power > 0:
+            start = int(rng.integers(len(speech)))
+            babble += np.take(speech, np.arange(start, start + len(signal)), mode="wrap") / np.sqrt(power)
+    babble_power = np.mean(babble**2)
+    if babble_power == 0:
+        return np.asarray(signal, np.float32)
+    power = float(np.mean(np.asarray(signal, np.float64) ** 2))
+    babble *= np.sqrt(power / 10 ** (snr_db / 10) / babble_power)
+    return np.clip(signal + babble, -1.0, 1.0).astype(np.float32)
 
 
 def room_response(rt60: float, sample_rate: int, drr_db: float, rng: np.random.Generator) -> np.ndarray:

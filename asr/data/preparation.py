@@ -185,7 +185,12 @@ def prepare_data(
     for name, items in splits.items():
         speeds = augment.speeds if name == "train" else (1.0,)
         perturbations = (
-            {"warps": augment.vtlp_warps, "snrs": augment.noise_snr_db, "rt60s": augment.reverb_rt60}
+            {
+                "warps": augment.vtlp_warps,
+                "snrs": augment.noise_snr_db,
+                "babble_snrs": augment.babble_snr_db,
+                "rt60s": augment.reverb_rt60,
+            }
             if name == "train"
             else {}
         )

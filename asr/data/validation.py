@@ -13,6 +13,7 @@ from asr.data.datasets import DatasetError, Utterance
 from asr.data.extraction import AudioFacts, FeatureCache, Job, Stats, StoredFeatures, extract_all
 from asr.data.features import FeatureOptions, stacked_frames
 from asr.data.options import UnknownCharacters
+from asr.data.perturbation import babble_talkers
 from asr.data.text import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def prepare_all(
     warps: Sequence[float] = (),
     snrs: Sequence[float] = (),
     rt60s: Sequence[float] = (),
+    babble_snrs: Sequence[float] = (),
 ) -> Checked:
     """Check, featurize and encode every utterance, in order; bad ones are returned as rejected, not raised
     (except under unknown=raise), doubtful ones as warnings.
@@ -156,8 +158,8 @@ def prepare_all(
     model's frame stacking: CTC then has ceil(frames / stride) steps for the labels. With `on_disk` (and a
     cache) the features stay in the cache (StoredFeatures). Utterances longer than `max_seconds` are
     rejected (too_long). With `trim` the silence around each utterance's speech is cut first (Job.trim). Each
-    of `warps` (VTLP), `snrs` (added noise) and `rt60s` (reverberation) makes one more variant at speed 1
-    (asr.data.perturbation).
+    of `warps` (VTLP), `snrs` (added noise), `babble_snrs` (the babble of other usable utterances) and `rt60s`
+    (reverberation) makes one more variant at speed 1 (asr.data.perturbation).
     """
     if not speeds or any(s <= 0 for s in speeds):
         raise ValueError(f"speed factors must be positive, got {list(speeds)}")
@@ -171,8 +173,16 @@ def prepare_all(
             warnings.append(problem)
         usable.append((utterance, text))
     kinds = [Job("", speed=s) for s in speeds] + [Job("", warp=w) for w in warps] + [Job("", snr_db=s) for s in snrs]
-    kinds += [Job("", rt60=r) for r in rt60s]
-    jobs = [replace(kind, audio=str(u.audio), start=u.start, end=u.end, trim=trim) for u, _ in usable for kind in kinds]
+    kinds += [Job("", rt60=r) for r in rt60s] + [Job("", snr_db=s) for s in babble_snrs]
+    sources = [(str(u.audio), u.start, u.end) for u, _ in usable]
+    talkers = [babble_talkers([u.key for u, _ in usable], [u.speaker for u, _ in usable], s) for s in babble_snrs]
+    jobs = [
+        replace(kind, audio=audio, start=start, end=end, trim=trim) for audio, start, end in sources for kind in kinds
+    ]
+    for n in range(len(usable)):  # the babble variants come last: each with its own talkers
+        for b, chosen in enumerate(talkers):
+            k = n * len(kinds) + len(kinds) - len(talkers) + b
+            jobs[k] = replace(jobs[k], babble=tuple(sources[t] for t in chosen[n]))
     features, stats = extract_all(jobs, options, cache, workers, desc, on_disk)
     examples, converted = [], Counter()
     for n, (utterance, text) in enumerate(usable):
