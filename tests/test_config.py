@@ -402,3 +402,18 @@ def test_average_last_is_a_number_of_final_epochs(value):
         rf"trainer.epochs=30, got {value}",
     ):
         compose(["experiment=ldc93s1", "trainer.epochs=30", f"trainer.average_last={value}"])
+
+
+def test_the_base_preset_is_the_configuration_that_made_the_shipped_base():
+    import json
+
+    from asr.config import compose
+    from asr.training.transfer import read_source
+
+    provenance = json.loads((CONF.parent / "models" / "base" / "provenance.json").read_text())
+    assert provenance["overrides"][0] == "experiment=base"
+    shipped = compose(provenance["overrides"])  # the run's command line, as models/base records it
+    assert compose(["experiment=base"]) == shipped  # so `make base` retrains models/base as shipped
+    assert shipped.data.train == ("speechocean762/train.jsonl", "cathy/train.jsonl", "fotaq/train.jsonl")
+    bundle = read_source(str(CONF.parent / "models" / "base"))  # what the shipped weights were trained with
+    assert (shipped.features, shipped.model) == (bundle.features, bundle.model)
