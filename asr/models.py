@@ -27,6 +27,8 @@ MODELS_DIR = SOURCE_ROOT / "models"
 RUN_RECORDS = ("result.json", "provenance.json")
 # A shipped bundle's size limit: each version adds its size to the repository's history (issue 36: at most 25 MB).
 MAX_SHIPPED_MB = 25.0
+# The suffix of a shipped model's streaming twin (models/base_streaming beside models/base).
+STREAMING_SUFFIX = "_streaming"
 MODEL_FIX = "pass a training run directory, its model/ folder, or the name of a shipped model"
 
 
@@ -63,6 +65,20 @@ def resolve_model(name_or_path: str | os.PathLike, fix: str = MODEL_FIX, models_
         return models_dir / given
     shipped = f"shipped models: {', '.join(names)}" if names else f"no shipped models in {models_dir}"
     raise ModelNotFoundError(f"{given}: no such file or directory, nor a shipped model ({shipped}); {fix}")
+
+
+def streaming_twin(name: str, models_dir: Path | None = None) -> str | None:
+    """The shipped name `<name>_streaming` (the unidirectional twin `make base-streaming` writes beside `base`)
+    where `name` is a bare name that resolves to a shipped model and that twin is shipped too; else None."""
+    models_dir = MODELS_DIR if models_dir is None else models_dir
+    twin = f"{name}{STREAMING_SUFFIX}"
+    names = shipped_models(models_dir)
+    if name not in names or twin not in names:
+        return None
+    try:
+        return twin if resolve_model(name, models_dir=models_dir) == models_dir / name else None
+    except ModelNotFoundError:
+        return None
 
 
 def write_float16_weights(source: Path, target: Path) -> dict:

@@ -131,6 +131,30 @@ def test_a_streaming_run_refuses_a_bidirectional_source_and_takes_a_unidirection
     assert adopted.model == unidirectional
 
 
+def test_a_streaming_run_named_to_a_shipped_base_starts_from_its_streaming_twin(source, tmp_path, monkeypatch):
+    directory, _ = source
+    models = tmp_path / "models"
+    shutil.copytree(directory, models / "base")
+    monkeypatch.setattr("asr.models.MODELS_DIR", models)
+    monkeypatch.chdir(tmp_path)  # no folder named base here
+    streaming = replace(_options(tmp_path, init_from="base"), model=ModelOptions(bidirectional=False))
+    with pytest.raises(SourceError, match="is bidirectional .*make base-streaming writes models/base_streaming"):
+        adopt_source(streaming)  # no twin shipped
+    unidirectional = replace(MODEL, bidirectional=False)
+    save_bundle(
+        models / "base_streaming", _model(" abcde", seed=2, options=unidirectional), FEATURES, Vocabulary(" abcde")
+    )
+    adopted, found = adopt_source(streaming)
+    assert adopted.trainer.init_from == "base_streaming" and found.directory == models / "base_streaming"
+    assert adopted.model == unidirectional
+    assert adopt_source(adopted, found) == (adopted, found)  # the training loop's second look keeps the twin
+    plain, found = adopt_source(_options(tmp_path, init_from="base"))  # a bidirectional run keeps the base
+    assert plain.trainer.init_from == "base" and found.directory == models / "base" and plain.model == MODEL
+    (tmp_path / "base").mkdir()  # a folder of that name in the working directory is not the shipped model
+    with pytest.raises(SourceError, match="trainer.init_from=base: base: not a bundle"):
+        adopt_source(streaming)
+
+
 def test_freezing_without_a_source_is_refused():
     with pytest.raises(ValueError, match="trainer.freeze_layers .* needs trainer.init_from"):
         TrainerOptions(freeze_layers=1, freeze_epochs=2)

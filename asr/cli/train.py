@@ -53,6 +53,7 @@ def _train(cfg: DictConfig) -> float:
     adopted, source = adopt_source(options)  # checked here, before any data is read
     if source is not None and hydra_cfg.output_subdir is not None:
         record_adopted(cfg, adopted, run_dir / hydra_cfg.output_subdir / "config.yaml")
+    options = replace(options, trainer=adopted.trainer)  # trainer.init_from: a streaming run's twin of the base
     return train(options, run_dir, list(hydra_cfg.overrides.task), source).best_val_ler  # the source read once
 
 

@@ -33,7 +33,7 @@ from asr.inference.bundle import (
 )
 from asr.model.ctc import CTCModel
 from asr.model.options import ModelOptions
-from asr.models import ModelNotFoundError, resolve_model
+from asr.models import ModelNotFoundError, resolve_model, streaming_twin
 from asr.training.options import RunOptions
 
 log = logging.getLogger(__name__)
@@ -138,22 +138,37 @@ def check_weights(path: Path, content: bytes | None = None) -> None:
 def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[RunOptions, Source | None]:
     """`options` with the feature and model settings of trainer.init_from's bundle (logged where they differ) but
     the run's own model.dropout (a training setting: no weights depend on it), and the source (`source`: the one
-    read_source gave for it already, else read now); unchanged options and None without one. SourceError for a
-    source that cannot serve the run (unreadable, or trainer.freeze_layers beyond its LSTM layers)."""
+    read_source gave for it already, else read now); unchanged options and None without one. A streaming run
+    (model.bidirectional=false) that names a bidirectional shipped model with a shipped streaming twin (base ->
+    base_streaming) starts from the twin, and trainer.init_from says so. SourceError for a source that cannot serve
+    the run (unreadable, bidirectional for a streaming run, or trainer.freeze_layers beyond its LSTM layers)."""
     trainer = options.trainer
     if trainer.init_from is None:
         return options, None
     source = source or read_source(trainer.init_from)
+    if not options.model.bidirectional and source.model.bidirectional:
+        twin = streaming_twin(trainer.init_from)
+        if twin is None:
+            raise SourceError(
+                f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
+                "is bidirectional and the run would take its layers; start from a unidirectional base (make "
+                "base-streaming writes models/base_streaming, which trainer.init_from=base then takes for a streaming "
+                "run), or drop model.bidirectional=false"
+            )
+        log.info("%s=%s is bidirectional and the run streams: starting from %s", KEY, trainer.init_from, twin)
+        trainer = replace(trainer, init_from=twin)
+        options = replace(options, trainer=trainer)
+        source = read_source(twin)
     if trainer.freeze_layers > source.model.num_layers:
         raise SourceError(
             f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
             f"{source.model.num_layers} LSTM layers; freeze at most that many"
         )
-    if not options.model.bidirectional and source.model.bidirectional:
+    if not options.model.bidirectional and source.model.bidirectional:  # a shipped twin that is bidirectional
         raise SourceError(
             f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
-            "is bidirectional and the run would take its layers; start from a unidirectional base (a run of "
-            "experiment=base model.bidirectional=false features.normalize=global), or drop model.bidirectional=false"
+            "is bidirectional and the run would take its layers; ship a unidirectional one there (make "
+            "base-streaming), or drop model.bidirectional=false"
         )
     model = replace(source.model, dropout=options.model.dropout)
     adopted = (("features", options.features, source.features), ("model", options.model, model))
