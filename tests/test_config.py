@@ -404,16 +404,18 @@ def test_average_last_is_a_number_of_final_epochs(value):
         compose(["experiment=ldc93s1", "trainer.epochs=30", f"trainer.average_last={value}"])
 
 
-def test_the_base_preset_is_the_configuration_that_made_the_shipped_base():
+@pytest.mark.parametrize("name", ["base", "base_streaming"])
+def test_each_base_preset_is_the_configuration_that_made_its_shipped_model(name):
     import json
 
     from asr.config import compose
     from asr.training.transfer import read_source
 
-    provenance = json.loads((CONF.parent / "models" / "base" / "provenance.json").read_text())
-    assert provenance["overrides"][0] == "experiment=base"
-    shipped = compose(provenance["overrides"])  # the run's command line, as models/base records it
-    assert compose(["experiment=base"]) == shipped  # so `make base` retrains models/base as shipped
+    provenance = json.loads((CONF.parent / "models" / name / "provenance.json").read_text())
+    assert provenance["overrides"][0] == f"experiment={name}"
+    shipped = compose(provenance["overrides"])  # the run's command line, as models/<name> records it
+    assert compose([f"experiment={name}"]) == shipped  # so `make base` (base-streaming) retrains it as shipped
     assert shipped.data.train == ("speechocean762/train.jsonl", "cathy/train.jsonl", "fotaq/train.jsonl")
-    bundle = read_source(str(CONF.parent / "models" / "base"))  # what the shipped weights were trained with
+    bundle = read_source(str(CONF.parent / "models" / name))  # what the shipped weights were trained with
     assert (shipped.features, shipped.model) == (bundle.features, bundle.model)
+    assert shipped.model.bidirectional == (name == "base")

@@ -586,3 +586,22 @@ def test_a_missing_source_stops_before_any_data_is_read(overrides, message, tmp_
     err = capsys.readouterr().err
     assert message in err and "data.root" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "prepare_report.json").exists()
+
+
+def test_the_recorded_config_names_the_bundle_the_run_started_from(tmp_path):
+    from dataclasses import replace
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from asr.cli.train import record_adopted
+    from asr.config import register, to_options
+
+    register()
+    with initialize_config_module(config_module="asr.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=fillets_nl_streaming", "trainer.init_from=base"])
+    options = to_options(cfg)
+    twin = replace(options, trainer=replace(options.trainer, init_from="base_streaming"))
+    record_adopted(cfg, twin, tmp_path / "config.yaml")
+    recorded = OmegaConf.load(tmp_path / "config.yaml")
+    assert recorded.trainer.init_from == "base_streaming" and recorded.model.bidirectional is False

@@ -59,8 +59,10 @@ def _train(cfg: DictConfig) -> float:
 
 def record_adopted(cfg: DictConfig, options: RunOptions, path: Path) -> None:
     """Rewrite the run's composed config (Hydra's .hydra/config.yaml) with the feature and model settings taken
-    from trainer.init_from's bundle, so that the config says what the run trained."""
+    from trainer.init_from's bundle, and the bundle it names (a streaming run's twin of the base), so that the
+    config says what the run trained."""
     adopted = OmegaConf.to_container(cfg, resolve=True)
+    adopted["trainer"]["init_from"] = options.trainer.init_from
     adopted["features"] = json.loads(json.dumps(asdict(options.features)))  # enums as their values
     adopted["model"] = json.loads(json.dumps(asdict(options.model)))
     atomic_write_text(path, OmegaConf.to_yaml(adopted))
