@@ -151,9 +151,9 @@ def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[Run
         if twin is None:
             raise SourceError(
                 f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
-                "is bidirectional and the run would take its layers; start from a unidirectional base (make "
-                "base-streaming writes models/base_streaming, which trainer.init_from=base then takes for a streaming "
-                "run), or drop model.bidirectional=false"
+                "is bidirectional and the run would take its layers; start from a unidirectional one "
+                f"({KEY}=base_streaming, the shipped streaming base, or a run of yours with "
+                "model.bidirectional=false), or drop model.bidirectional=false"
             )
         log.info("%s=%s is bidirectional and the run streams: starting from %s", KEY, trainer.init_from, twin)
         trainer = replace(trainer, init_from=twin)
@@ -167,8 +167,8 @@ def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[Run
     if not options.model.bidirectional and source.model.bidirectional:  # a shipped twin that is bidirectional
         raise SourceError(
             f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
-            "is bidirectional and the run would take its layers; ship a unidirectional one there (make "
-            "base-streaming), or drop model.bidirectional=false"
+            "is bidirectional and the run would take its layers; remake it unidirectional (make base-streaming), "
+            "or drop model.bidirectional=false"
         )
     model = replace(source.model, dropout=options.model.dropout)
     adopted = (("features", options.features, source.features), ("model", options.model, model))
