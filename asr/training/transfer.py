@@ -146,29 +146,23 @@ def adopt_source(options: RunOptions, source: Source | None = None) -> tuple[Run
     if trainer.init_from is None:
         return options, None
     source = source or read_source(trainer.init_from)
-    if not options.model.bidirectional and source.model.bidirectional:
-        twin = streaming_twin(trainer.init_from)
-        if twin is None:
-            raise SourceError(
-                f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
-                "is bidirectional and the run would take its layers; start from a unidirectional one "
-                f"({KEY}=base_streaming, the shipped streaming base, or a run of yours with "
-                "model.bidirectional=false), or drop model.bidirectional=false"
-            )
+    streams = not options.model.bidirectional
+    if streams and source.model.bidirectional and (twin := streaming_twin(trainer.init_from)) is not None:
         log.info("%s=%s is bidirectional and the run streams: starting from %s", KEY, trainer.init_from, twin)
         trainer = replace(trainer, init_from=twin)
         options = replace(options, trainer=trainer)
         source = read_source(twin)
+    if streams and source.model.bidirectional:
+        raise SourceError(
+            f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
+            "is bidirectional and the run would take its layers; start from a unidirectional one "
+            f"({KEY}=base_streaming, the shipped streaming base, or a run of yours with "
+            "model.bidirectional=false), or drop model.bidirectional=false"
+        )
     if trainer.freeze_layers > source.model.num_layers:
         raise SourceError(
             f"trainer.freeze_layers={trainer.freeze_layers} but the model of {KEY}={trainer.init_from} has "
             f"{source.model.num_layers} LSTM layers; freeze at most that many"
-        )
-    if not options.model.bidirectional and source.model.bidirectional:  # a shipped twin that is bidirectional
-        raise SourceError(
-            f"model.bidirectional=false asks for a model that streams, but the model of {KEY}={trainer.init_from} "
-            "is bidirectional and the run would take its layers; remake it unidirectional (make base-streaming), "
-            "or drop model.bidirectional=false"
         )
     model = replace(source.model, dropout=options.model.dropout)
     adopted = (("features", options.features, source.features), ("model", options.model, model))
