@@ -75,10 +75,7 @@ def streaming_twin(name: str, models_dir: Path | None = None) -> str | None:
     names = shipped_models(models_dir)
     if name not in names or twin not in names:
         return None
-    try:
-        return twin if resolve_model(name, models_dir=models_dir) == models_dir / name else None
-    except ModelNotFoundError:
-        return None
+    return twin if resolve_model(name, models_dir=models_dir) == models_dir / name else None  # not a local folder
 
 
 def write_float16_weights(source: Path, target: Path) -> dict:

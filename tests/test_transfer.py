@@ -150,9 +150,9 @@ def test_a_streaming_run_named_to_a_shipped_base_starts_from_its_streaming_twin(
     assert adopt_source(adopted, found) == (adopted, found)  # the training loop's second look keeps the twin
     plain, found = adopt_source(_options(tmp_path, init_from="base"))  # a bidirectional run keeps the base
     assert plain.trainer.init_from == "base" and found.directory == models / "base" and plain.model == MODEL
-    (tmp_path / "base").mkdir()  # a folder of that name in the working directory is not the shipped model
-    with pytest.raises(SourceError, match="trainer.init_from=base: base: not a bundle"):
-        adopt_source(streaming)
+    shutil.copytree(directory, tmp_path / "base")  # a bundle of that name in the working directory: the user's
+    with pytest.raises(SourceError, match=r"trainer.init_from=base is bidirectional .*\(trainer.init_from=base_str"):
+        adopt_source(streaming)  # not swapped for the shipped twin
 
 
 def test_freezing_without_a_source_is_refused():
